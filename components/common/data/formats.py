@@ -1,0 +1,325 @@
+"""The dataset layouts users bring, how each is recognised, and how its rows become canonical examples.
+
+Preference layouts (each turns into `PreferencePair`s):
+- vertex-text: `input_text`, `candidate_0`, `candidate_1`, `choice` (0 or 1).
+- vertex-chat: `messages` (author/content), optional `context`, `candidate_0`, `candidate_1`, `choice`.
+- explicit: `prompt`, `chosen`, `rejected`, strings or role/content message lists.
+- implicit: `chosen` and `rejected` as whole transcripts sharing the prompt (Anthropic HH).
+- scored: explicit or implicit plus `score_chosen`/`score_rejected` or `margin` (kept as a margin).
+- ranking: `prompt` and `responses` (or `completions`) with `ranks` (1 is best) or `scores`
+  (higher is better), or responses as objects with `text` and `rank`/`score`: every ordered
+  pair of responses that do not tie.
+- unpaired: `prompt`, `completion`, `label` (true/false, the KTO layout): within each prompt,
+  every good completion against every bad one.
+Prompt layouts (each turns into `PromptRow`s): `input_text`, `prompt` (string or messages), `messages`.
+"""
+
+import itertools
+from collections import Counter
+from typing import Iterable
+
+from components.common.data import fields, reasons
+from components.common.data.fields import RowError
+from components.common.data.records import Conversion, PreferencePair, PromptRow, RawRecord, Reject
+from components.common.data.transcripts import (
+    MessageError,
+    render_answer,
+    render_answer_messages,
+    render_prompt,
+    split_shared_messages,
+    split_shared_prompt,
+)
+from components.common.prompts import apply_instruction
+
+AUTO = "auto"
+VERTEX_TEXT, VERTEX_CHAT, EXPLICIT, IMPLICIT, SCORED, RANKING, UNPAIRED = (
+    "vertex-text", "vertex-chat", "explicit", "implicit", "scored", "ranking", "unpaired")
+PROMPT_FIELD_FORMAT = "prompt"
+
+PREFERENCE_FORMATS: dict[str, str] = {
+    VERTEX_TEXT: "input_text, candidate_0, candidate_1, choice",
+    VERTEX_CHAT: "messages (+ context), candidate_0, candidate_1, choice",
+    EXPLICIT: "prompt, chosen, rejected",
+    IMPLICIT: "chosen, rejected (whole transcripts sharing the prompt)",
+    SCORED: "[prompt,] chosen, rejected, and score_chosen + score_rejected or margin",
+    RANKING: "prompt, responses (or completions), and ranks or scores",
+    UNPAIRED: "prompt, completion, label",
+}
+PROMPT_FORMATS: dict[str, str] = {
+    VERTEX_TEXT: "input_text",
+    PROMPT_FIELD_FORMAT: "prompt (a string or messages)",
+    VERTEX_CHAT: "messages (+ context)",
+}
+VERTEX_PREFERENCE_FIELDS = {"candidate_0", "candidate_1", "choice"}
+RESPONSE_LIST_FIELDS = ("responses", "completions")
+RESPONSE_TEXT_KEYS = ("text", "content", "response", "completion")
+SCORE_FIELDS = ("score_chosen", "score_rejected")
+
+
+def detect_preference_format(names: Iterable[str]) -> str | None:
+    """The preference layout a row's field names match, or None."""
+    present = set(names)
+    if VERTEX_PREFERENCE_FIELDS <= present:
+        if "messages" in present:
+            return VERTEX_CHAT
+        if "input_text" in present:
+            return VERTEX_TEXT
+        return None
+    if "prompt" in present and present & set(RESPONSE_LIST_FIELDS):
+        return RANKING
+    if {"prompt", "completion", "label"} <= present:
+        return UNPAIRED
+    if {"chosen", "rejected"} <= present:
+        if set(SCORE_FIELDS) <= present or "margin" in present:
+            return SCORED
+        return EXPLICIT if "prompt" in present else IMPLICIT
+    return None
+
+
+def detect_prompt_format(names: Iterable[str]) -> str | None:
+    """The prompt layout a row's field names match, or None."""
+    present = set(names)
+    for name, field in ((VERTEX_TEXT, "input_text"), (PROMPT_FIELD_FORMAT, "prompt"), (VERTEX_CHAT, "messages")):
+        if field in present:
+            return name
+    return None
+
+
+class Converter:
+    """Turns rows of one layout into canonical examples; counts label balance as it goes."""
+
+    def __init__(self, instruction: str | None):
+        self.instruction = instruction
+        self.labels: Counter = Counter()
+
+    def convert(self, record: RawRecord) -> Conversion:
+        try:
+            return self._convert(record)
+        except RowError as error:
+            return Conversion(rejects=[Reject(record.ref, error.reason, error.field, error.detail)])
+
+    def finish(self) -> Conversion:
+        """Examples that need every row first (pairing across rows); most layouts have none."""
+        return Conversion()
+
+    def _convert(self, record: RawRecord) -> Conversion:
+        raise NotImplementedError
+
+    def _prompt(self, text: str) -> str:
+        return apply_instruction(text, self.instruction)
+
+    def _pair(self, record, prompt, chosen, rejected, margin=None, names=("chosen", "rejected")) -> PreferencePair:
+        if chosen == rejected:
+            raise RowError(reasons.IDENTICAL_ANSWERS, ", ".join(names),
+                           f"'{names[0]}' and '{names[1]}' are identical: the pair says nothing")
+        return PreferencePair(self._prompt(prompt), chosen, rejected, record.ref, margin)
+
+
+def _prompt_text(record: RawRecord, field: str) -> str:
+    """A prompt given as a string (used as is) or as messages (rendered as a transcript)."""
+    if fields.is_message_list(record, field):
+        try:
+            return render_prompt(fields.messages(record, field))
+        except MessageError as error:
+            raise RowError(reasons.BAD_MESSAGES, field, f"'{field}': {error}") from None
+    return fields.text(record, field)
+
+
+def _answer_text(record: RawRecord, field: str, prompt_is_chat: bool) -> str:
+    if fields.is_message_list(record, field):
+        try:
+            return render_answer_messages(fields.messages(record, field))
+        except MessageError as error:
+            raise RowError(reasons.BAD_MESSAGES, field, f"'{field}': {error}") from None
+    answer = fields.text(record, field)
+    return render_answer(answer) if prompt_is_chat else answer
+
+
+class VertexText(Converter):
+    def _convert(self, record):
+        prompt = fields.text(record, "input_text")
+        candidates = fields.text(record, "candidate_0"), fields.text(record, "candidate_1")
+        choice = fields.choice(record)
+        self.labels[f"choice={choice}"] += 1
+        pair = self._pair(record, prompt, candidates[choice], candidates[1 - choice],
+                          names=("candidate_0", "candidate_1"))
+        return Conversion(examples=[pair])
+
+
+class VertexChat(Converter):
+    def _convert(self, record):
+        context = fields.text(record, "context") if fields.present(record, "context") else None
+        try:
+            prompt = render_prompt(fields.messages(record, "messages"), context)
+        except MessageError as error:
+            raise RowError(reasons.BAD_MESSAGES, "messages", f"'messages': {error}") from None
+        candidates = [render_answer(fields.text(record, f"candidate_{i}")) for i in (0, 1)]
+        choice = fields.choice(record)
+        self.labels[f"choice={choice}"] += 1
+        pair = self._pair(record, prompt, candidates[choice], candidates[1 - choice],
+                          names=("candidate_0", "candidate_1"))
+        return Conversion(examples=[pair])
+
+
+class Explicit(Converter):
+    def _parts(self, record) -> tuple[str, str, str]:
+        if not fields.present(record, "prompt"):
+            return self._implicit_parts(record)
+        chat = fields.is_message_list(record, "prompt")
+        prompt = _prompt_text(record, "prompt")
+        return prompt, _answer_text(record, "chosen", chat), _answer_text(record, "rejected", chat)
+
+    def _implicit_parts(self, record) -> tuple[str, str, str]:
+        if fields.is_message_list(record, "chosen") and fields.is_message_list(record, "rejected"):
+            try:
+                return split_shared_messages(fields.messages(record, "chosen"), fields.messages(record, "rejected"))
+            except MessageError as error:
+                raise RowError(reasons.BAD_MESSAGES, "chosen, rejected", str(error)) from None
+        chosen, rejected = fields.text(record, "chosen"), fields.text(record, "rejected")
+        if chosen == rejected:
+            raise RowError(reasons.IDENTICAL_ANSWERS, "chosen, rejected", "'chosen' and 'rejected' are identical")
+        parts = split_shared_prompt(chosen, rejected)
+        if parts is None:
+            raise RowError(reasons.NO_SHARED_PROMPT, "chosen, rejected",
+                           "'chosen' and 'rejected' share no beginning that ends with an '\\n\\nAssistant:' turn; "
+                           "give the prompt in a 'prompt' field")
+        return parts
+
+    def _margin(self, record) -> float | None:
+        return None
+
+    def _convert(self, record):
+        prompt, chosen, rejected = self._parts(record)
+        return Conversion(examples=[self._pair(record, prompt, chosen, rejected, self._margin(record))])
+
+
+Implicit = Explicit  # the same reader: without a `prompt` field the prompt is the transcripts' shared part
+
+
+class Scored(Explicit):
+    def _margin(self, record) -> float:
+        if fields.present(record, "margin"):
+            margin = fields.number(record, "margin")
+        else:
+            margin = fields.number(record, "score_chosen") - fields.number(record, "score_rejected")
+        if margin < 0:
+            raise RowError(reasons.BAD_SCORE, "margin" if fields.present(record, "margin") else "score_chosen",
+                           f"the chosen answer scores below the rejected one (margin {margin:g}); "
+                           "swap them or fix the scores")
+        self.labels["margin>0" if margin > 0 else "margin=0"] += 1
+        return margin
+
+
+class Ranking(Converter):
+    def _responses(self, record) -> tuple[str, list, list[float], bool]:
+        """(field, response values, one sort key per response (higher is better), keys are scores)."""
+        field = next(f for f in RESPONSE_LIST_FIELDS if fields.present(record, f))
+        responses = fields.structured(record, field)
+        if not isinstance(responses, list) or len(responses) < 2:
+            raise RowError(reasons.WRONG_TYPE, field, f"'{field}' must be a list of at least 2 responses")
+        if all(isinstance(r, dict) for r in responses):
+            by = "score" if all("score" in r for r in responses) else "rank"
+            values = [r.get(by) for r in responses]
+            texts = [next((r[k] for k in RESPONSE_TEXT_KEYS if k in r), None) for r in responses]
+        else:
+            by = "scores" if fields.present(record, "scores") else "ranks"
+            values = fields.structured(record, by)
+            texts = responses
+            if not isinstance(values, list) or len(values) != len(responses):
+                raise RowError(reasons.BAD_SCORE, by, f"'{by}' must be a list with one entry per response")
+        keys = [fields.number(record, f"{field}/{by}", value) for value in values]
+        for position, text in enumerate(texts):
+            if not isinstance(text, str) or not text.strip():
+                raise RowError(reasons.WRONG_TYPE, f"{field}[{position}]", "every response must be a non-empty string")
+        scores = by.startswith("score")
+        return field, texts, keys if scores else [-k for k in keys], scores
+
+    def _convert(self, record):
+        prompt_chat = fields.is_message_list(record, "prompt")
+        prompt = _prompt_text(record, "prompt")
+        field, texts, keys, scores = self._responses(record)
+        answers = [render_answer(t) if prompt_chat else t for t in texts]
+        self.labels[f"{len(answers)} responses"] += 1
+        conversion = Conversion(rows_paired=1)
+        for i, j in itertools.combinations(range(len(answers)), 2):
+            if keys[i] == keys[j]:
+                continue
+            better, worse = (i, j) if keys[i] > keys[j] else (j, i)
+            margin = keys[better] - keys[worse] if scores else None
+            conversion.pairs_made += 1
+            try:
+                conversion.examples.append(self._pair(record, prompt, answers[better], answers[worse], margin,
+                                                      names=(f"{field}[{better}]", f"{field}[{worse}]")))
+            except RowError as error:
+                conversion.rejects.append(Reject(record.ref, error.reason, error.field, error.detail))
+        if conversion.pairs_made == 0:
+            return Conversion(rejects=[Reject(record.ref, reasons.ALL_TIED, field,
+                                              "every response has the same rank or score: no pair")])
+        return conversion
+
+
+class Unpaired(Converter):
+    """Holds every row until the end, then pairs good and bad completions of the same prompt."""
+
+    def __init__(self, instruction):
+        super().__init__(instruction)
+        self.groups: dict[str, dict[bool, list[tuple[str, RawRecord]]]] = {}
+
+    def _convert(self, record):
+        prompt_chat = fields.is_message_list(record, "prompt")
+        prompt = _prompt_text(record, "prompt")
+        completion = _answer_text(record, "completion", prompt_chat)
+        good = fields.label(record)
+        self.labels["label=true" if good else "label=false"] += 1
+        self.groups.setdefault(prompt, {True: [], False: []})[good].append((completion, record))
+        return Conversion()
+
+    def finish(self) -> Conversion:
+        conversion = Conversion()
+        for prompt, group in self.groups.items():
+            goods, bads = group[True], group[False]
+            if not goods or not bads:
+                missing = "false" if goods else "true"
+                for _, record in goods + bads:
+                    conversion.rejects.append(Reject(record.ref, reasons.NO_PARTNER, "label",
+                                                     f"no completion labelled {missing} for this prompt: no pair"))
+                continue
+            conversion.rows_paired += len(goods) + len(bads)
+            for (chosen, record), (rejected, _) in itertools.product(goods, bads):
+                conversion.pairs_made += 1
+                try:
+                    conversion.examples.append(self._pair(record, prompt, chosen, rejected,
+                                                          names=("completion", "completion")))
+                except RowError as error:
+                    conversion.rejects.append(Reject(record.ref, error.reason, error.field, error.detail))
+        self.groups.clear()
+        return conversion
+
+
+class PromptConverter(Converter):
+    def __init__(self, instruction, layout: str):
+        super().__init__(instruction)
+        self.layout = layout
+
+    def _convert(self, record):
+        if self.layout == VERTEX_CHAT:
+            context = fields.text(record, "context") if fields.present(record, "context") else None
+            try:
+                prompt = render_prompt(fields.messages(record, "messages"), context)
+            except MessageError as error:
+                raise RowError(reasons.BAD_MESSAGES, "messages", f"'messages': {error}") from None
+        else:
+            prompt = _prompt_text(record, "input_text" if self.layout == VERTEX_TEXT else "prompt")
+        return Conversion(examples=[PromptRow(self._prompt(prompt), record.ref)])
+
+
+PREFERENCE_CONVERTERS = {VERTEX_TEXT: VertexText, VERTEX_CHAT: VertexChat, EXPLICIT: Explicit,
+                         IMPLICIT: Implicit, SCORED: Scored, RANKING: Ranking, UNPAIRED: Unpaired}
+
+
+def preference_converter(layout: str, instruction: str | None) -> Converter:
+    return PREFERENCE_CONVERTERS[layout](instruction)
+
+
+def prompt_converter(layout: str, instruction: str | None) -> Converter:
+    return PromptConverter(instruction, layout)

@@ -1,0 +1,68 @@
+"""Where a model lives and how every stage loads it.
+
+A stage receives models as KFP `Model` artifacts. The built-in tiny model and every trained model
+are real Hugging Face directories inside the artifact. A base model that lives elsewhere (a Hub id,
+a local directory, a `gs://` object mounted under `/gcs/`) is passed by reference: the artifact holds
+`model_reference.json` naming it, and `from_pretrained` loads it from there unchanged.
+"""
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+MODEL_REFERENCE_FILE = "model_reference.json"
+
+
+def write_model_reference(artifact_dir: str | Path, name_or_path: str, description: str) -> None:
+    """Record in `artifact_dir` that the model is loaded from `name_or_path`."""
+    directory = Path(artifact_dir)
+    directory.mkdir(parents=True, exist_ok=True)
+    payload = {"name_or_path": name_or_path, "description": description}
+    (directory / MODEL_REFERENCE_FILE).write_text(json.dumps(payload, indent=2) + "\n")
+
+
+def model_source(artifact_dir: str | Path) -> str:
+    """What to pass to `from_pretrained` for the model held by (or referenced from) an artifact."""
+    directory = Path(artifact_dir)
+    reference = directory / MODEL_REFERENCE_FILE
+    if reference.is_file():
+        return json.loads(reference.read_text())["name_or_path"]
+    if (directory / "config.json").is_file():
+        return str(directory)
+    raise FileNotFoundError(
+        f"{directory} holds neither a Hugging Face model (config.json) nor a {MODEL_REFERENCE_FILE}"
+    )
+
+
+@dataclass(frozen=True)
+class Placement:
+    """The device a stage computes on and the dtype its weights use there."""
+
+    device: torch.device
+    dtype: torch.dtype
+
+    @classmethod
+    def detect(cls) -> "Placement":
+        """CUDA in bf16 where the GPU supports it, else CUDA in fp32, else the CPU in fp32."""
+        if torch.cuda.is_available():
+            dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
+            return cls(torch.device("cuda"), dtype)
+        return cls(torch.device("cpu"), torch.float32)
+
+
+def load_tokenizer(source: str, padding_side: str):
+    """A tokenizer that can pad: one without a pad token pads with its EOS token.
+
+    Generation code never relies on pad != eos: a response ends at its first EOS.
+    """
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(source)
+    if tokenizer.pad_token is None:
+        if tokenizer.eos_token is None:
+            raise ValueError(f"the tokenizer of {source} has neither a pad nor an EOS token")
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = padding_side
+    return tokenizer

@@ -1,0 +1,61 @@
+"""KFP wrapper of the evaluation stage (pipeline/dag.py turns it into a component)."""
+
+from kfp.dsl import HTML, Artifact, Dataset, Input, Markdown, Metrics, Model, Output
+
+
+def evaluate(
+    base_model: Input[Model],
+    policy: Input[Model],
+    reward_model: Input[Model],
+    preference_data: Input[Dataset],
+    prompt_data: Input[Dataset],
+    reward_model_logs: Input[Artifact],
+    policy_logs: Input[Artifact],
+    prompt_sequence_length: int,
+    target_sequence_length: int,
+    sampling_temperature: float,
+    max_eval_prompts: int,
+    gold_scorer: str,
+    seed: int,
+    code_version: str,
+    metrics: Output[Metrics],
+    report: Output[HTML],
+    report_markdown: Output[Markdown],
+    predictions: Output[Dataset],
+    evaluation: Output[Artifact],
+):
+    """Compare the tuned policy with the base model on held-out data; write reports and predictions."""
+    import os
+    from pathlib import Path
+
+    from components.common.kfp_outputs import record_metrics
+    from components.common.models import model_source
+    from components.evaluate.config import EvaluationConfig
+    from components.evaluate.evaluation import EvaluationOutputs, run_evaluation
+
+    config = EvaluationConfig(
+        max_new_tokens=target_sequence_length,
+        max_prompt_tokens=prompt_sequence_length,
+        temperature=sampling_temperature,
+        max_eval_prompts=max_eval_prompts,
+        gold_scorer=gold_scorer,
+        seed=seed,
+    )
+    os.makedirs(predictions.path, exist_ok=True)
+    result = run_evaluation(
+        config,
+        base_source=model_source(base_model.path),
+        tuned_source=model_source(policy.path),
+        reward_source=model_source(reward_model.path),
+        eval_pairs_path=os.path.join(preference_data.path, "eval.jsonl"),
+        eval_prompts_path=os.path.join(prompt_data.path, "eval.jsonl"),
+        reward_logs_dir=reward_model_logs.path,
+        policy_logs_dir=policy_logs.path,
+        outputs=EvaluationOutputs(
+            report_html=Path(report.path),
+            report_markdown=Path(report_markdown.path),
+            predictions_dir=Path(predictions.path),
+            evaluation_json=Path(evaluation.path),
+        ),
+    )
+    record_metrics(metrics, result.metrics)

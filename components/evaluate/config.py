@@ -1,0 +1,47 @@
+"""Settings of the evaluation stage, with their defaults in one place."""
+
+from dataclasses import dataclass
+
+
+@dataclass
+class EvaluationConfig:
+    """How the base and the tuned policy are sampled, scored and reported.
+
+    `temperature` 0 decodes greedily; any positive value samples at that temperature. Both
+    policies see the same random stream: torch is seeded with `seed` before each one generates.
+    """
+
+    max_new_tokens: int = 64  # Vertex's target_sequence_length
+    max_prompt_tokens: int = 512  # Vertex's prompt_sequence_length
+    temperature: float = 1.0
+    max_eval_prompts: int = 200
+    gold_scorer: str = ""  # a name in embedded_default.gold.GOLD_SCORERS; "" = none
+    seed: int = 0
+    generation_batch_size: int = 16  # prompts per generate() call and per log-probability pass
+    reward_batch_size: int = 32  # texts per reward-model forward pass
+    markdown_rows: int = 20  # side-by-side rows in the Markdown report (the HTML report has all)
+
+    @property
+    def reward_max_tokens(self) -> int:
+        """Longest text the reward model reads: a full prompt plus a full response."""
+        return self.max_prompt_tokens + self.max_new_tokens
+
+    def validate(self) -> None:
+        """Raise UserInputError for settings no evaluation can run with."""
+        from components.common.errors import UserInputError
+
+        problems = []
+        if self.max_new_tokens < 1:
+            problems.append(f"max_new_tokens (target_sequence_length) must be >= 1, got {self.max_new_tokens}")
+        if self.max_prompt_tokens < 1:
+            problems.append(
+                f"max_prompt_tokens (prompt_sequence_length) must be >= 1, got {self.max_prompt_tokens}"
+            )
+        if self.temperature < 0:
+            problems.append(f"temperature (sampling_temperature) must be >= 0, got {self.temperature}")
+        if self.max_eval_prompts < 1:
+            problems.append(f"max_eval_prompts must be >= 1, got {self.max_eval_prompts}")
+        if self.generation_batch_size < 1 or self.reward_batch_size < 1:
+            problems.append("batch sizes must be >= 1")
+        if problems:
+            raise UserInputError("evaluation settings: " + "; ".join(problems))

@@ -1,0 +1,254 @@
+"""The evaluation stage: reward-model accuracy, base vs tuned policy, reports and predictions.
+
+Models are loaded one at a time, each once: the tuned policy (samples and their log-probabilities),
+then the base policy (its own samples, and its log-probabilities of the tuned samples for the KL),
+then the reward model (held-out pairs and both policies' responses).
+"""
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from components.common.models import Placement
+from components.common.reward_scoring import RewardScorer
+from components.evaluate.config import EvaluationConfig
+from components.evaluate.curves import read_curves, render_curve_png
+from components.evaluate.eval_data import PreferencePair, read_eval_prompts, read_preference_pairs
+from components.evaluate.gold_scoring import GoldScorer, gold_scores, resolve_gold_scorer
+from components.evaluate.metrics import mean, mean_margin, pairwise_accuracy, summed_log_ratios, win_rate, word_count
+from components.evaluate.policy_samples import (
+    PolicySamples,
+    free_accelerator_memory,
+    load_policy,
+    log_probs_of_samples,
+    sample_policy,
+)
+from components.evaluate.predictions import write_predictions
+from components.evaluate.report_content import CurvePlot, ReportContent, SideBySideRow
+from components.evaluate.report_html import render_html
+from components.evaluate.report_markdown import render_markdown
+
+BASE_PREDICTIONS_FILE = "base_predictions.jsonl"
+TUNED_PREDICTIONS_FILE = "tuned_predictions.jsonl"
+CURVES_SUBDIR = "curves"
+REWARD_MODEL_STAGE = "reward model"
+POLICY_STAGE = "policy"
+
+
+@dataclass(frozen=True)
+class EvaluationOutputs:
+    """Where the stage writes: two report files, a predictions folder and the evaluation.json file."""
+
+    report_html: Path
+    report_markdown: Path
+    predictions_dir: Path
+    evaluation_json: Path
+
+
+@dataclass
+class EvaluationResult:
+    evaluation: dict  # exactly the content of evaluation.json
+    metrics: dict[str, float]  # flat scalars for the pipeline UI
+
+
+@dataclass
+class _PolicyPhase:
+    samples: PolicySamples
+    kl_log_probs: list[torch.Tensor]  # this policy's log-probabilities of the TUNED samples
+    vocabulary: dict[str, int]
+
+
+def _tuned_phase(source: str, prompts: list[str], config: EvaluationConfig, placement: Placement) -> _PolicyPhase:
+    model, tokenizer = load_policy(source, placement)
+    samples = sample_policy(model, tokenizer, prompts, config, "tuned")
+    log_probs = log_probs_of_samples(model, samples, config.temperature, "tuned")
+    return _PolicyPhase(samples, log_probs, tokenizer.get_vocab())
+
+
+def _base_phase(
+    source: str, prompts: list[str], tuned: _PolicyPhase, config: EvaluationConfig, placement: Placement
+) -> _PolicyPhase:
+    model, tokenizer = load_policy(source, placement)
+    vocabulary = tokenizer.get_vocab()
+    if vocabulary != tuned.vocabulary:
+        raise ValueError(
+            f"the base model {source} and the tuned policy use different tokenizers; the KL between "
+            "them needs the tuned policy to be a fine-tune of the base model"
+        )
+    samples = sample_policy(model, tokenizer, prompts, config, "base")
+    log_probs = log_probs_of_samples(model, tuned.samples, config.temperature, "base")
+    return _PolicyPhase(samples, log_probs, vocabulary)
+
+
+def _score(scorer: RewardScorer, prompts: list[str], responses: list[str], batch_size: int, what: str) -> list[float]:
+    scores = [
+        scorer.score(prompts[start : start + batch_size], responses[start : start + batch_size])
+        for start in tqdm(range(0, len(prompts), batch_size), desc=f"reward model: {what}", unit="batch")
+    ]
+    return torch.cat(scores).tolist()
+
+
+@dataclass
+class _RewardPhase:
+    chosen: list[float]
+    rejected: list[float]
+    base: list[float]
+    tuned: list[float]
+
+
+def _reward_phase(
+    source: str,
+    pairs: list[PreferencePair],
+    prompts: list[str],
+    base_texts: list[str],
+    tuned_texts: list[str],
+    config: EvaluationConfig,
+    placement: Placement,
+) -> _RewardPhase:
+    scorer = RewardScorer(source, placement, batch_size=config.reward_batch_size, max_tokens=config.reward_max_tokens)
+    pair_prompts = [p.prompt for p in pairs]
+    size = config.reward_batch_size
+    return _RewardPhase(
+        chosen=_score(scorer, pair_prompts, [p.chosen for p in pairs], size, "chosen answers"),
+        rejected=_score(scorer, pair_prompts, [p.rejected for p in pairs], size, "rejected answers"),
+        base=_score(scorer, prompts, base_texts, size, "base responses"),
+        tuned=_score(scorer, prompts, tuned_texts, size, "tuned responses"),
+    )
+
+
+def _curve_plots(reward_logs_dir, policy_logs_dir, predictions_dir: Path) -> list[CurvePlot]:
+    """Read both stages' curves, write each as a PNG in the predictions folder, keep the bytes for the report."""
+    curves = read_curves(reward_logs_dir, REWARD_MODEL_STAGE) + read_curves(policy_logs_dir, POLICY_STAGE)
+    plots = []
+    for curve in tqdm(curves, desc="training curves", unit="plot"):
+        if not curve.values:
+            continue
+        png = render_curve_png(curve)
+        filename = f"{CURVES_SUBDIR}/{curve.file_stem}.png"
+        (predictions_dir / filename).parent.mkdir(parents=True, exist_ok=True)
+        (predictions_dir / filename).write_bytes(png)
+        plots.append(CurvePlot(curve, png, filename))
+    return plots
+
+
+def run_evaluation(
+    config: EvaluationConfig,
+    *,
+    base_source: str,
+    tuned_source: str,
+    reward_source: str,
+    eval_pairs_path: str | Path,
+    eval_prompts_path: str | Path,
+    reward_logs_dir: str | Path | None,
+    policy_logs_dir: str | Path | None,
+    outputs: EvaluationOutputs,
+    gold_scorers: dict[str, GoldScorer] | None = None,
+    placement: Placement | None = None,
+) -> EvaluationResult:
+    """Evaluate the tuned policy against the base model and write every output.
+
+    `gold_scorers` replaces the shipped registry (embedded_default.gold.GOLD_SCORERS) when given;
+    `config.gold_scorer` names the one to use ('' = none).
+    """
+    config.validate()
+    gold_scorer = resolve_gold_scorer(config.gold_scorer, gold_scorers)
+    pairs = read_preference_pairs(eval_pairs_path)
+    prompts = read_eval_prompts(eval_prompts_path, config.max_eval_prompts, config.seed)
+    placement = placement or Placement.detect()
+
+    tuned = _tuned_phase(tuned_source, prompts, config, placement)
+    free_accelerator_memory()
+    base = _base_phase(base_source, prompts, tuned, config, placement)
+    free_accelerator_memory()
+    base_texts, tuned_texts = base.samples.texts, tuned.samples.texts
+    rewards = _reward_phase(reward_source, pairs, prompts, base_texts, tuned_texts, config, placement)
+    free_accelerator_memory()
+
+    base_gold = tuned_gold = None
+    if gold_scorer is not None:
+        base_gold = gold_scores(gold_scorer, prompts, base_texts, "base")
+        tuned_gold = gold_scores(gold_scorer, prompts, tuned_texts, "tuned")
+
+    kl_per_prompt = torch.cat(
+        [
+            summed_log_ratios(tuned_lp, base_lp, batch.response_mask)
+            for tuned_lp, base_lp, batch in zip(tuned.kl_log_probs, base.kl_log_probs, tuned.samples.batches)
+        ]
+    )
+    evaluation = {
+        "reward_model": {
+            "eval_accuracy": pairwise_accuracy(rewards.chosen, rewards.rejected),
+            "eval_pairs": len(pairs),
+        },
+        "policy": {
+            "base_mean_reward": mean(rewards.base),
+            "tuned_mean_reward": mean(rewards.tuned),
+            "win_rate": win_rate(rewards.tuned, rewards.base),
+            "kl_to_base": kl_per_prompt.mean().item(),
+            "base_gold_score": mean(base_gold) if base_gold is not None else None,
+            "tuned_gold_score": mean(tuned_gold) if tuned_gold is not None else None,
+            "base_mean_response_tokens": mean(base.samples.token_counts),
+            "tuned_mean_response_tokens": mean(tuned.samples.token_counts),
+            "eval_prompts": len(prompts),
+        },
+    }
+
+    no_gold = [None] * len(prompts)
+    outputs.predictions_dir.mkdir(parents=True, exist_ok=True)
+    write_predictions(outputs.predictions_dir / BASE_PREDICTIONS_FILE, prompts, base_texts)
+    write_predictions(outputs.predictions_dir / TUNED_PREDICTIONS_FILE, prompts, tuned_texts)
+    content = ReportContent(
+        evaluation=evaluation,
+        reward_margin=mean_margin(rewards.chosen, rewards.rejected),
+        base_mean_words=mean([word_count(t) for t in base_texts]),
+        tuned_mean_words=mean([word_count(t) for t in tuned_texts]),
+        rows=[
+            SideBySideRow(*cells)
+            for cells in zip(
+                prompts, base_texts, tuned_texts, rewards.base, rewards.tuned,
+                base_gold or no_gold, tuned_gold or no_gold,
+            )
+        ],
+        plots=_curve_plots(reward_logs_dir, policy_logs_dir, outputs.predictions_dir),
+        gold_scorer=config.gold_scorer,
+        settings=_settings(config, placement, base_source, tuned_source, reward_source),
+    )
+    for path in (outputs.report_html, outputs.report_markdown, outputs.evaluation_json):
+        path.parent.mkdir(parents=True, exist_ok=True)
+    outputs.report_html.write_text(render_html(content), encoding="utf-8")
+    outputs.report_markdown.write_text(render_markdown(content, config.markdown_rows), encoding="utf-8")
+    outputs.evaluation_json.write_text(json.dumps(evaluation, indent=2) + "\n", encoding="utf-8")
+    return EvaluationResult(evaluation, _flat_metrics(content))
+
+
+def _settings(
+    config: EvaluationConfig, placement: Placement, base_source: str, tuned_source: str, reward_source: str
+) -> dict[str, str]:
+    """What the report lists under Settings."""
+    return {
+        "Base model": base_source,
+        "Tuned policy": tuned_source,
+        "Reward model": reward_source,
+        "Sampling": f"temperature {config.temperature:g}" if config.temperature > 0 else "greedy",
+        "Max new tokens": str(config.max_new_tokens),
+        "Max prompt tokens": str(config.max_prompt_tokens),
+        "Seed": str(config.seed),
+        "Device": f"{placement.device} ({str(placement.dtype).removeprefix('torch.')})",
+    }
+
+
+def _flat_metrics(content: ReportContent) -> dict[str, float]:
+    """Scalars for the KFP Metrics artifact; gold scores only when computed."""
+    reward_model, policy = content.evaluation["reward_model"], content.evaluation["policy"]
+    metrics = {
+        "reward_model_eval_accuracy": reward_model["eval_accuracy"],
+        "reward_model_eval_mean_margin": content.reward_margin,
+        "reward_model_eval_pairs": reward_model["eval_pairs"],
+        "base_mean_response_words": content.base_mean_words,
+        "tuned_mean_response_words": content.tuned_mean_words,
+    }
+    metrics.update({name: value for name, value in policy.items() if value is not None})
+    return {name: float(value) for name, value in metrics.items()}

@@ -1,0 +1,101 @@
+"""Sampling responses from a policy and reading its log-probabilities of given responses."""
+
+import gc
+from dataclasses import dataclass
+
+import torch
+from tqdm.auto import tqdm
+
+from components.common.generation import GeneratedBatch, generate_responses
+from components.common.models import Placement, load_tokenizer
+from components.evaluate.config import EvaluationConfig
+from components.evaluate.metrics import content_token_counts
+
+
+@dataclass
+class PolicySamples:
+    """One response per prompt, kept on the CPU batch by batch (in prompt order)."""
+
+    batches: list[GeneratedBatch]
+    eos_token_id: int
+
+    @property
+    def texts(self) -> list[str]:
+        return [text for batch in self.batches for text in batch.texts]
+
+    @property
+    def token_counts(self) -> list[int]:
+        """Response tokens before the closing EOS, per prompt."""
+        counts = [content_token_counts(b.response_ids, b.response_mask, self.eos_token_id) for b in self.batches]
+        return torch.cat(counts).tolist()
+
+
+def load_policy(source: str, placement: Placement):
+    """A causal LM in eval mode on the placement's device, and its left-padding tokenizer."""
+    from transformers import AutoModelForCausalLM
+
+    tokenizer = load_tokenizer(source, padding_side="left")
+    model = AutoModelForCausalLM.from_pretrained(source, dtype=placement.dtype)
+    model.to(placement.device).eval()
+    return model, tokenizer
+
+
+def free_accelerator_memory() -> None:
+    """Return the memory of models that went out of scope before the next one is loaded."""
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def _to_cpu(batch: GeneratedBatch) -> GeneratedBatch:
+    tensors = (batch.prompt_ids, batch.prompt_mask, batch.response_ids, batch.response_mask)
+    return GeneratedBatch(*(t.cpu() for t in tensors), batch.texts)
+
+
+def sample_policy(model, tokenizer, prompts: list[str], config: EvaluationConfig, name: str) -> PolicySamples:
+    """One response per prompt; torch is seeded first so every policy sees the same random stream."""
+    torch.manual_seed(config.seed)
+    size = config.generation_batch_size
+    batches = []
+    for start in tqdm(range(0, len(prompts), size), desc=f"{name} policy: generating", unit="batch"):
+        batch = generate_responses(
+            model,
+            tokenizer,
+            prompts[start : start + size],
+            max_new_tokens=config.max_new_tokens,
+            max_prompt_tokens=config.max_prompt_tokens,
+            temperature=config.temperature if config.temperature > 0 else 1.0,
+            greedy=config.temperature == 0,
+        )
+        batches.append(_to_cpu(batch))
+    return PolicySamples(batches, tokenizer.eos_token_id)
+
+
+@torch.no_grad()
+def response_log_probs(model, batch: GeneratedBatch, temperature: float) -> torch.Tensor:
+    """(B, R) log-probabilities the model gives each response token, 0 where the response mask is 0.
+
+    Logits are divided by the sampling temperature (when it is positive), so the log-probabilities
+    are those of the distribution the responses were sampled from. Position ids follow the left
+    padding, as during generation.
+    """
+    device = next(model.parameters()).device
+    input_ids = batch.input_ids.to(device)
+    attention_mask = batch.attention_mask.to(device)
+    position_ids = (attention_mask.cumsum(dim=1) - 1).clamp(min=0)
+    logits = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids).logits
+    prompt_length = batch.prompt_ids.shape[1]
+    response_logits = logits[:, prompt_length - 1 : -1].float()
+    if temperature > 0:
+        response_logits = response_logits / temperature
+    log_probs = torch.log_softmax(response_logits, dim=-1)
+    token_log_probs = log_probs.gather(-1, batch.response_ids.to(device).unsqueeze(-1)).squeeze(-1)
+    return token_log_probs.masked_fill(batch.response_mask.to(device) == 0, 0.0).cpu()
+
+
+def log_probs_of_samples(model, samples: PolicySamples, temperature: float, name: str) -> list[torch.Tensor]:
+    """`response_log_probs` for every batch of `samples`."""
+    return [
+        response_log_probs(model, batch, temperature)
+        for batch in tqdm(samples.batches, desc=f"{name} policy: log-probabilities", unit="batch")
+    ]

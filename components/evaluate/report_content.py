@@ -1,0 +1,134 @@
+"""What the evaluation reports say, independent of their format (HTML or Markdown)."""
+
+import math
+from dataclasses import dataclass, field
+
+from components.evaluate.curves import Curve
+
+# Thresholds of the automatic observations.
+RM_ACCURACY_SUSPICIOUS = 0.95  # held-out accuracy above this: pairs trivially separable or leaked
+RM_ACCURACY_WEAK = 0.55  # at or below this the reward model barely beats chance (0.5)
+KL_LARGE_NATS = 10.0  # KL per response above this: the tuned policy moved far from the base
+
+NOT_COMPUTED = "n/a"
+
+READING_GUIDE: tuple[str, ...] = (
+    "Reward-model accuracy is the share of held-out preference pairs that the reward model orders "
+    "as the people did. 0.5 is chance; published reward models reach about 0.62 to 0.72; close to "
+    "1.0 the pairs are probably trivially separable or leaked into training.",
+    "Mean reward and win rate are measured with the same reward model the policy was optimised "
+    "against: they show that the optimisation worked, not that the responses got better.",
+    "KL to base (nats per response, on the tuned policy's own samples) measures how far the tuned "
+    "policy moved away from the base model. A moderate KL with a higher reward is the goal.",
+    "Gold scores, when the task has a gold scorer, grade the responses with the function the "
+    "preferences came from. Reward up with gold up is a real improvement; reward up, KL blowing up "
+    "and gold flat or down is reward hacking: the policy exploits the reward model's mistakes.",
+    "Read the side-by-side samples: repetitive or fragmentary text, or the same answer to every "
+    "prompt, with a high reward is the clearest sign of reward hacking.",
+    "Training curves: the reward model's rank_loss should fall; the policy's reward should rise "
+    "while its kl_loss stays bounded.",
+)
+
+
+def format_number(value: float | int | None) -> str:
+    """Integers as they are, other numbers with 4 significant digits, None as n/a."""
+    if value is None:
+        return NOT_COMPUTED
+    if isinstance(value, int):
+        return str(value)
+    if not math.isfinite(value):
+        return str(value)
+    return f"{value:.4g}"
+
+
+@dataclass(frozen=True)
+class SideBySideRow:
+    prompt: str
+    base_response: str
+    tuned_response: str
+    base_reward: float
+    tuned_reward: float
+    base_gold: float | None = None
+    tuned_gold: float | None = None
+
+
+@dataclass(frozen=True)
+class CurvePlot:
+    curve: Curve
+    png: bytes
+    filename: str  # the PNG's path relative to the predictions folder
+
+
+@dataclass
+class ReportContent:
+    """Everything the reports show."""
+
+    evaluation: dict  # the content of evaluation.json
+    reward_margin: float
+    base_mean_words: float
+    tuned_mean_words: float
+    rows: list[SideBySideRow]
+    plots: list[CurvePlot]
+    gold_scorer: str = ""
+    settings: dict[str, str] = field(default_factory=dict)  # label -> value, shown as they are
+
+    @property
+    def has_gold(self) -> bool:
+        return self.evaluation["policy"]["tuned_gold_score"] is not None
+
+    def policy_comparison(self) -> list[tuple[str, str, str]]:
+        """(metric, base, tuned) rows of the headline table."""
+        policy = self.evaluation["policy"]
+        gold_label = (f"Mean gold score ({self.gold_scorer})" if self.gold_scorer
+                      else "Mean gold score (no gold scorer named)")
+        return [
+            ("Mean reward (reward model)", format_number(policy["base_mean_reward"]),
+             format_number(policy["tuned_mean_reward"])),
+            (gold_label, format_number(policy["base_gold_score"]), format_number(policy["tuned_gold_score"])),
+            ("Mean response length (tokens)", format_number(policy["base_mean_response_tokens"]),
+             format_number(policy["tuned_mean_response_tokens"])),
+            ("Mean response length (words)", format_number(self.base_mean_words),
+             format_number(self.tuned_mean_words)),
+        ]
+
+    def single_metrics(self) -> list[tuple[str, str]]:
+        """(metric, value) rows of the headline table."""
+        reward_model, policy = self.evaluation["reward_model"], self.evaluation["policy"]
+        return [
+            (f"Reward-model pairwise accuracy ({reward_model['eval_pairs']} held-out pairs)",
+             format_number(reward_model["eval_accuracy"])),
+            ("Reward-model mean margin r(chosen) - r(rejected)", format_number(self.reward_margin)),
+            ("Win rate of tuned over base (reward model, ties count half)", format_number(policy["win_rate"])),
+            ("KL(tuned || base), nats per response", format_number(policy["kl_to_base"])),
+            ("Held-out prompts answered by each policy", format_number(policy["eval_prompts"])),
+        ]
+
+    def observations(self) -> list[str]:
+        """Warnings drawn from the numbers themselves."""
+        accuracy = self.evaluation["reward_model"]["eval_accuracy"]
+        policy = self.evaluation["policy"]
+        notes = []
+        if accuracy > RM_ACCURACY_SUSPICIOUS:
+            notes.append(
+                f"Reward-model accuracy {accuracy:.3f} is above {RM_ACCURACY_SUSPICIOUS}: the held-out "
+                "pairs may be trivially separable or overlap the training pairs."
+            )
+        elif accuracy <= RM_ACCURACY_WEAK:
+            notes.append(
+                f"Reward-model accuracy {accuracy:.3f} is close to chance (0.5): the policy was "
+                "optimised against a mostly uninformative reward."
+            )
+        if policy["kl_to_base"] > KL_LARGE_NATS:
+            notes.append(
+                f"KL to base is {policy['kl_to_base']:.3g} nats per response (above {KL_LARGE_NATS:g}): "
+                "the tuned policy moved far from the base model; check the samples for degenerate text."
+            )
+        reward_up = policy["tuned_mean_reward"] > policy["base_mean_reward"]
+        if self.has_gold and reward_up and policy["tuned_gold_score"] <= policy["base_gold_score"]:
+            notes.append(
+                "The reward rose but the gold score did not: the tuned policy is likely exploiting the "
+                "reward model (reward hacking)."
+            )
+        if not reward_up:
+            notes.append("The tuned policy does not score above the base model on the reward model.")
+        return notes

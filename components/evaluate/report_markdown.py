@@ -1,0 +1,67 @@
+"""The evaluation report as Markdown: metrics, the first side-by-side rows, final curve values."""
+
+import re
+from html import escape
+
+from components.evaluate.report_content import READING_GUIDE, ReportContent, format_number
+from components.evaluate.report_html import TITLE
+
+MARKDOWN_CELL_CHARS = 300  # longer texts are cut in the Markdown table (the HTML report has them whole)
+
+
+def markdown_cell(text: str, limit: int = MARKDOWN_CELL_CHARS) -> str:
+    """Text that stays inside one table cell and is shown, not interpreted, by a Markdown viewer."""
+    if len(text) > limit:
+        text = text[:limit].rstrip() + "…"
+    cell = escape(text, quote=False)
+    cell = re.sub(r"([\\`*_\[\]|])", r"\\\1", cell)  # Markdown punctuation shown literally
+    return cell.replace("\r\n", "\n").replace("\n", "<br>") or " "
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return lines
+
+
+def render_markdown(content: ReportContent, max_rows: int) -> str:
+    lines = [f"# {TITLE}", "", "## Headline metrics", ""]
+    lines += _table(["Metric", "Value"], [[markdown_cell(m), v] for m, v in content.single_metrics()])
+    lines += [""]
+    lines += _table(["Metric", "Base", "Tuned"], [[markdown_cell(m), b, t] for m, b, t in content.policy_comparison()])
+    lines += [""]
+    for note in content.observations():
+        lines += [f"> **Note:** {markdown_cell(note, len(note))}", ""]
+    lines += ["", "## How to read this", ""] + [f"- {p}" for p in READING_GUIDE]
+
+    shown = content.rows[:max_rows]
+    lines += ["", f"## Side by side (first {len(shown)} of {len(content.rows)} held-out prompts)", ""]
+    header = ["#", "Prompt", "Base response", "Tuned response", "Base reward", "Tuned reward"]
+    if content.has_gold:
+        header += ["Base gold", "Tuned gold"]
+    rows = []
+    for number, row in enumerate(shown, start=1):
+        cells = [str(number), markdown_cell(row.prompt), markdown_cell(row.base_response),
+                 markdown_cell(row.tuned_response), format_number(row.base_reward), format_number(row.tuned_reward)]
+        if content.has_gold:
+            cells += [format_number(row.base_gold), format_number(row.tuned_gold)]
+        rows.append(cells)
+    lines += _table(header, rows)
+
+    lines += ["", "## Training curves", ""]
+    if content.plots:
+        curve_rows = [
+            [markdown_cell(p.curve.stage), markdown_cell(p.curve.tag), str(len(p.curve.values)),
+             format_number(p.curve.values[0]), format_number(p.curve.values[-1]), str(p.curve.steps[-1]),
+             markdown_cell(p.filename)]
+            for p in content.plots
+        ]
+        header = ["Stage", "Tag", "Points", "First value", "Final value", "Final step", "Plot"]
+        lines += _table(header, curve_rows)
+        lines += ["", "The plots are in the HTML report; Plot is each PNG's path inside the predictions folder."]
+    else:
+        lines += ["No training logs with scalar curves were found."]
+
+    lines += ["", "## Settings", ""]
+    lines += _table(["Setting", "Value"], [[markdown_cell(k), markdown_cell(v)] for k, v in content.settings.items()])
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,1 @@
+"""Stage 1: preference pairs for the reward model, validated and split."""

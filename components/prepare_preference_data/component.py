@@ -1,0 +1,49 @@
+"""KFP wrapper of the preference-data stage (pipeline/dag.py turns it into a component)."""
+
+from typing import NamedTuple
+
+from kfp.dsl import Dataset, Input, Markdown, Model, Output
+
+
+def prepare_preference_data(
+    preference_dataset: str,
+    eval_dataset: str,
+    instruction: str,
+    prompt_sequence_length: int,
+    target_sequence_length: int,
+    batch_size: int,
+    reward_model_train_epochs: int,
+    reward_model_train_steps: int,
+    eval_split_fraction: float,
+    seed: int,
+    code_version: str,
+    base_model: Input[Model],
+    preference_data: Output[Dataset],
+    data_report: Output[Markdown],
+    max_bad_row_fraction: float = 0.01,
+    length_policy: str = "truncate",
+    dataset_format: str = "auto",
+) -> NamedTuple("Outputs", [("train_rows", int), ("eval_rows", int), ("reward_model_train_steps", int)]):
+    """Validates the preference pairs and writes train.jsonl / eval.jsonl, rejects, accounting and a report."""
+    from collections import namedtuple
+
+    from components.prepare_preference_data.stage import PreferenceDataConfig, run
+
+    config = PreferenceDataConfig(
+        preference_dataset=preference_dataset,
+        eval_dataset=eval_dataset or None,
+        instruction=instruction or None,
+        prompt_sequence_length=prompt_sequence_length,
+        target_sequence_length=target_sequence_length,
+        batch_size=batch_size,
+        reward_model_train_epochs=reward_model_train_epochs,
+        reward_model_train_steps=reward_model_train_steps,
+        eval_split_fraction=eval_split_fraction,
+        seed=seed,
+        max_bad_row_fraction=max_bad_row_fraction,
+        length_policy=length_policy,
+        dataset_format=dataset_format,
+    )
+    result = run(config, base_model.path, preference_data.path, data_report.path)
+    outputs = namedtuple("Outputs", ["train_rows", "eval_rows", "reward_model_train_steps"])
+    return outputs(result.train_rows, result.eval_rows, result.reward_model_train_steps)

@@ -1,0 +1,58 @@
+"""Preference pairs for the reward model: read, validated, split, written in canonical form."""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from components.common.data.formats import AUTO
+from components.common.data.lengths import TRUNCATE, load_model_tokenizer
+from components.common.data.loading import DEFAULT_MAX_BAD_ROW_FRACTION, DataSettings
+from components.common.data.preparation import PreparedData, describe_steps, prepare_preferences, write_prepared
+from components.common.data.report import write_report
+from components.common.steps import DEFAULT_BATCH_SIZE, resolve_train_steps
+
+
+@dataclass(frozen=True)
+class PreferenceDataConfig:
+    preference_dataset: str
+    eval_dataset: str | None = None
+    instruction: str | None = None
+    prompt_sequence_length: int = 512
+    target_sequence_length: int = 64
+    batch_size: int = DEFAULT_BATCH_SIZE
+    reward_model_train_epochs: int = 1
+    reward_model_train_steps: int = 0
+    eval_split_fraction: float = 0.1
+    seed: int = 0
+    max_bad_row_fraction: float = DEFAULT_MAX_BAD_ROW_FRACTION
+    length_policy: str = TRUNCATE
+    dataset_format: str = AUTO
+
+    def settings(self) -> DataSettings:
+        return DataSettings(self.dataset_format, self.instruction or None, self.prompt_sequence_length,
+                            self.target_sequence_length, self.length_policy, self.max_bad_row_fraction)
+
+
+@dataclass(frozen=True)
+class PreferenceDataResult:
+    train_rows: int
+    eval_rows: int
+    reward_model_train_steps: int
+    prepared: PreparedData
+
+
+def run(config: PreferenceDataConfig, base_model_dir: str | None, output_dir: str | Path,
+        report_path: str | Path) -> PreferenceDataResult:
+    """Writes train.jsonl, eval.jsonl, rejects.jsonl, accounting.json to `output_dir` and the report."""
+    settings = config.settings()
+    length_tokenizer = load_model_tokenizer(base_model_dir)
+    prepared = prepare_preferences(config.preference_dataset, config.eval_dataset, settings,
+                                   length_tokenizer.tokenizer, config.eval_split_fraction, config.seed)
+    prepared.tokenizer_note = length_tokenizer.note
+    steps = resolve_train_steps(config.reward_model_train_steps, len(prepared.train),
+                                config.reward_model_train_epochs, config.batch_size)
+    prepared.notes.append(describe_steps(
+        "reward_model_train_steps", steps, config.reward_model_train_steps,
+        len(prepared.train), config.batch_size, config.reward_model_train_epochs))
+    write_prepared(prepared, output_dir)
+    write_report(prepared, report_path, config.prompt_sequence_length, config.target_sequence_length)
+    return PreferenceDataResult(len(prepared.train), len(prepared.eval), steps, prepared)

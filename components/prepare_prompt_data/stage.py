@@ -1,0 +1,56 @@
+"""Prompts for the reinforcement-learning stage: read, validated, split, written in canonical form."""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from components.common.data.lengths import TRUNCATE, load_model_tokenizer
+from components.common.data.loading import DEFAULT_MAX_BAD_ROW_FRACTION, DataSettings
+from components.common.data.preparation import PreparedData, describe_steps, prepare_prompts, write_prepared
+from components.common.data.report import write_report
+from components.common.steps import DEFAULT_BATCH_SIZE, resolve_train_steps
+
+
+@dataclass(frozen=True)
+class PromptDataConfig:
+    prompt_dataset: str
+    eval_dataset: str | None = None
+    instruction: str | None = None
+    prompt_sequence_length: int = 512
+    batch_size: int = DEFAULT_BATCH_SIZE
+    reinforcement_learning_train_epochs: int = 1
+    reinforcement_learning_train_steps: int = 0
+    eval_split_fraction: float = 0.1
+    max_eval_prompts: int = 200
+    seed: int = 0
+    max_bad_row_fraction: float = DEFAULT_MAX_BAD_ROW_FRACTION
+    length_policy: str = TRUNCATE
+
+    def settings(self) -> DataSettings:
+        return DataSettings(instruction=self.instruction or None, prompt_sequence_length=self.prompt_sequence_length,
+                            length_policy=self.length_policy, max_bad_row_fraction=self.max_bad_row_fraction)
+
+
+@dataclass(frozen=True)
+class PromptDataResult:
+    train_rows: int
+    eval_rows: int
+    reinforcement_learning_train_steps: int
+    prepared: PreparedData
+
+
+def run(config: PromptDataConfig, base_model_dir: str | None, output_dir: str | Path,
+        report_path: str | Path) -> PromptDataResult:
+    """Writes train.jsonl, eval.jsonl (at most max_eval_prompts), rejects.jsonl, accounting.json and the report."""
+    settings = config.settings()
+    length_tokenizer = load_model_tokenizer(base_model_dir)
+    prepared = prepare_prompts(config.prompt_dataset, config.eval_dataset, settings, length_tokenizer.tokenizer,
+                               config.eval_split_fraction, config.max_eval_prompts, config.seed)
+    prepared.tokenizer_note = length_tokenizer.note
+    steps = resolve_train_steps(config.reinforcement_learning_train_steps, len(prepared.train),
+                                config.reinforcement_learning_train_epochs, config.batch_size)
+    prepared.notes.append(describe_steps(
+        "reinforcement_learning_train_steps", steps, config.reinforcement_learning_train_steps,
+        len(prepared.train), config.batch_size, config.reinforcement_learning_train_epochs))
+    write_prepared(prepared, output_dir)
+    write_report(prepared, report_path, config.prompt_sequence_length, settings.target_sequence_length)
+    return PromptDataResult(len(prepared.train), len(prepared.eval), steps, prepared)

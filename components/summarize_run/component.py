@@ -1,0 +1,31 @@
+"""KFP wrapper of the run-summary stage."""
+
+from kfp.dsl import HTML, Artifact, Input, Model, Output
+
+
+def summarize_run(
+    evaluation: Input[Artifact],
+    reward_model: Input[Model],
+    policy: Input[Model],
+    report: Input[HTML],
+    reward_model_train_steps: int,
+    reinforcement_learning_train_steps: int,
+    code_version: str,
+    summary: Output[Artifact],
+):
+    """Write summary.json: evaluation figures, step counts and the outputs' locations."""
+    import json
+
+    from components.summarize_run.summary import build_summary, write_summary
+
+    with open(evaluation.path, encoding="utf-8") as handle:
+        results = json.load(handle)
+    content = build_summary(
+        results,
+        reward_model_train_steps,
+        reinforcement_learning_train_steps,
+        reward_model_uri=reward_model.uri,
+        policy_uri=policy.uri,
+        report_html_uri=report.uri,
+    )
+    write_summary(content, summary.path)

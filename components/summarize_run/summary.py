@@ -1,0 +1,32 @@
+"""The run summary: the figures and paths a person or a script reads first."""
+
+import json
+from pathlib import Path
+from typing import Any
+
+
+def build_summary(
+    evaluation: dict[str, Any],
+    reward_model_train_steps: int,
+    reinforcement_learning_train_steps: int,
+    reward_model_uri: str,
+    policy_uri: str,
+    report_html_uri: str,
+) -> dict[str, Any]:
+    """Merge the evaluation results with the step counts and where the outputs live."""
+    return {
+        "reward_model": dict(evaluation["reward_model"]),
+        "policy": dict(evaluation["policy"]),
+        "steps": {
+            "reward_model_train_steps": int(reward_model_train_steps),
+            "reinforcement_learning_train_steps": int(reinforcement_learning_train_steps),
+        },
+        "paths": {"reward_model": reward_model_uri, "policy": policy_uri, "report_html": report_html_uri},
+    }
+
+
+def write_summary(summary: dict[str, Any], path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    return path

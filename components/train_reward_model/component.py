@@ -1,0 +1,59 @@
+"""KFP wrapper of the reward-model stage."""
+
+from kfp.dsl import Artifact, Dataset, Input, Metrics, Model, Output
+
+
+def train_reward_model(
+    base_model: Input[Model],
+    reward_model_reference: str,
+    preference_data: Input[Dataset],
+    reward_model_train_steps: int,
+    reward_model_learning_rate_multiplier: float,
+    batch_size: int,
+    reward_model_lora_rank: int,
+    prompt_sequence_length: int,
+    target_sequence_length: int,
+    seed: int,
+    code_version: str,
+    reward_model: Output[Model],
+    metrics: Output[Metrics],
+    tensorboard_logs: Output[Artifact],
+) -> float:
+    """Train the reward model on the prepared pairs; returns its eval pairwise accuracy.
+
+    The reward model starts from `reward_model_reference` when one is given, else from the base model.
+    """
+    import os
+    import tempfile
+
+    from components.common.kfp_outputs import record_metrics
+    from components.common.models import model_source
+    from components.train_reward_model.config import RewardTrainingConfig
+    from components.train_reward_model.training import train_reward_model as train
+
+    config = RewardTrainingConfig(
+        steps=reward_model_train_steps,
+        batch_size=batch_size,
+        learning_rate_multiplier=reward_model_learning_rate_multiplier,
+        lora_rank=reward_model_lora_rank,
+        max_prompt_tokens=prompt_sequence_length,
+        max_response_tokens=target_sequence_length,
+        seed=seed,
+    )
+    with tempfile.TemporaryDirectory() as scratch:
+        source = model_source(base_model.path)
+        if reward_model_reference:
+            from components.resolve_base_model.materialize import materialize_base_model
+
+            materialize_base_model(reward_model_reference, scratch, seed)
+            source = model_source(scratch)
+        results = train(
+            config,
+            base_source=source,
+            train_path=os.path.join(preference_data.path, "train.jsonl"),
+            eval_path=os.path.join(preference_data.path, "eval.jsonl"),
+            output_dir=reward_model.path,
+            log_dir=tensorboard_logs.path,
+        )
+    record_metrics(metrics, results)
+    return results["eval_accuracy"]

@@ -1,0 +1,161 @@
+"""Reward-model training with TRL's RewardTrainer: loss -log sigmoid(r(x, y_w) - r(x, y_l))."""
+
+import math
+from pathlib import Path
+
+import torch
+
+from components.common.canonical_data import PREFERENCE_FIELDS, read_canonical_rows
+from components.common.models import Placement, load_tokenizer
+from components.common.reward_scoring import RewardScorer, reward_model_text
+from components.train_reward_model.config import RewardTrainingConfig
+
+RANK_LOSS_TAG = "rank_loss"  # the tag Vertex's reward trainer writes
+
+
+def count_overlength_pairs(pairs: list[dict], tokenizer, max_length: int) -> int:
+    """Pairs TRL would drop: either side longer than max_length tokens once EOS is appended."""
+    count = 0
+    for pair in pairs:
+        for answer in (pair["chosen"], pair["rejected"]):
+            text = reward_model_text(pair["prompt"], answer, tokenizer.eos_token)
+            if len(tokenizer(text)["input_ids"]) > max_length:
+                count += 1
+                break
+    return count
+
+
+def pairwise_accuracy(scorer: RewardScorer, pairs: list[dict]) -> tuple[float, float]:
+    """Share of pairs where r(chosen) > r(rejected), and the mean r(chosen) - r(rejected)."""
+    if not pairs:
+        return math.nan, math.nan
+    prompts = [p["prompt"] for p in pairs]
+    chosen = scorer.score(prompts, [p["chosen"] for p in pairs])
+    rejected = scorer.score(prompts, [p["rejected"] for p in pairs])
+    return (chosen > rejected).float().mean().item(), (chosen - rejected).mean().item()
+
+
+def _tensorboard_callback(log_dir: Path):
+    from torch.utils.tensorboard import SummaryWriter
+    from transformers import TrainerCallback
+
+    class TensorBoardTags(TrainerCallback):
+        """Writes the trainer's logs under Vertex's tag names (`loss` -> `rank_loss`)."""
+
+        def __init__(self):
+            self.writer = SummaryWriter(str(log_dir))
+            self.history: list[dict] = []
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            for key, value in (logs or {}).items():
+                if isinstance(value, (int, float)):
+                    self.writer.add_scalar(RANK_LOSS_TAG if key == "loss" else key, value, state.global_step)
+            self.history.append({"step": state.global_step, **(logs or {})})
+
+        def on_train_end(self, args, state, control, **kwargs):
+            self.writer.flush()
+
+    return TensorBoardTags()
+
+
+def train_reward_model(
+    config: RewardTrainingConfig,
+    base_source: str,
+    train_path: str | Path,
+    eval_path: str | Path,
+    output_dir: str | Path,
+    log_dir: str | Path,
+    placement: Placement | None = None,
+) -> dict[str, float]:
+    """Train a reward model from `base_source` on the canonical pairs; save it as an HF directory.
+
+    Returns the metrics a person reads: final train loss, eval pairwise accuracy and margin,
+    and how many pairs were too long to use.
+    """
+    from datasets import Dataset
+    from peft import LoraConfig
+    from transformers import AutoModelForSequenceClassification
+    from trl import RewardConfig, RewardTrainer
+
+    placement = placement or Placement.detect()
+    output_dir, log_dir = Path(output_dir), Path(log_dir)
+    log_dir.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(config.seed)
+
+    tokenizer = load_tokenizer(base_source, padding_side="right")
+    model = AutoModelForSequenceClassification.from_pretrained(base_source, num_labels=1, dtype=placement.dtype)
+    model.config.pad_token_id = tokenizer.pad_token_id
+
+    train_pairs = read_canonical_rows(train_path, PREFERENCE_FIELDS, needed_for="reward-model training")
+    overlength = count_overlength_pairs(train_pairs, tokenizer, config.max_length)
+    columns = ["prompt", "chosen", "rejected"] + (["margin"] if "margin" in train_pairs[0] else [])
+    dataset = Dataset.from_list([{k: pair[k] for k in columns} for pair in train_pairs])
+
+    use_bf16 = placement.dtype == torch.bfloat16
+    args = RewardConfig(
+        output_dir=str(output_dir / "_trainer"),
+        max_steps=config.steps,
+        per_device_train_batch_size=config.micro_batch_size,
+        gradient_accumulation_steps=config.gradient_accumulation_steps,
+        learning_rate=config.learning_rate,
+        lr_scheduler_type="linear",
+        warmup_steps=math.ceil(config.warmup_ratio * config.steps),
+        weight_decay=config.weight_decay,
+        max_length=config.max_length,
+        logging_steps=config.logging_steps,
+        save_strategy="no",
+        report_to="none",
+        seed=config.seed,
+        data_seed=config.seed,
+        use_cpu=placement.device.type == "cpu",
+        bf16=use_bf16,
+        dataloader_num_workers=0,
+        disable_tqdm=False,
+    )
+    peft_config = None
+    if config.lora_rank > 0:
+        peft_config = LoraConfig(
+            task_type="SEQ_CLS",
+            r=config.lora_rank,
+            lora_alpha=2 * config.lora_rank,
+            target_modules="all-linear",
+            modules_to_save=["score"],
+        )
+    callback = _tensorboard_callback(log_dir)
+    trainer = RewardTrainer(
+        model=model,
+        args=args,
+        train_dataset=dataset,
+        processing_class=tokenizer,
+        peft_config=peft_config,
+        callbacks=[callback],
+    )
+    result = trainer.train()
+
+    trained = trainer.model
+    if peft_config is not None:
+        trained = trained.merge_and_unload()
+    trained.save_pretrained(output_dir)
+    tokenizer.save_pretrained(output_dir)
+    del trainer, trained, model
+
+    scorer = RewardScorer(str(output_dir), placement, batch_size=config.eval_batch_size)
+    eval_pairs = (
+        read_canonical_rows(eval_path, PREFERENCE_FIELDS, needed_for="reward-model evaluation")
+        if Path(eval_path).is_file() and Path(eval_path).stat().st_size
+        else []
+    )
+    accuracy, margin = pairwise_accuracy(scorer, eval_pairs)
+    callback.writer.add_scalar("eval_accuracy", accuracy, config.steps)
+    callback.writer.add_scalar("eval_margin", margin, config.steps)
+    callback.writer.close()
+    return {
+        "train_loss": float(result.training_loss),
+        "eval_accuracy": accuracy,
+        "eval_margin": margin,
+        "eval_pairs": len(eval_pairs),
+        "train_pairs": len(train_pairs),
+        "overlength_pairs_dropped": overlength,
+        "train_steps": config.steps,
+        "learning_rate": config.learning_rate,
+    }

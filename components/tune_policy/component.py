@@ -1,0 +1,64 @@
+"""KFP wrapper of the PPO policy-tuning stage."""
+
+from kfp.dsl import Artifact, Dataset, Input, Metrics, Model, Output
+
+
+def tune_policy(
+    base_model: Input[Model],
+    reward_model: Input[Model],
+    prompt_data: Input[Dataset],
+    reinforcement_learning_train_steps: int,
+    reinforcement_learning_rate_multiplier: float,
+    kl_coeff: float,
+    batch_size: int,
+    ppo_epochs: int,
+    ppo_minibatch_size: int,
+    sampling_temperature: float,
+    prompt_sequence_length: int,
+    target_sequence_length: int,
+    policy_lora_rank: int,
+    seed: int,
+    code_version: str,
+    policy: Output[Model],
+    metrics: Output[Metrics],
+    tensorboard_logs: Output[Artifact],
+):
+    """Tune the base model with PPO against the reward model on the training prompts.
+
+    Outputs the tuned policy as a plain Hugging Face model directory (LoRA merged), its final
+    metrics, and a directory of TensorBoard logs (tags `reward`, `kl_loss`, `rl_loss`,
+    `learning_rate`, ...).
+    """
+    import os
+
+    from components.common.kfp_outputs import record_metrics
+    from components.common.models import model_source
+    from components.tune_policy.config import PPOConfig
+    from components.tune_policy.ppo import train_policy
+    from components.tune_policy.prompt_data import read_training_prompts
+
+    config = PPOConfig(
+        steps=reinforcement_learning_train_steps,
+        learning_rate_multiplier=reinforcement_learning_rate_multiplier,
+        kl_coeff=kl_coeff,
+        batch_size=batch_size,
+        ppo_epochs=ppo_epochs,
+        minibatch_size=ppo_minibatch_size,
+        temperature=sampling_temperature,
+        max_prompt_tokens=prompt_sequence_length,
+        max_new_tokens=target_sequence_length,
+        lora_rank=policy_lora_rank,
+        seed=seed,
+    )
+    prompts = read_training_prompts(os.path.join(prompt_data.path, "train.jsonl"))
+    os.makedirs(policy.path, exist_ok=True)
+    os.makedirs(tensorboard_logs.path, exist_ok=True)
+    final_metrics = train_policy(
+        config,
+        policy_source=model_source(base_model.path),
+        reward_source=model_source(reward_model.path),
+        prompts=prompts,
+        output_dir=policy.path,
+        log_dir=tensorboard_logs.path,
+    )
+    record_metrics(metrics, final_metrics)

@@ -1,0 +1,160 @@
+"""The policy being tuned (a causal LM with a value head), its frozen reference, and saving it.
+
+Critic design: the value head is one linear layer on the policy's last hidden state (a shared
+trunk), not a separate critic model. A separate critic would double the weights in memory and the
+forward passes of every update; with LoRA (Vertex's policy rank is 1) the trunk is frozen anyway,
+so the critic reads the same features the policy does and only the small adapters are shared.
+`value_loss_coeff` keeps the value gradient from dominating those shared weights.
+
+Precision: trainable weights (LoRA adapters, the value head, or the whole model when
+`lora_rank` is 0) are held in float32; frozen weights in the placement's dtype (bf16 on CUDA).
+Forward passes run under autocast to the placement's dtype, so AdamW never updates bf16 weights.
+"""
+
+import contextlib
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from components.common.models import Placement
+from components.tune_policy.config import PPOConfig
+from components.tune_policy.ppo_math import token_logprobs
+
+
+def response_position_ids(attention_mask: torch.Tensor) -> torch.Tensor:
+    """Positions counted over real tokens only, as `generate` counts them for left-padded prompts."""
+    positions = attention_mask.long().cumsum(dim=-1) - 1
+    return positions.clamp(min=0)
+
+
+class PolicyWithValueHead(nn.Module):
+    """A causal LM (optionally wrapped by peft) plus a scalar value head on its last hidden state."""
+
+    def __init__(self, language_model: nn.Module, hidden_size: int, placement: Placement):
+        super().__init__()
+        self.language_model = language_model
+        self.value_head = nn.Linear(hidden_size, 1, dtype=torch.float32)
+        nn.init.zeros_(self.value_head.weight)
+        nn.init.zeros_(self.value_head.bias)
+        self.placement = placement
+
+    @property
+    def uses_lora(self) -> bool:
+        from peft import PeftModel
+
+        return isinstance(self.language_model, PeftModel)
+
+    def autocast(self):
+        """Autocast to the placement's dtype where it is not float32 (bf16 on CUDA)."""
+        if self.placement.dtype == torch.float32:
+            return contextlib.nullcontext()
+        return torch.autocast(self.placement.device.type, dtype=self.placement.dtype)
+
+    def forward(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, response_length: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits predicting each of the last `response_length` tokens, and the value before each.
+
+        The value at response position t estimates the return of the state prompt + response[:t],
+        read from the same hidden state that produces the logits of token t.
+        """
+        with self.autocast():
+            output = self.language_model(
+                input_ids=input_ids,
+                attention_mask=attention_mask,
+                position_ids=response_position_ids(attention_mask),
+                logits_to_keep=response_length + 1,
+                output_hidden_states=True,
+                use_cache=False,
+            )
+        logits = output.logits[:, :-1].float()
+        hidden = output.hidden_states[-1][:, -(response_length + 1) : -1]
+        values = self.value_head(hidden.float()).squeeze(-1)
+        return logits, values
+
+
+def load_policy(source: str, config: PPOConfig, placement: Placement) -> PolicyWithValueHead:
+    """The initial policy: full weights in float32, or frozen weights plus LoRA adapters."""
+    from transformers import AutoModelForCausalLM
+
+    if config.lora_rank > 0:
+        from peft import LoraConfig, get_peft_model
+
+        base = AutoModelForCausalLM.from_pretrained(source, dtype=placement.dtype)
+        lora = LoraConfig(
+            r=config.lora_rank,
+            lora_alpha=config.lora_alpha,
+            lora_dropout=0.0,
+            target_modules="all-linear",  # every attention and MLP projection, not the LM head
+            bias="none",
+            task_type="CAUSAL_LM",
+        )
+        language_model = get_peft_model(base, lora)  # adapters are created in float32
+    else:
+        language_model = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32)
+    policy = PolicyWithValueHead(language_model, language_model.config.hidden_size, placement)
+    # eval(): no dropout anywhere, so the rollout and the update see the same policy.
+    return policy.to(placement.device).eval()
+
+
+ReferenceLogprobs = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def make_reference(
+    policy: PolicyWithValueHead, source: str, config: PPOConfig, placement: Placement
+) -> ReferenceLogprobs | None:
+    """A function (input_ids, attention_mask, response_ids) -> reference log-probs, or None.
+
+    None when `kl_coeff` is 0: no reference is loaded at all. With LoRA the reference is the
+    policy with its adapters disabled (the adapters start at zero, so that is the initial policy);
+    otherwise a second, frozen copy of the initial weights is loaded in the placement's dtype.
+    """
+    if config.kl_coeff == 0:
+        return None
+    if policy.uses_lora:
+        reference_model = policy.language_model
+        adapters_disabled = reference_model.disable_adapter
+    else:
+        from transformers import AutoModelForCausalLM
+
+        reference_model = AutoModelForCausalLM.from_pretrained(source, dtype=placement.dtype)
+        reference_model.to(placement.device).eval().requires_grad_(False)
+        adapters_disabled = contextlib.nullcontext
+
+    @torch.no_grad()
+    def reference_logprobs(input_ids, attention_mask, response_ids):
+        response_length = response_ids.shape[1]
+        with adapters_disabled(), policy.autocast():
+            logits = reference_model(
+                input_ids=input_ids,
+                attention_mask=attention_mask,
+                position_ids=response_position_ids(attention_mask),
+                logits_to_keep=response_length + 1,
+                use_cache=False,
+            ).logits[:, :-1].float()
+        return token_logprobs(logits / config.temperature, response_ids)
+
+    return reference_logprobs
+
+
+def save_policy(policy: PolicyWithValueHead, tokenizer, output_dir: str | Path) -> None:
+    """Save a plain Hugging Face model directory: LoRA merged in, no value head, float32 weights.
+
+    Merging happens in float32 (on the CPU, to spare GPU memory) so that small tuned deltas are not
+    rounded away by a bf16 base.
+    """
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    language_model = policy.language_model.to(device="cpu", dtype=torch.float32)
+    if policy.uses_lora:
+        language_model = language_model.merge_and_unload()
+    for settings in (language_model.config, language_model.generation_config):
+        # Fill in what generation needs; keep the source's own ids (e.g. several stop tokens).
+        if settings.pad_token_id is None:
+            settings.pad_token_id = tokenizer.pad_token_id
+        if settings.eos_token_id is None:
+            settings.eos_token_id = tokenizer.eos_token_id
+    language_model.save_pretrained(output_dir)
+    tokenizer.save_pretrained(output_dir)

@@ -1,0 +1,141 @@
+"""PPO tuning of a causal LM against a reward model: the training loop, its logs and its result."""
+
+import time
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from components.common.models import Placement, load_tokenizer
+from components.common.reward_scoring import RewardScorer
+from components.tune_policy.config import PPOConfig
+from components.tune_policy.optimization import build_optimizer
+from components.tune_policy.policy_model import load_policy, make_reference, save_policy
+from components.tune_policy.ppo_math import masked_mean
+from components.tune_policy.ppo_update import ppo_update
+from components.tune_policy.prompt_data import prompt_batches
+from components.tune_policy.rollout import Rollout, collect_rollout
+
+SAMPLES_LOGGED = 3  # responses shown in TensorBoard's text tab at each sample step
+SAMPLE_LOG_INTERVAL = 10  # PPO steps between two sets of logged samples
+SUMMARY_WINDOW_FRACTION = 0.1  # reward_start / reward_end average this share of the steps
+
+
+def rollout_statistics(rollout: Rollout, kl_coeff: float) -> dict[str, float]:
+    """What one rollout says about the policy: reward, KL to the reference, lengths, value fit."""
+    mask = rollout.response_mask.float()
+    sequence_kl = rollout.kl.sum(dim=1)
+    residual = rollout.returns - rollout.values
+    returns_variance = masked_mean((rollout.returns - masked_mean(rollout.returns, mask)) ** 2, mask)
+    residual_variance = masked_mean((residual - masked_mean(residual, mask)) ** 2, mask)
+    return {
+        "reward": float(rollout.scores.mean()),
+        "reward_std": float(rollout.scores.std()) if rollout.size > 1 else 0.0,
+        "kl": float(sequence_kl.mean()),
+        "kl_loss": float(kl_coeff * sequence_kl.mean()),
+        "shaped_reward": float((rollout.scores - kl_coeff * sequence_kl).mean()),
+        "response_length": float(mask.sum(dim=1).mean()),
+        "truncated_fraction": float(rollout.truncated.float().mean()),
+        "value_explained_variance": float(1 - residual_variance / returns_variance.clamp(min=1e-8)),
+    }
+
+
+def log_samples(writer, rollout: Rollout, prompts: list[str], step: int) -> None:
+    rows = [
+        f"**prompt** {prompts[i]!r}\n\n**response** {rollout.texts[i]!r}\n\n**score** {float(rollout.scores[i]):.4f}"
+        for i in range(min(SAMPLES_LOGGED, rollout.size))
+    ]
+    writer.add_text("samples", "\n\n---\n\n".join(rows), step)
+
+
+def summarize(history: list[dict[str, float]]) -> dict[str, float]:
+    """Final metrics: mean reward over the first and last steps first, then the end state."""
+    window = max(1, int(len(history) * SUMMARY_WINDOW_FRACTION))
+
+    def mean_of(name: str, steps: list[dict[str, float]]) -> float:
+        return sum(s[name] for s in steps) / len(steps)
+
+    first, last = history[:window], history[-window:]
+    total_seconds = sum(s["time/step_seconds"] for s in history)
+    rollout_seconds = sum(s["time/rollout_seconds"] for s in history)
+    response_tokens = sum(s["response_tokens"] for s in history)
+    return {
+        "reward_start": mean_of("reward", first),
+        "reward_end": mean_of("reward", last),
+        "reward_gain": mean_of("reward", last) - mean_of("reward", first),
+        "kl_end": mean_of("kl", last),
+        "kl_loss_end": mean_of("kl_loss", last),
+        "response_length_end": mean_of("response_length", last),
+        "truncated_fraction_end": mean_of("truncated_fraction", last),
+        "entropy_end": mean_of("entropy", last),
+        "steps": float(len(history)),
+        "seconds_per_step": total_seconds / len(history),
+        "tokens_per_second": response_tokens / total_seconds,
+        "rollout_time_fraction": rollout_seconds / total_seconds,
+    }
+
+
+def train_policy(
+    config: PPOConfig,
+    policy_source: str,
+    reward_source: str,
+    prompts: list[str],
+    output_dir: str | Path,
+    log_dir: str | Path,
+    placement: Placement | None = None,
+) -> dict[str, float]:
+    """Tune the policy at `policy_source` with PPO against the reward model at `reward_source`.
+
+    Saves the tuned policy (LoRA merged) with its tokenizer to `output_dir`, writes TensorBoard
+    logs to `log_dir` and returns the final metrics. Deterministic for a given seed on the CPU.
+    """
+    from torch.utils.tensorboard import SummaryWriter
+
+    config.validate()
+    placement = placement or Placement.detect()
+    torch.manual_seed(config.seed)
+    tokenizer = load_tokenizer(policy_source, padding_side="left")
+    policy = load_policy(policy_source, config, placement)
+    reference = make_reference(policy, policy_source, config, placement)
+    scorer = RewardScorer(
+        reward_source, placement, batch_size=config.forward_batch_size, max_tokens=config.reward_max_tokens
+    )
+    optimizer, scheduler = build_optimizer(policy, config)
+    generator = torch.Generator().manual_seed(config.seed)
+    batches = prompt_batches(prompts, config.batch_size, config.seed)
+
+    history: list[dict[str, float]] = []
+    writer = SummaryWriter(log_dir=str(log_dir))
+    progress = tqdm(range(config.steps), desc="PPO", unit="step")
+    try:
+        for step in progress:
+            step_prompts = next(batches)
+            learning_rate = scheduler.get_last_lr()[0]
+            rollout = collect_rollout(policy, reference, scorer.score, tokenizer, step_prompts, config)
+            update_started = time.perf_counter()
+            update_stats = ppo_update(policy, optimizer, scheduler, rollout, config, generator)
+            update_seconds = time.perf_counter() - update_started
+            step_seconds = rollout.seconds + update_seconds
+            response_tokens = float(rollout.response_mask.sum())
+            stats = {
+                **rollout_statistics(rollout, config.kl_coeff),
+                **update_stats,
+                "learning_rate": learning_rate,
+                "response_tokens": response_tokens,
+                "tokens_per_second": response_tokens / step_seconds,
+                "time/generation_seconds": rollout.generation_seconds,
+                "time/rollout_seconds": rollout.seconds,
+                "time/update_seconds": update_seconds,
+                "time/step_seconds": step_seconds,
+                "time/rollout_fraction": rollout.seconds / step_seconds,
+            }
+            for name, value in stats.items():
+                writer.add_scalar(name, value, step)
+            if step % SAMPLE_LOG_INTERVAL == 0 or step == config.steps - 1:
+                log_samples(writer, rollout, step_prompts, step)
+            history.append(stats)
+            progress.set_postfix(reward=f"{stats['reward']:.3f}", kl=f"{stats['kl']:.3f}")
+    finally:
+        writer.close()
+    save_policy(policy, tokenizer, output_dir)
+    return summarize(history)

@@ -1,0 +1,112 @@
+"""The arithmetic of PPO on token sequences: log-probabilities, shaped rewards, GAE, clipped losses.
+
+Every tensor here is (batch, response_length) over response tokens. `mask` is 1 for a real response
+token (up to and including its first EOS) and 0 for the padding after it; masks are prefixes, so a
+row's last real token is at index `mask.sum(1) - 1`. All functions are pure and run on any device.
+"""
+
+import torch
+
+
+def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean of `values` over the positions where `mask` is 1."""
+    mask = mask.to(values.dtype)
+    return (values * mask).sum() / mask.sum().clamp(min=1)
+
+
+def masked_whiten(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Zero mean, unit variance over the masked positions; masked-out positions become 0."""
+    mean = masked_mean(values, mask)
+    variance = masked_mean((values - mean) ** 2, mask)
+    return (values - mean) * torch.rsqrt(variance + 1e-8) * mask.to(values.dtype)
+
+
+def token_logprobs(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+    """log p(token) under `logits` (batch, length, vocab), computed in float32."""
+    logits = logits.float()
+    chosen = logits.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
+    return chosen - torch.logsumexp(logits, dim=-1)
+
+
+def entropy_from_logits(logits: torch.Tensor) -> torch.Tensor:
+    """Entropy of each position's next-token distribution, in nats."""
+    logits = logits.float()
+    log_probs = torch.log_softmax(logits, dim=-1)
+    return -(log_probs.exp() * log_probs).sum(dim=-1)
+
+
+def last_token_index(mask: torch.Tensor) -> torch.Tensor:
+    """Index of each row's last real response token."""
+    return (mask.sum(dim=1) - 1).clamp(min=0).long()
+
+
+def kl_shaped_rewards(
+    scores: torch.Tensor,
+    logprobs: torch.Tensor,
+    ref_logprobs: torch.Tensor | None,
+    mask: torch.Tensor,
+    kl_coeff: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-token rewards: ``-kl_coeff * (logp - logp_ref)`` on every token, plus the score on the last.
+
+    Returns (rewards, kl) where kl is the per-token estimate ``logp - logp_ref`` (zeros without a
+    reference policy). Both are 0 after each row's last token.
+    """
+    mask = mask.to(logprobs.dtype)
+    if ref_logprobs is None:
+        kl = torch.zeros_like(logprobs)
+    else:
+        kl = (logprobs - ref_logprobs) * mask
+    rewards = -kl_coeff * kl
+    rows = torch.arange(rewards.shape[0], device=rewards.device)
+    rewards[rows, last_token_index(mask)] += scores.to(rewards.dtype)
+    return rewards, kl
+
+
+def generalized_advantages(
+    rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: float, gae_lambda: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """GAE advantages and the returns (advantages + values) the value head regresses to.
+
+    The episode ends at each row's last real token: nothing is bootstrapped after it. A response
+    cut at the length cap also ends there, because the tuned model is served with the same cap.
+    """
+    mask = mask.to(values.dtype)
+    values = values * mask
+    rewards = rewards * mask
+    length = rewards.shape[1]
+    advantages = torch.zeros_like(rewards)
+    next_advantage = torch.zeros_like(rewards[:, 0])
+    next_value = torch.zeros_like(values[:, 0])
+    for t in reversed(range(length)):
+        delta = rewards[:, t] + gamma * next_value - values[:, t]
+        next_advantage = (delta + gamma * gae_lambda * next_advantage) * mask[:, t]
+        advantages[:, t] = next_advantage
+        next_value = values[:, t]
+    return advantages, advantages + values
+
+
+def clipped_policy_loss(
+    logprobs: torch.Tensor, old_logprobs: torch.Tensor, advantages: torch.Tensor, clip_range: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-token PPO surrogate loss ``max(-A r, -A clip(r, 1-e, 1+e))`` and where clipping applied.
+
+    Returns (loss, clipped): `clipped` is 1.0 where the clipped term was the larger one.
+    """
+    ratio = torch.exp(logprobs - old_logprobs)
+    unclipped = -advantages * ratio
+    clipped = -advantages * torch.clamp(ratio, 1.0 - clip_range, 1.0 + clip_range)
+    return torch.maximum(unclipped, clipped), (clipped > unclipped).float()
+
+
+def clipped_value_loss(
+    values: torch.Tensor, old_values: torch.Tensor, returns: torch.Tensor, clip_range: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-token value loss ``0.5 * max((V - R)^2, (V_clipped - R)^2)`` with V kept near the old V.
+
+    Returns (loss, clipped): `clipped` is 1.0 where the clipped error was the larger one.
+    """
+    clipped_values = old_values + torch.clamp(values - old_values, -clip_range, clip_range)
+    unclipped_error = (values - returns) ** 2
+    clipped_error = (clipped_values - returns) ** 2
+    return 0.5 * torch.maximum(unclipped_error, clipped_error), (clipped_error > unclipped_error).float()

@@ -1,0 +1,1 @@
+"""The RLHF pipeline: DAG, parameters, compile / run / submit entry points."""

@@ -1,0 +1,32 @@
+"""The `rlhf-pipeline` command: run, steps, validate-data, submit."""
+
+import argparse
+import sys
+
+from components.common.errors import UserInputError
+from pipeline.commands import run, steps, submit, validate_data
+
+COMMANDS = (run, validate_data, submit, steps)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="rlhf-pipeline",
+        description="RLHF on Kubeflow Pipelines and Vertex AI: run locally, derive steps, validate data, submit.",
+    )
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    for command in COMMANDS:
+        command.add_parser(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except UserInputError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,1 @@
+"""One module per `rlhf-pipeline` subcommand, each with `add_parser(subparsers)`."""

@@ -1,0 +1,218 @@
+"""`rlhf-pipeline submit`: run the compiled pipeline on Vertex AI Pipelines or a self-hosted Kubeflow.
+
+Everything that can be checked here is checked before a request leaves this machine: the template's
+images, every parameter (names, types, required ones, impossible values) and the datasets.
+"""
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from components.common.errors import UserInputError
+from pipeline.submission.progress import DEFAULT_POLL_SECONDS, follow, plain_console, report_end
+from pipeline.submission.resources import KUBEFLOW, VERTEX, accelerator_for_target
+from pipeline.submission.template import DEFAULT_TEMPLATE, inputs_from_spec, load_template, template_images
+
+TARGETS = (VERTEX, KUBEFLOW)
+VERTEX_ONLY = ("project", "location", "network", "labels", "encryption_key", "api_endpoint")
+KUBEFLOW_ONLY = ("host", "namespace")
+REQUIRED = {VERTEX: ("project", "location", "pipeline_root"), KUBEFLOW: ("host",)}
+ENCRYPTION_PARAMETER = "encryption_spec_key_name"
+ACCELERATOR_PARAMETER = "accelerator_type"
+
+
+def _note(text: str) -> None:
+    """Progress notes go to stderr; stdout holds what the command produces (resource names, a request)."""
+    print(text, file=sys.stderr)
+
+
+def _option(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "submit",
+        help="submit the compiled pipeline to Vertex AI Pipelines or a self-hosted Kubeflow",
+        description="Checks the template, every parameter and the datasets, then submits the compiled "
+        "pipeline to Vertex AI Pipelines (--target vertex) or Kubeflow Pipelines (--target kfp). "
+        "Credentials for Vertex AI are the Application Default Credentials.",
+    )
+    parser.add_argument("--target", choices=TARGETS, required=True, help="vertex (Vertex AI Pipelines) or kfp")
+    parser.add_argument("--template", type=Path, default=DEFAULT_TEMPLATE,
+                        help="compiled pipeline spec (default: the repository's pipeline.yaml)")
+    parser.add_argument("--params", metavar="FILE", help="YAML or JSON file of pipeline parameter values")
+    parser.add_argument("--set", dest="sets", action="append", default=[], metavar="NAME=VALUE",
+                        help="set one pipeline parameter (repeatable; overrides --params)")
+    parser.add_argument("--skip-data-check", action="store_true",
+                        help="do not read the datasets before submitting")
+    parser.add_argument("--display-name", help="name of the job or run (default: the pipeline's name)")
+    parser.add_argument("--experiment", help="Vertex AI experiment or Kubeflow experiment to file the run under")
+    parser.add_argument("--no-cache", action="store_true",
+                        help="run every step even if a cached result exists (default: the template's settings)")
+    parser.add_argument("--service-account", help="service account the job runs as")
+    parser.add_argument("--pipeline-root", help="where outputs go: gs://BUCKET/PATH (required on Vertex AI)")
+    parser.add_argument("--dry-run", action="store_true", help="print the request instead of sending it")
+    parser.add_argument("--wait", action="store_true", help="follow the job to its end, with progress")
+    parser.add_argument("--poll-interval", type=float, default=DEFAULT_POLL_SECONDS, metavar="SECONDS",
+                        help=f"seconds between state checks with --wait (default: {DEFAULT_POLL_SECONDS:g})")
+    vertex = parser.add_argument_group("Vertex AI (--target vertex)")
+    vertex.add_argument("--project", help="Google Cloud project")
+    vertex.add_argument("--location", help="region, e.g. us-central1")
+    vertex.add_argument("--network", help="VPC to peer with: projects/PROJECT_NUMBER/global/networks/NAME")
+    vertex.add_argument("--labels", help="job labels: KEY=VALUE[,KEY=VALUE...]")
+    vertex.add_argument("--encryption-key", help="Cloud KMS key for the job (and, through the "
+                        "encryption_spec_key_name parameter, the uploaded model)")
+    vertex.add_argument("--api-endpoint", help="Vertex AI API endpoint (default: LOCATION-aiplatform.googleapis.com)")
+    kubeflow = parser.add_argument_group("Kubeflow Pipelines (--target kfp)")
+    kubeflow.add_argument("--host", help="Kubeflow Pipelines API URL, e.g. http://localhost:8080")
+    kubeflow.add_argument("--namespace", help="Kubernetes namespace of a multi-user deployment")
+    parser.set_defaults(func=main)
+
+
+def check_options(args) -> None:
+    """Refuse options that the target does not take, and missing required ones."""
+    other = KUBEFLOW_ONLY if args.target == VERTEX else VERTEX_ONLY
+    misplaced = [_option(name) for name in other if getattr(args, name)]
+    if misplaced:
+        raise UserInputError(f"{', '.join(misplaced)} do(es) not apply to --target {args.target}")
+    missing = [_option(name) for name in REQUIRED[args.target] if not getattr(args, name)]
+    if missing:
+        raise UserInputError(f"--target {args.target} needs {', '.join(missing)}")
+    if args.poll_interval <= 0:
+        raise UserInputError(f"--poll-interval must be positive, got {args.poll_interval:g}")
+
+
+def check_images(spec: dict, template: Path) -> None:
+    """Refuse a template whose components run in an image that no cluster can pull."""
+    local = sorted(image for image in template_images(spec) if "/" not in image)
+    if local:
+        raise UserInputError(
+            f"{template} runs its steps in {', '.join(local)}, an image that exists only where it was built; "
+            "build and push the image to a registry (see README), compile against it with `python compile.py "
+            "--image REGISTRY/PATH/rlhf-pipeline:TAG --output pipeline.yaml`, and submit that template")
+
+
+def _encryption_key(args, values: dict[str, Any], inputs) -> str | None:
+    """One key for the job and the uploaded model, from --encryption-key or the parameter."""
+    parameter = values.get(ENCRYPTION_PARAMETER)
+    if args.encryption_key and parameter and parameter != args.encryption_key:
+        raise UserInputError(f"--encryption-key {args.encryption_key} differs from the parameter "
+                             f"{ENCRYPTION_PARAMETER}={parameter}; give one key")
+    if args.encryption_key and ENCRYPTION_PARAMETER in inputs:
+        values[ENCRYPTION_PARAMETER] = args.encryption_key
+    return args.encryption_key or parameter or None
+
+
+def _resolve_accelerator(target: str, values: dict[str, Any], inputs) -> None:
+    if ACCELERATOR_PARAMETER not in inputs:
+        return
+    given = values.get(ACCELERATOR_PARAMETER, inputs[ACCELERATOR_PARAMETER].default)
+    resolved = accelerator_for_target(given, target)
+    if resolved != given or ACCELERATOR_PARAMETER in values:
+        values[ACCELERATOR_PARAMETER] = resolved
+    if resolved != given:
+        _note(f"accelerator_type {given} -> {resolved}")
+
+
+def _vertex_settings(args, values: dict[str, Any], inputs):
+    from pipeline.submission import vertex
+
+    settings = vertex.VertexSettings(
+        project=args.project, location=args.location, pipeline_root=args.pipeline_root,
+        template_path=args.template, display_name=args.display_name, service_account=args.service_account,
+        network=args.network, labels=vertex.parse_labels(args.labels), experiment=args.experiment,
+        enable_caching=False if args.no_cache else None, encryption_key=_encryption_key(args, values, inputs),
+        api_endpoint=args.api_endpoint,
+    )
+    problems = settings.problems()
+    if problems:
+        raise UserInputError("; ".join(problems))
+    return settings
+
+
+def _kubeflow_settings(args):
+    from pipeline.submission import kubeflow
+
+    return kubeflow.KubeflowSettings(
+        host=args.host, template_path=args.template, namespace=args.namespace, experiment=args.experiment,
+        display_name=args.display_name, pipeline_root=args.pipeline_root, service_account=args.service_account,
+        enable_caching=False if args.no_cache else None,
+    )
+
+
+def prepare(args):
+    """The template spec, the checked parameter values and the target's settings.
+
+    Raises UserInputError on any problem, before any request is sent (the data check reads datasets
+    on Cloud Storage only once everything else has passed)."""
+    from pipeline.submission.datasets import check_datasets
+    from pipeline.submission.parameter_file import load_parameter_values
+    from pipeline.submission.validation import validate_parameter_values
+
+    check_options(args)
+    spec = load_template(args.template)
+    check_images(spec, args.template)
+    inputs = inputs_from_spec(spec)
+    values = validate_parameter_values(load_parameter_values(args.params, args.sets), inputs)
+    _resolve_accelerator(args.target, values, inputs)
+    settings = _vertex_settings(args, values, inputs) if args.target == VERTEX else _kubeflow_settings(args)
+    if not args.skip_data_check:
+        check_datasets(values, report=_note)
+    return spec, values, settings
+
+
+def _task_count(spec: dict) -> int:
+    return len(spec.get("root", {}).get("dag", {}).get("tasks", {}))
+
+
+def _submit_vertex(args, spec: dict, values: dict[str, Any], settings) -> int:
+    from google.api_core import exceptions as api_exceptions
+    from google.auth import exceptions as auth_exceptions
+
+    from pipeline.submission import vertex
+
+    if args.dry_run:
+        from google.auth.credentials import AnonymousCredentials
+
+        job = vertex.build_job(settings, values, spec, credentials=AnonymousCredentials())
+        print(json.dumps(vertex.request_body(job, settings), indent=2, sort_keys=True))
+        return 0
+    try:
+        job = vertex.build_job(settings, values, spec)
+        resource_name, link = vertex.submit_job(job, settings)
+    except auth_exceptions.DefaultCredentialsError as error:
+        raise UserInputError(f"no Google Cloud credentials ({str(error).splitlines()[0]}); run `gcloud auth "
+                             "application-default login` or set GOOGLE_APPLICATION_CREDENTIALS") from None
+    except api_exceptions.GoogleAPICallError as error:
+        raise UserInputError(f"Vertex AI refused the job: {error}") from None
+    print(f"submitted: {resource_name}")
+    print(f"console: {link}")
+    if not args.wait:
+        return 0
+    return report_end(follow(vertex.status_poller(job, spec), _task_count(spec), args.poll_interval,
+                             plain_console()))
+
+
+def _submit_kubeflow(args, spec: dict, values: dict[str, Any], settings) -> int:
+    from pipeline.submission import kubeflow
+
+    if args.dry_run:
+        print(json.dumps(kubeflow.request_body(settings, values, spec), indent=2, sort_keys=True))
+        return 0
+    client = kubeflow.connect(settings)
+    run_id, link = kubeflow.submit_run(client, settings, values, spec)
+    print(f"submitted: run {run_id}")
+    print(f"console: {link}")
+    if not args.wait:
+        return 0
+    return report_end(follow(kubeflow.status_poller(client, run_id), _task_count(spec), args.poll_interval,
+                             plain_console()))
+
+
+def main(args) -> int:
+    spec, values, settings = prepare(args)
+    if args.target == VERTEX:
+        return _submit_vertex(args, spec, values, settings)
+    return _submit_kubeflow(args, spec, values, settings)

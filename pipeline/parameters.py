@@ -1,0 +1,137 @@
+"""Every parameter of the pipeline: name, type, default and the description the pipeline UI shows.
+
+This list is the single source: the `@dsl.pipeline` function's signature and docstring are built
+from it (pipeline/dag.py), so compile output, local runs and submission checks always agree.
+The first 19 names and types are exactly those of Vertex AI's `rlhf_pipeline`, so a
+`parameter_values` dict written for Vertex runs this pipeline unchanged.
+"""
+
+from dataclasses import dataclass
+from typing import Any, Optional
+
+from components.common.steps import DEFAULT_BATCH_SIZE
+from components.common.vertex_placeholders import LOCATION_PLACEHOLDER, PROJECT_PLACEHOLDER
+
+REQUIRED = object()  # marks a parameter without a default
+
+
+
+@dataclass(frozen=True)
+class Parameter:
+    name: str
+    annotation: Any  # str, int, float, bool or Optional[str]
+    default: Any
+    description: str
+
+    @property
+    def required(self) -> bool:
+        return self.default is REQUIRED
+
+
+VERTEX_PARAMETERS: tuple[Parameter, ...] = (
+    Parameter("prompt_dataset", str, REQUIRED,
+              "Prompts for the reinforcement-learning stage: JSONL rows with `input_text` (Vertex text "
+              "format), `prompt` or `messages`. A local path, a glob or a gs:// URI."),
+    Parameter("preference_dataset", str, REQUIRED,
+              "Human preference pairs for the reward model: JSONL rows with `input_text`, `candidate_0`, "
+              "`candidate_1` and `choice` (Vertex format), or `prompt`, `chosen`, `rejected`."),
+    Parameter("large_model_reference", str, REQUIRED,
+              "The base model: a Hugging Face model id, a local directory, a gs:// path, a Vertex name "
+              "with an open equivalent (e.g. `llama-2-7b`), or `builtin:tiny-summarizer` for the "
+              "embedded sample task."),
+    Parameter("model_display_name", Optional[str], None,
+              "Display name of the tuned model when it is uploaded to the Vertex Model Registry. "
+              "Defaults to a name derived from the base model."),
+    Parameter("prompt_sequence_length", int, 512,
+              "Maximum number of prompt tokens; longer prompts keep their last tokens."),
+    Parameter("target_sequence_length", int, 64,
+              "Maximum number of tokens of a response, in the preference data and when the policy "
+              "generates."),
+    Parameter("reward_model_learning_rate_multiplier", float, 1.0,
+              "Multiplies the reward model's base learning rate (1e-4)."),
+    Parameter("reinforcement_learning_rate_multiplier", float, 1.0,
+              "Multiplies the policy's base learning rate (1e-5)."),
+    Parameter("reward_model_train_steps", int, 0,
+              "Reward-model optimizer steps at batch size `batch_size`. 0 derives them from the data: "
+              "ceil(training pairs / batch_size) * reward_model_train_epochs."),
+    Parameter("reinforcement_learning_train_steps", int, 0,
+              "PPO steps, each on a batch of `batch_size` prompts. 0 derives them from the data: "
+              "ceil(training prompts / batch_size) * reinforcement_learning_train_epochs."),
+    Parameter("kl_coeff", float, 0.1,
+              "Weight of the KL penalty to the initial policy in the reward. 0 disables the penalty and "
+              "the reference model is not loaded."),
+    Parameter("instruction", Optional[str], None,
+              "Text prepended to every prompt, e.g. 'Summarize in less than 50 words'."),
+    Parameter("deploy_model", bool, True,
+              "On Vertex, upload the tuned model to the Model Registry and deploy it to an endpoint."),
+    Parameter("eval_dataset", Optional[str], None,
+              "Optional held-out data. Preference rows measure the reward model; prompt rows are "
+              "answered by the base and the tuned policy for the evaluation report. Without it, a "
+              "deterministic share (`eval_split_fraction`) of each dataset is held out."),
+    Parameter("project", str, PROJECT_PLACEHOLDER,
+              "Google Cloud project for uploads and TensorBoard. Defaults to the run's project."),
+    Parameter("location", str, LOCATION_PLACEHOLDER,
+              "Google Cloud region for uploads and TensorBoard. Defaults to the run's region."),
+    Parameter("accelerator_type", str, "GPU",
+              "Accelerator of the training steps: 'GPU' (resolved by `rlhf-pipeline submit` to "
+              "NVIDIA_TESLA_A100 on Vertex, nvidia.com/gpu on Kubeflow) or an explicit Vertex name such as "
+              "NVIDIA_L4. A run started from the console must name the accelerator. 'TPU' is refused: "
+              "the trainers are PyTorch. Local runs use CUDA when present, else the CPU."),
+    Parameter("encryption_spec_key_name", str, "",
+              "Customer-managed encryption key for the job and the uploaded model."),
+    Parameter("tensorboard_resource_id", str, "",
+              "Vertex TensorBoard instance to which the training logs are uploaded."),
+)
+
+OUR_PARAMETERS: tuple[Parameter, ...] = (
+    Parameter("reward_model_reference", str, "",
+              "A different base model for the reward model (it may use another tokenizer: it scores "
+              "decoded text). Empty: the same model as `large_model_reference`."),
+    Parameter("reward_model_train_epochs", int, 1,
+              "Passes over the training pairs when `reward_model_train_steps` is 0."),
+    Parameter("reinforcement_learning_train_epochs", int, 1,
+              "Passes over the training prompts when `reinforcement_learning_train_steps` is 0."),
+    Parameter("batch_size", int, DEFAULT_BATCH_SIZE,
+              "Pairs per reward-model step and prompts per PPO rollout (Vertex uses 64)."),
+    Parameter("reward_model_lora_rank", int, 4,
+              "LoRA rank of the reward model (Vertex uses 4). 0 trains every weight."),
+    Parameter("policy_lora_rank", int, 1,
+              "LoRA rank of the policy (Vertex uses 1). 0 trains every weight."),
+    Parameter("ppo_epochs", int, 4, "PPO optimisation passes over each rollout batch."),
+    Parameter("ppo_minibatch_size", int, 16, "Rollouts per PPO gradient step."),
+    Parameter("sampling_temperature", float, 1.0, "Sampling temperature of the PPO rollouts."),
+    Parameter("eval_split_fraction", float, 0.1,
+              "Share of the preference pairs (and of the prompts) held out for evaluation when no "
+              "`eval_dataset` provides them."),
+    Parameter("max_eval_prompts", int, 200,
+              "At most this many held-out prompts are answered by both policies in the evaluation."),
+    Parameter("gold_scorer", str, "",
+              "Name of a task's known preference function used to grade the generations in the "
+              "report (e.g. `sample-summaries` for the embedded task). Empty: none."),
+    Parameter("accelerator_count", int, 1,
+              "GPUs per training step; with more than one the step trains on all of them."),
+    Parameter("cpu_limit", str, "8", "CPU limit of each training step ('8', '500m')."),
+    Parameter("memory_limit", str, "32G", "Memory limit of each training step ('32G', '64Gi')."),
+    Parameter("seed", int, 0, "Seed of every random choice: data split, initialisation, sampling."),
+)
+
+PARAMETERS: tuple[Parameter, ...] = VERTEX_PARAMETERS + OUR_PARAMETERS
+PARAMETERS_BY_NAME: dict[str, Parameter] = {p.name: p for p in PARAMETERS}
+
+
+def defaults() -> dict[str, Any]:
+    """The default value of every parameter that has one."""
+    return {p.name: p.default for p in PARAMETERS if not p.required}
+
+
+def _type_name(annotation: Any) -> str:
+    return "Optional[str]" if annotation == Optional[str] else annotation.__name__
+
+
+def markdown_table() -> str:
+    """The parameter table of README.md (a test keeps the two equal)."""
+    rows = ["| name | type | default | description |", "|---|---|---|---|"]
+    for p in PARAMETERS:
+        default = "required" if p.required else f"`{p.default!r}`"
+        rows.append(f"| `{p.name}` | {_type_name(p.annotation)} | {default} | {p.description} |")
+    return "\n".join(rows)

@@ -1,0 +1,99 @@
+"""What values each pipeline parameter can take, beyond its type: the mistakes that would otherwise
+fail hours into a paid run (negative steps, a negative KL coefficient, a TPU for PyTorch trainers).
+
+Rules are keyed by parameter name and apply to the parameters the template declares.
+"""
+
+import math
+import re
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from pipeline.submission.resources import accelerator_problem
+
+KMS_KEY = re.compile(r"projects/[^/]+/locations/[^/]+/keyRings/[^/]+/cryptoKeys/[^/]+\Z")
+TENSORBOARD = re.compile(r"(projects/[^/]+/locations/[^/]+/tensorboards/)?\d+\Z")
+CPU_QUANTITY = re.compile(r"(\d+(\.\d+)?|\d+m)\Z")
+MEMORY_QUANTITY = re.compile(r"\d+(\.\d+)?([EPTGMK]i?)?\Z")
+MAX_DISPLAY_NAME = 128
+
+
+@dataclass(frozen=True)
+class Rule:
+    """`accepts(value)` for a value of the right type; `expectation` completes "must be ..."."""
+
+    accepts: Callable[[Any], bool]
+    expectation: str
+
+
+def at_least(bound: float, note: str = "") -> Rule:
+    return Rule(lambda v: v >= bound, f"at least {bound}{note}")
+
+
+def above(bound: float) -> Rule:
+    return Rule(lambda v: v > bound and math.isfinite(v), f"greater than {bound}")
+
+
+def non_empty(what: str) -> Rule:
+    return Rule(lambda v: bool(v.strip()), f"{what} (it is empty)")
+
+
+def matching(pattern: re.Pattern, what: str, allow_empty: bool = True) -> Rule:
+    return Rule(lambda v: (allow_empty and v == "") or bool(pattern.match(v)), what)
+
+
+RULES: dict[str, Rule] = {
+    "prompt_dataset": non_empty("a dataset path or gs:// URI"),
+    "preference_dataset": non_empty("a dataset path or gs:// URI"),
+    "large_model_reference": non_empty("a model name, directory or gs:// path"),
+    "model_display_name": Rule(lambda v: len(v) <= MAX_DISPLAY_NAME, f"at most {MAX_DISPLAY_NAME} characters"),
+    "prompt_sequence_length": at_least(1),
+    "target_sequence_length": at_least(1),
+    "reward_model_learning_rate_multiplier": above(0),
+    "reinforcement_learning_rate_multiplier": above(0),
+    "reward_model_train_steps": at_least(0, " (0 derives the steps from the data)"),
+    "reinforcement_learning_train_steps": at_least(0, " (0 derives the steps from the data)"),
+    "kl_coeff": at_least(0, " (0 disables the KL penalty)"),
+    "reward_model_train_epochs": at_least(1),
+    "reinforcement_learning_train_epochs": at_least(1),
+    "batch_size": at_least(1),
+    "reward_model_lora_rank": at_least(0, " (0 trains every weight)"),
+    "policy_lora_rank": at_least(0, " (0 trains every weight)"),
+    "ppo_epochs": at_least(1),
+    "ppo_minibatch_size": at_least(1),
+    "sampling_temperature": above(0),
+    "eval_split_fraction": Rule(lambda v: 0 <= v < 1, "in [0, 1)"),
+    "max_eval_prompts": at_least(1),
+    "seed": at_least(0),
+    "accelerator_count": at_least(1),
+    "cpu_limit": matching(CPU_QUANTITY, "a CPU count such as '8', '0.5' or '500m'", allow_empty=False),
+    "memory_limit": matching(MEMORY_QUANTITY, "a memory size such as '32G' or '64Gi'", allow_empty=False),
+    "encryption_spec_key_name": matching(
+        KMS_KEY, "empty or a Cloud KMS key: projects/P/locations/L/keyRings/R/cryptoKeys/K"),
+    "tensorboard_resource_id": matching(
+        TENSORBOARD, "empty, a TensorBoard id (digits) or projects/P/locations/L/tensorboards/ID"),
+}
+
+# Problems that involve two parameters: (names, predicate on the values, message).
+CROSS_RULES: tuple[tuple[tuple[str, str], Callable[[Any, Any], bool], str], ...] = (
+    (("ppo_minibatch_size", "batch_size"), lambda minibatch, batch: minibatch <= batch,
+     "ppo_minibatch_size ({0}) must not exceed batch_size ({1})"),
+)
+
+
+def value_problems(values: dict[str, Any]) -> list[str]:
+    """Every rule that the (already type-checked) values break, one message each."""
+    problems = []
+    for name, value in values.items():
+        rule = RULES.get(name)
+        if rule is not None and value is not None and not rule.accepts(value):
+            problems.append(f"{name}: {value!r} is not allowed: must be {rule.expectation}")
+    if isinstance(values.get("accelerator_type"), str):
+        problem = accelerator_problem(values["accelerator_type"])
+        if problem:
+            problems.append(f"accelerator_type: {problem}")
+    for (first, second), accepts, message in CROSS_RULES:
+        if values.get(first) is not None and values.get(second) is not None:
+            if not accepts(values[first], values[second]):
+                problems.append(message.format(values[first], values[second]))
+    return problems

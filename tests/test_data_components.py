@@ -1,0 +1,157 @@
+"""The two data-preparation components, called as the pipeline calls them."""
+
+import json
+import math
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from components.common.models import write_model_reference
+from components.prepare_preference_data.component import prepare_preference_data
+from components.prepare_prompt_data.component import prepare_prompt_data
+
+SAMPLES = Path(__file__).parent / "data_samples"
+TOKENIZER = SAMPLES / "tokenizer"
+INSTRUCTION = "Summarize in less than 50 words"
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+@pytest.fixture
+def base_model(tmp_path) -> SimpleNamespace:
+    directory = tmp_path / "base_model"
+    write_model_reference(directory, str(TOKENIZER), "test tokenizer")
+    return SimpleNamespace(path=str(directory))
+
+
+def run_preference(tmp_path, base_model, dataset, eval_dataset="", seed=0, name="pref", **overrides):
+    data, report = tmp_path / name / "data", tmp_path / name / "report.md"
+    arguments = dict(
+        preference_dataset=str(dataset), eval_dataset=str(eval_dataset), instruction=INSTRUCTION,
+        prompt_sequence_length=512, target_sequence_length=64, batch_size=4, reward_model_train_epochs=3,
+        reward_model_train_steps=0, eval_split_fraction=0.25, seed=seed, code_version="test",
+        base_model=base_model, preference_data=SimpleNamespace(path=str(data)),
+        data_report=SimpleNamespace(path=str(report)),
+    )
+    arguments.update(overrides)
+    outputs = prepare_preference_data(**arguments)
+    return outputs, data, report
+
+
+def run_prompts(tmp_path, base_model, dataset, eval_dataset="", name="prompts", **overrides):
+    data, report = tmp_path / name / "data", tmp_path / name / "report.md"
+    arguments = dict(
+        prompt_dataset=str(dataset), eval_dataset=str(eval_dataset), instruction=INSTRUCTION,
+        prompt_sequence_length=512, batch_size=4, reinforcement_learning_train_epochs=2,
+        reinforcement_learning_train_steps=0, eval_split_fraction=0.2, max_eval_prompts=3, seed=0,
+        code_version="test", base_model=base_model, prompt_data=SimpleNamespace(path=str(data)),
+        data_report=SimpleNamespace(path=str(report)),
+    )
+    arguments.update(overrides)
+    outputs = prepare_prompt_data(**arguments)
+    return outputs, data, report
+
+
+def test_vertex_text_preferences_become_canonical_pairs_with_the_instruction(tmp_path, base_model):
+    outputs, data, report = run_preference(tmp_path, base_model, SAMPLES / "vertex_text_preferences.jsonl")
+    train, held_out = read_jsonl(data / "train.jsonl"), read_jsonl(data / "eval.jsonl")
+    assert (outputs.train_rows, outputs.eval_rows) == (len(train), len(held_out))
+    assert len(train) + len(held_out) == 24 and len(held_out) == 6
+    assert outputs.reward_model_train_steps == math.ceil(len(train) / 4) * 3
+    source = read_jsonl(SAMPLES / "vertex_text_preferences.jsonl")
+    by_prompt = {f"{INSTRUCTION}\n\n{row['input_text']}": row for row in source}
+    for pair in train + held_out:
+        assert set(pair) == {"prompt", "chosen", "rejected"}
+        row = by_prompt[pair["prompt"]]
+        assert pair["chosen"] == row[f"candidate_{row['choice']}"]
+        assert pair["rejected"] == row[f"candidate_{1 - row['choice']}"]
+    accounting = json.loads((data / "accounting.json").read_text())
+    assert accounting["datasets"][0]["balanced"] and accounting["datasets"][0]["input_rows"] == 24
+    text = report.read_text()
+    assert "vertex-text" in text and "choice=0: 12 (50%)" in text and "| prompt | 24 of 24 |" in text
+
+
+def test_the_split_is_deterministic_in_the_seed_and_keeps_prompts_on_one_side(tmp_path, base_model):
+    dataset = SAMPLES / "vertex_text_preferences.jsonl"
+    _, first, _ = run_preference(tmp_path, base_model, dataset, seed=3, name="a")
+    _, again, _ = run_preference(tmp_path, base_model, dataset, seed=3, name="b")
+    _, other, _ = run_preference(tmp_path, base_model, dataset, seed=4, name="c")
+    assert (first / "eval.jsonl").read_text() == (again / "eval.jsonl").read_text()
+    assert (first / "eval.jsonl").read_text() != (other / "eval.jsonl").read_text()
+    train_prompts = {p["prompt"] for p in read_jsonl(first / "train.jsonl")}
+    assert not train_prompts & {p["prompt"] for p in read_jsonl(first / "eval.jsonl")}
+
+
+def test_explicit_pairs_and_given_steps(tmp_path, base_model):
+    outputs, data, _ = run_preference(tmp_path, base_model, SAMPLES / "explicit_preferences.jsonl",
+                                      reward_model_train_steps=7, instruction="")
+    pairs = read_jsonl(data / "train.jsonl") + read_jsonl(data / "eval.jsonl")
+    assert outputs.reward_model_train_steps == 7
+    assert len(pairs) == 12 and all(p["prompt"].startswith("Question ") for p in pairs)
+    assert all(p["rejected"] == " No idea." for p in pairs)
+
+
+def test_preference_eval_dataset_supplies_eval_pairs_and_eval_prompts(tmp_path, base_model):
+    outputs, data, report = run_preference(tmp_path, base_model, SAMPLES / "vertex_text_preferences.jsonl",
+                                           eval_dataset=SAMPLES / "explicit_preferences.jsonl")
+    assert (outputs.train_rows, outputs.eval_rows) == (24, 12)
+    assert all(p["prompt"].startswith(f"{INSTRUCTION}\n\nQuestion") for p in read_jsonl(data / "eval.jsonl"))
+    outputs, data, _ = run_prompts(tmp_path, base_model, SAMPLES / "vertex_text_prompts.jsonl",
+                                   eval_dataset=SAMPLES / "explicit_preferences.jsonl")
+    held_out = read_jsonl(data / "eval.jsonl")
+    assert (outputs.train_rows, outputs.eval_rows) == (20, 3)
+    assert all(set(p) == {"prompt"} and "Question" in p["prompt"] for p in held_out)
+    assert outputs.reinforcement_learning_train_steps == math.ceil(20 / 4) * 2
+    books = json.loads((data / "accounting.json").read_text())["datasets"][1]
+    assert (books["used"], books["set_aside"], books["balanced"]) == (3, 9, True)
+
+
+def test_a_prompt_eval_dataset_is_not_used_for_pairs(tmp_path, base_model):
+    outputs, _, report = run_preference(tmp_path, base_model, SAMPLES / "vertex_text_preferences.jsonl",
+                                        eval_dataset=SAMPLES / "explicit_prompts.jsonl")
+    assert (outputs.train_rows, outputs.eval_rows) == (18, 6)
+    assert "holds prompt rows" in report.read_text()
+
+
+def test_prompts_split_when_no_eval_dataset_and_eval_is_capped(tmp_path, base_model):
+    outputs, data, _ = run_prompts(tmp_path, base_model, SAMPLES / "explicit_prompts.jsonl", max_eval_prompts=1)
+    train, held_out = read_jsonl(data / "train.jsonl"), read_jsonl(data / "eval.jsonl")
+    assert (len(train), len(held_out)) == (11, 1) == (outputs.train_rows, outputs.eval_rows)
+    assert all(p["prompt"].startswith(f"{INSTRUCTION}\n\nQuestion") for p in train + held_out)
+
+
+def test_long_texts_are_truncated_or_dropped_and_counted(tmp_path, base_model):
+    outputs, data, report = run_preference(tmp_path, base_model, SAMPLES / "vertex_text_preferences.jsonl",
+                                           target_sequence_length=8, prompt_sequence_length=20)
+    pairs = read_jsonl(data / "train.jsonl") + read_jsonl(data / "eval.jsonl")
+    assert pairs and all(p["prompt"].endswith("[summary]: ") for p in pairs)  # prompts keep their end
+    books = json.loads((data / "accounting.json").read_text())["datasets"][0]
+    assert books["truncated"]["prompt"] == 24 and books["balanced"]
+    outputs, data, _ = run_preference(tmp_path, base_model, SAMPLES / "vertex_text_preferences.jsonl",
+                                      target_sequence_length=40, length_policy="drop", name="drop")
+    books = json.loads((data / "accounting.json").read_text())["datasets"][0]
+    dropped = books["rejected_by_reason"].get("answer_too_long", 0)
+    assert 0 < dropped < 24 and outputs.train_rows + outputs.eval_rows == 24 - dropped and books["balanced"]
+    assert len(read_jsonl(data / "rejects.jsonl")) == dropped
+
+
+def test_an_unloadable_tokenizer_degrades_to_a_note(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    directory = tmp_path / "hub_model"
+    write_model_reference(directory, "no-such-org/no-such-model", "a hub id")
+    outputs, _, report = run_preference(tmp_path, SimpleNamespace(path=str(directory)),
+                                        SAMPLES / "vertex_text_preferences.jsonl")
+    assert outputs.train_rows + outputs.eval_rows == 24
+    assert "could not be loaded" in report.read_text()
+
+
+def test_the_wrappers_compile_as_kfp_components():
+    from kfp import dsl
+
+    for function in (prepare_preference_data, prepare_prompt_data):
+        component = dsl.component(function, base_image="python:3.11", install_kfp_package=False)
+        inputs = component.component_spec.inputs
+        assert inputs["max_bad_row_fraction"].default == 0.01 and inputs["length_policy"].default == "truncate"
