@@ -113,6 +113,9 @@ def build_pipeline(image: str = DEFAULT_IMAGE, version: str | None = None):
             reward_model_train_epochs=p["reward_model_train_epochs"],
             reward_model_train_steps=p["reward_model_train_steps"],
             eval_split_fraction=p["eval_split_fraction"],
+            max_bad_row_fraction=p["max_bad_row_fraction"],
+            length_policy=p["length_policy"],
+            dataset_format=p["dataset_format"],
             base_model=base.outputs["model"],
             **common,
         ).set_display_name(DISPLAY_NAMES["preference"])
@@ -127,6 +130,8 @@ def build_pipeline(image: str = DEFAULT_IMAGE, version: str | None = None):
             reinforcement_learning_train_steps=p["reinforcement_learning_train_steps"],
             eval_split_fraction=p["eval_split_fraction"],
             max_eval_prompts=p["max_eval_prompts"],
+            max_bad_row_fraction=p["max_bad_row_fraction"],
+            length_policy=p["length_policy"],
             base_model=base.outputs["model"],
             **common,
         ).set_display_name(DISPLAY_NAMES["prompts"])
@@ -139,6 +144,7 @@ def build_pipeline(image: str = DEFAULT_IMAGE, version: str | None = None):
             reward_model_learning_rate_multiplier=p["reward_model_learning_rate_multiplier"],
             batch_size=p["batch_size"],
             reward_model_lora_rank=p["reward_model_lora_rank"],
+            use_margin=p["use_margin"],
             prompt_sequence_length=p["prompt_sequence_length"],
             target_sequence_length=p["target_sequence_length"],
             **common,

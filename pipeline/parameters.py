@@ -87,6 +87,21 @@ OUR_PARAMETERS: tuple[Parameter, ...] = (
     Parameter("reward_model_reference", str, "",
               "A different base model for the reward model (it may use another tokenizer: it scores "
               "decoded text). Empty: the same model as `large_model_reference`."),
+    Parameter("dataset_format", str, "auto",
+              "Layout of the preference dataset: auto (detected from the first rows), vertex-text, "
+              "vertex-chat, explicit, implicit, scored, ranking or unpaired."),
+    Parameter("max_bad_row_fraction", float, 0.01,
+              "Share of a dataset's rows that may be wrong (malformed JSON, missing, empty or wrong-type "
+              "field, bad choice, identical answers, not UTF-8...) before its data stage fails with a "
+              "summary of the reasons and the first rows; below it they go to rejects.jsonl with file, "
+              "line, field and reason."),
+    Parameter("length_policy", str, "truncate",
+              "What happens to a prompt over prompt_sequence_length or an answer over "
+              "target_sequence_length tokens: 'truncate' (a prompt keeps its last tokens, an answer its "
+              "first) or 'drop'. Counted in the data report either way."),
+    Parameter("use_margin", bool, False,
+              "Use each pair's margin (scored pairs, rankings by score) in the reward loss, "
+              "-log sigmoid(r_chosen - r_rejected - margin)."),
     Parameter("reward_model_train_epochs", int, 1,
               "Passes over the training pairs when `reward_model_train_steps` is 0."),
     Parameter("reinforcement_learning_train_epochs", int, 1,

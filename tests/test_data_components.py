@@ -6,6 +6,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from kfp.dsl import Model, Output
 
 from components.common.models import write_model_reference
 from components.prepare_preference_data.component import prepare_preference_data
@@ -155,3 +156,46 @@ def test_the_wrappers_compile_as_kfp_components():
         component = dsl.component(function, base_image="python:3.11", install_kfp_package=False)
         inputs = component.component_spec.inputs
         assert inputs["max_bad_row_fraction"].default == 0.01 and inputs["length_policy"].default == "truncate"
+
+
+def reference_test_tokenizer(tokenizer: str, model: Output[Model]):
+    """Stands in for the base-model stage: a Model artifact that references the test tokenizer."""
+    from components.common.models import write_model_reference
+
+    write_model_reference(model.path, tokenizer, "test tokenizer")
+
+
+def test_both_stages_run_in_a_local_kfp_pipeline(tmp_path, monkeypatch):
+    """The real KFP executor: other layouts than Vertex's (a ranking in Parquet, chat prompts)."""
+    import pyarrow
+    import pyarrow.parquet
+    from kfp import dsl, local
+
+    rows = read_jsonl(SAMPLES / "ranking_preferences.jsonl")
+    rankings = tmp_path / "rankings.parquet"
+    pyarrow.parquet.write_table(pyarrow.Table.from_pylist(rows * 4), rankings)
+    build = lambda function: dsl.component(function, base_image="python:3.11", install_kfp_package=False)  # noqa
+    model_task, preference_task, prompt_task = map(build, (reference_test_tokenizer, prepare_preference_data,
+                                                           prepare_prompt_data))
+
+    @dsl.pipeline
+    def data_only(preference_dataset: str, prompt_dataset: str) -> int:
+        model = model_task(tokenizer=str(TOKENIZER)).outputs["model"]
+        preference = preference_task(
+            preference_dataset=preference_dataset, eval_dataset="", instruction=INSTRUCTION,
+            prompt_sequence_length=512, target_sequence_length=64, batch_size=2, reward_model_train_epochs=1,
+            reward_model_train_steps=0, eval_split_fraction=0.0, seed=0, code_version="test", base_model=model)
+        prompt_task(prompt_dataset=prompt_dataset, eval_dataset="", instruction="", prompt_sequence_length=512,
+                    batch_size=2, reinforcement_learning_train_epochs=1, reinforcement_learning_train_steps=0,
+                    eval_split_fraction=0.25, max_eval_prompts=200, seed=0, code_version="test", base_model=model)
+        return preference.outputs["reward_model_train_steps"]
+
+    monkeypatch.chdir(tmp_path)
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(tmp_path / "root"))
+    run = data_only(preference_dataset=str(rankings), prompt_dataset=str(SAMPLES / "vertex_chat_prompts.jsonl"))
+    assert run.output == 4  # 8 pairs (4 copies of the rows are 3 duplicates each) at batch size 2
+    outputs = next((tmp_path / "root").iterdir())
+    books = json.loads((outputs / "prepare-preference-data" / "preference_data" / "accounting.json").read_text())
+    assert books["datasets"][0]["duplicates"] == 24 and books["datasets"][0]["balanced"]
+    prompts = read_jsonl(outputs / "prepare-prompt-data" / "prompt_data" / "train.jsonl")
+    assert len(prompts) == 3 and all(p["prompt"].endswith("\n\nAssistant:") for p in prompts)

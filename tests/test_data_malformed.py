@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from components.common import gcs_paths
 from components.common.data import sources
 from components.common.errors import UserInputError
 from pipeline.commands import validate_data
@@ -219,7 +220,7 @@ def test_gs_uris_read_from_the_vertex_mount(tmp_path, monkeypatch):
     bucket.mkdir(parents=True)
     write_lines(bucket / "part-0.jsonl", good_rows(2))
     write_lines(bucket / "part-1.jsonl", good_rows(4)[2:])
-    monkeypatch.setattr(sources, "GCS_MOUNT_ROOT", tmp_path / "gcs")
+    monkeypatch.setattr(gcs_paths, "GCS_FUSE_ROOT", tmp_path / "gcs")
     files = sources.resolve("gs://my-bucket/data/*.jsonl")
     assert [f.name for f in files] == ["gs://my-bucket/data/part-0.jsonl", "gs://my-bucket/data/part-1.jsonl"]
     code, out = validate(tmp_path, preference_dataset="gs://my-bucket/data")

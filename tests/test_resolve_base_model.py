@@ -3,11 +3,11 @@ import json
 import pytest
 
 from components.common.errors import UserInputError
+from components.common.gcs_paths import fuse_path, uri_of_fuse_path
 from components.common.models import model_source
 from components.resolve_base_model.materialize import materialize_base_model
 from components.resolve_base_model.references import (
     VERTEX_OPEN_EQUIVALENTS,
-    gcs_fuse_path,
     resolve_model_reference,
 )
 from embedded_default import BUILTIN_MODEL_REFERENCE
@@ -25,7 +25,9 @@ def test_hub_ids_local_directories_gcs_and_builtin(tiny_causal_lm):
     assert (local.kind, local.name_or_path) == ("local", str(tiny_causal_lm.resolve()))
     assert resolve_model_reference("gs://bucket/models/m/").name_or_path == "gs://bucket/models/m"
     assert resolve_model_reference(BUILTIN_MODEL_REFERENCE).kind == "builtin"
-    assert str(gcs_fuse_path("gs://bucket/models/m")) == "/gcs/bucket/models/m"
+    assert str(fuse_path("gs://bucket/models/m")) == "/gcs/bucket/models/m"
+    assert uri_of_fuse_path("/gcs/bucket/models/m") == "gs://bucket/models/m"
+    assert uri_of_fuse_path("/tmp/x") is None
 
 
 @pytest.mark.parametrize(

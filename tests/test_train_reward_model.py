@@ -67,3 +67,18 @@ def test_effective_batch_is_kept_with_gradient_accumulation():
     odd = RewardTrainingConfig(steps=1, batch_size=48, max_micro_batch_size=10)
     assert odd.micro_batch_size * odd.gradient_accumulation_steps == 48
     assert config.learning_rate == pytest.approx(1e-4)
+
+
+def test_margin_reaches_the_loss_only_when_asked(tiny_causal_lm, pairs, tmp_path):
+    from components.common.errors import UserInputError
+
+    rows = [json.loads(line) for line in (pairs / "train.jsonl").read_text().splitlines()]
+    config = RewardTrainingConfig(steps=2, batch_size=16, lora_rank=0, use_margin=True)
+    arguments = dict(base_source=str(tiny_causal_lm), eval_path=pairs / "eval.jsonl",
+                     output_dir=tmp_path / "reward", log_dir=tmp_path / "logs", placement=Placement.detect())
+    with pytest.raises(UserInputError, match="128 of 128 training pairs have no margin"):
+        train_reward_model(config, train_path=pairs / "train.jsonl", **arguments)
+    with_margin = tmp_path / "with-margin.jsonl"
+    with_margin.write_text("".join(json.dumps({**row, "margin": 1.5}) + "\n" for row in rows))
+    results = train_reward_model(config, train_path=with_margin, **arguments)
+    assert results["margin_in_loss"] == 1.0 and results["train_steps"] == 2

@@ -258,8 +258,7 @@ def _perturb_lora(policy, seed: int = 1) -> None:
 def test_lora_reference_is_the_base_model_and_saved_policy_is_merged(tmp_path, tiny_causal_lm):
     from transformers import AutoModelForCausalLM
 
-    from components.tune_policy.policy_model import response_position_ids
-    from components.tune_policy.ppo_math import token_logprobs
+    from components.common.log_probs import position_ids_for, token_log_probs
 
     config = PPOConfig(steps=1, lora_rank=2, kl_coeff=0.1)
     torch.manual_seed(0)
@@ -272,12 +271,12 @@ def test_lora_reference_is_the_base_model_and_saved_policy_is_merged(tmp_path, t
     response = ids[:, -3:]
 
     def logprobs_of(model):
-        logits = model(input_ids=ids, attention_mask=mask, position_ids=response_position_ids(mask)).logits
-        return token_logprobs(logits[:, -4:-1], response)
+        logits = model(input_ids=ids, attention_mask=mask, position_ids=position_ids_for(mask)).logits
+        return token_log_probs(logits[:, -4:-1], response)
 
     with torch.no_grad():
         tuned_logits, _ = policy(ids, mask, 3)
-        tuned = token_logprobs(tuned_logits, response)
+        tuned = token_log_probs(tuned_logits, response)
         base = logprobs_of(AutoModelForCausalLM.from_pretrained(str(tiny_causal_lm)))
         assert torch.allclose(reference(ids, mask, response), base, atol=1e-5)
         assert not torch.allclose(tuned, base, atol=1e-3)  # the perturbation matters

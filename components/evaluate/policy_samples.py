@@ -7,6 +7,7 @@ import torch
 from tqdm.auto import tqdm
 
 from components.common.generation import GeneratedBatch, generate_responses
+from components.common.log_probs import position_ids_for, token_log_probs
 from components.common.models import Placement, load_tokenizer
 from components.evaluate.config import EvaluationConfig
 from components.evaluate.metrics import content_token_counts
@@ -82,15 +83,15 @@ def response_log_probs(model, batch: GeneratedBatch, temperature: float) -> torc
     device = next(model.parameters()).device
     input_ids = batch.input_ids.to(device)
     attention_mask = batch.attention_mask.to(device)
-    position_ids = (attention_mask.cumsum(dim=1) - 1).clamp(min=0)
-    logits = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids).logits
+    logits = model(
+        input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids_for(attention_mask)
+    ).logits
     prompt_length = batch.prompt_ids.shape[1]
     response_logits = logits[:, prompt_length - 1 : -1].float()
     if temperature > 0:
         response_logits = response_logits / temperature
-    log_probs = torch.log_softmax(response_logits, dim=-1)
-    token_log_probs = log_probs.gather(-1, batch.response_ids.to(device).unsqueeze(-1)).squeeze(-1)
-    return token_log_probs.masked_fill(batch.response_mask.to(device) == 0, 0.0).cpu()
+    scores = token_log_probs(response_logits, batch.response_ids.to(device))
+    return scores.masked_fill(batch.response_mask.to(device) == 0, 0.0).cpu()
 
 
 def log_probs_of_samples(model, samples: PolicySamples, temperature: float, name: str) -> list[torch.Tensor]:

@@ -3,7 +3,8 @@
 from pathlib import Path
 
 from components.common.models import write_model_reference
-from components.resolve_base_model.references import ResolvedModel, gcs_fuse_path, resolve_model_reference
+from components.common.gcs_paths import fuse_path
+from components.resolve_base_model.references import ResolvedModel, resolve_model_reference
 
 
 def download_gcs_prefix(uri: str, destination: Path) -> Path:
@@ -36,7 +37,7 @@ def materialize_base_model(reference: str, artifact_dir: str | Path, seed: int) 
 
         build_tiny_model(directory, seed=seed)
     elif resolved.kind == "gcs":
-        mounted = gcs_fuse_path(resolved.name_or_path)
+        mounted = fuse_path(resolved.name_or_path)
         if mounted.is_dir():
             write_model_reference(directory, str(mounted), resolved.description)
         else:

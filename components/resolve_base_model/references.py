@@ -33,7 +33,6 @@ VERTEX_UNSUPPORTED: dict[str, str] = {
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+$")
 _PATH_LIKE = re.compile(r"^(/|\./|\.\./|~)")
-GCS_FUSE_ROOT = Path("/gcs")
 
 
 @dataclass(frozen=True)
@@ -57,11 +56,6 @@ def accepted_forms() -> str:
         "a local model directory (with config.json), a Hugging Face id 'org/name', a gs:// path, "
         f"'{BUILTIN_MODEL_REFERENCE}', or a Vertex name with an open equivalent ({vertex_names})"
     )
-
-
-def gcs_fuse_path(uri: str) -> Path:
-    """Where Vertex mounts gs://BUCKET/PATH inside a pipeline step: /gcs/BUCKET/PATH."""
-    return GCS_FUSE_ROOT / uri.removeprefix("gs://")
 
 
 def resolve_model_reference(reference: str) -> ResolvedModel:

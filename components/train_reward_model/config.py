@@ -15,6 +15,7 @@ class RewardTrainingConfig:
     warmup_ratio: float = 0.05
     weight_decay: float = 0.0
     lora_rank: int = 4  # 0 trains every weight
+    use_margin: bool = False  # pass the pairs' "margin" to the loss: -log sigmoid(r_w - r_l - margin)
     max_prompt_tokens: int = 512
     max_response_tokens: int = 64
     seed: int = 0

@@ -6,6 +6,7 @@ from pathlib import Path
 import torch
 
 from components.common.canonical_data import PREFERENCE_FIELDS, read_canonical_rows
+from components.common.errors import UserInputError
 from components.common.models import Placement, load_tokenizer
 from components.common.reward_scoring import RewardScorer, reward_model_text
 from components.train_reward_model.config import RewardTrainingConfig
@@ -88,7 +89,15 @@ def train_reward_model(
 
     train_pairs = read_canonical_rows(train_path, PREFERENCE_FIELDS, needed_for="reward-model training")
     overlength = count_overlength_pairs(train_pairs, tokenizer, config.max_length)
-    columns = ["prompt", "chosen", "rejected"] + (["margin"] if "margin" in train_pairs[0] else [])
+    columns = list(PREFERENCE_FIELDS)
+    if config.use_margin:
+        missing = sum("margin" not in pair for pair in train_pairs)
+        if missing:
+            raise UserInputError(
+                f"use_margin is on but {missing} of {len(train_pairs)} training pairs have no margin; "
+                "margins come from scored pairs (score_chosen/score_rejected or margin) and rankings by score"
+            )
+        columns.append("margin")
     dataset = Dataset.from_list([{k: pair[k] for k in columns} for pair in train_pairs])
 
     use_bf16 = placement.dtype == torch.bfloat16
@@ -157,5 +166,6 @@ def train_reward_model(
         "train_pairs": len(train_pairs),
         "overlength_pairs_dropped": overlength,
         "train_steps": config.steps,
+        "margin_in_loss": float(config.use_margin),
         "learning_rate": config.learning_rate,
     }

@@ -18,15 +18,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from components.common.log_probs import position_ids_for, token_log_probs
 from components.common.models import Placement
 from components.tune_policy.config import PPOConfig
-from components.tune_policy.ppo_math import token_logprobs
-
-
-def response_position_ids(attention_mask: torch.Tensor) -> torch.Tensor:
-    """Positions counted over real tokens only, as `generate` counts them for left-padded prompts."""
-    positions = attention_mask.long().cumsum(dim=-1) - 1
-    return positions.clamp(min=0)
 
 
 class PolicyWithValueHead(nn.Module):
@@ -64,7 +58,7 @@ class PolicyWithValueHead(nn.Module):
             output = self.language_model(
                 input_ids=input_ids,
                 attention_mask=attention_mask,
-                position_ids=response_position_ids(attention_mask),
+                position_ids=position_ids_for(attention_mask),
                 logits_to_keep=response_length + 1,
                 output_hidden_states=True,
                 use_cache=False,
@@ -130,11 +124,11 @@ def make_reference(
             logits = reference_model(
                 input_ids=input_ids,
                 attention_mask=attention_mask,
-                position_ids=response_position_ids(attention_mask),
+                position_ids=position_ids_for(attention_mask),
                 logits_to_keep=response_length + 1,
                 use_cache=False,
             ).logits[:, :-1].float()
-        return token_logprobs(logits / config.temperature, response_ids)
+        return token_log_probs(logits / config.temperature, response_ids)
 
     return reference_logprobs
 

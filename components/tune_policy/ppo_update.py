@@ -4,6 +4,7 @@ from collections import defaultdict
 
 import torch
 
+from components.common.log_probs import token_log_probs
 from components.tune_policy.config import PPOConfig
 from components.tune_policy.optimization import trainable_parameters
 from components.tune_policy.policy_model import PolicyWithValueHead
@@ -11,7 +12,6 @@ from components.tune_policy.ppo_math import (
     clipped_policy_loss,
     clipped_value_loss,
     entropy_from_logits,
-    token_logprobs,
 )
 from components.tune_policy.rollout import Rollout, trim_left_padding
 
@@ -43,7 +43,7 @@ def ppo_update(
                 ids, attention = trim_left_padding(rollout.input_ids[rows], rollout.attention_mask[rows])
                 logits, values = policy(ids, attention, response_length)
                 logits = logits / config.temperature
-                logprobs = token_logprobs(logits, rollout.response_ids[rows])
+                logprobs = token_log_probs(logits, rollout.response_ids[rows])
                 mask = rollout.response_mask[rows].float()
                 policy_loss, policy_clipped = clipped_policy_loss(
                     logprobs, rollout.logprobs[rows], rollout.advantages[rows], config.clip_range

@@ -7,13 +7,13 @@ from dataclasses import dataclass
 import torch
 
 from components.common.generation import generate_responses
+from components.common.log_probs import token_log_probs
 from components.tune_policy.config import PPOConfig
 from components.tune_policy.policy_model import PolicyWithValueHead, ReferenceLogprobs
 from components.tune_policy.ppo_math import (
     generalized_advantages,
     kl_shaped_rewards,
     masked_whiten,
-    token_logprobs,
 )
 
 # (prompts, responses) -> one float score per pair; RewardScorer.score in production.
@@ -59,7 +59,7 @@ def policy_logprobs_and_values(
     for rows in torch.arange(input_ids.shape[0]).split(config.forward_batch_size):
         ids, mask = trim_left_padding(input_ids[rows], attention_mask[rows])
         logits, row_values = policy(ids, mask, response_ids.shape[1])
-        logprobs.append(token_logprobs(logits / config.temperature, response_ids[rows]))
+        logprobs.append(token_log_probs(logits / config.temperature, response_ids[rows]))
         values.append(row_values)
     return torch.cat(logprobs), torch.cat(values)
 

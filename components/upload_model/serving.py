@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from components.common.gcs_paths import GCS_SCHEME, uri_of_fuse_path
 from components.common.vertex_placeholders import on_vertex
 
 TGI_SERVING_IMAGE = ("us-docker.pkg.dev/deeplearning-platform-release/gcr.io/"
@@ -24,7 +25,6 @@ SERVING_ENVIRONMENT = {"NUM_SHARD": "1"}
 SERVING_MACHINE_TYPE = "g2-standard-8"
 SERVING_ACCELERATOR = "NVIDIA_L4"
 SERVING_ACCELERATOR_COUNT = 1
-GCS_SCHEME, GCS_MOUNT = "gs://", "/gcs/"
 MAX_DISPLAY_NAME = 128
 
 
@@ -44,9 +44,7 @@ class UploadConfig:
         """The policy directory as a gs:// URI, or "" when it is not in Cloud Storage."""
         if self.policy_uri.startswith(GCS_SCHEME):
             return self.policy_uri
-        if self.policy_path.startswith(GCS_MOUNT):
-            return GCS_SCHEME + self.policy_path[len(GCS_MOUNT):]
-        return ""
+        return uri_of_fuse_path(self.policy_path) or ""
 
     def on_vertex(self) -> bool:
         return on_vertex(self.project, self.location) and bool(self.storage_uri())

@@ -11,17 +11,16 @@ from pathlib import Path
 from typing import Any, Callable
 
 from components.common.errors import UserInputError
+from components.common.gcs_paths import GCS_SCHEME, uri_of_fuse_path
 
-GCS_SCHEME = "gs://"
-GCS_MOUNT = "/gcs/"
 FIRST_ROWS = 20
 PREFERENCE_DATASET, PROMPT_DATASET, EVAL_DATASET = "preference_dataset", "prompt_dataset", "eval_dataset"
 
 
 def as_gcs_uri(path: str) -> str:
     """`/gcs/BUCKET/PATH` (Vertex's Cloud Storage mount) as `gs://BUCKET/PATH`; other paths unchanged."""
-    if path.startswith(GCS_MOUNT) and not Path(path).exists():
-        return GCS_SCHEME + path[len(GCS_MOUNT):]
+    if not Path(path).exists():
+        return uri_of_fuse_path(path) or path
     return path
 
 

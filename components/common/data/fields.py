@@ -68,7 +68,8 @@ def messages(record: RawRecord, field: str) -> list[Message]:
 def is_message_list(record: RawRecord, field: str) -> bool:
     value = record.value.get(field)
     if record.from_text and isinstance(value, str):
-        return value.lstrip().startswith("[{")
+        stripped = value.lstrip()
+        return stripped.startswith("[") and stripped[1:].lstrip().startswith("{")
     return isinstance(value, list)
 
 

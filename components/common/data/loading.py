@@ -185,11 +185,13 @@ def load_dataset(source: str, want: str, settings: DataSettings, tokenizer=None,
 
 def _check_usable(ledger: Ledger, max_bad_row_fraction: float) -> None:
     if ledger.input_rows == 0:
-        raise UserInputError(f"{ledger.source}: holds no rows (the file is empty); expected one JSON object a line")
+        raise UserInputError(f"{ledger.source}: holds no rows (it is empty); expected one JSON object a line")
     bad = ledger.bad_rows
-    if bad / ledger.input_rows > max_bad_row_fraction:
+    units = ledger.input_rows + ledger.expansion  # rows, or rows and the pairs expanded from them
+    if bad / units > max_bad_row_fraction:
+        what = "rows and pairs" if ledger.expansion else "rows"
         raise UserInputError(
-            f"{ledger.source}: {bad} of {ledger.input_rows} rows are bad ({bad / ledger.input_rows:.1%}), "
+            f"{ledger.source}: {bad} of {units} {what} are bad ({bad / units:.1%}), "
             f"more than max_bad_row_fraction={max_bad_row_fraction:g}: {ledger.reasons_summary()}"
         )
     if ledger.used == 0:

@@ -7,15 +7,13 @@ when the mount exists, and through the Cloud Storage client (default credentials
 import fnmatch
 import glob
 import gzip
-import io
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Callable
 
+from components.common import gcs_paths
 from components.common.errors import UserInputError
 
-GCS_SCHEME = "gs://"
-GCS_MOUNT_ROOT = Path("/gcs")
 CONTAINER_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
 COMPRESSED_SUFFIX = ".gz"
 GLOB_CHARACTERS = frozenset("*?[")
@@ -79,13 +77,6 @@ def _local_files(spec: str, shown_as: Callable[[Path], str]) -> list[DataFile]:
     raise UserInputError(f"{spec}: no such file or directory (expected {ACCEPTED})")
 
 
-def _split_gcs_uri(uri: str) -> tuple[str, str]:
-    bucket, _, blob_path = uri[len(GCS_SCHEME):].partition("/")
-    if not bucket:
-        raise UserInputError(f"{uri}: not a valid gs:// URI (expected gs://BUCKET/PATH)")
-    return bucket, blob_path
-
-
 def _gcs_client(uri: str):
     try:
         from google.cloud import storage
@@ -100,7 +91,7 @@ def _gcs_client(uri: str):
 
 
 def _gcs_files(uri: str) -> list[DataFile]:
-    bucket_name, blob_path = _split_gcs_uri(uri)
+    bucket_name, blob_path = gcs_paths.split_uri(uri)
     client = _gcs_client(uri)
     try:
         bucket = client.bucket(bucket_name)
@@ -122,8 +113,8 @@ def _gcs_files(uri: str) -> list[DataFile]:
     for blob in sorted(blobs, key=lambda b: b.name):
         container, compressed = container_of(blob.name) or ("jsonl", False)
         files.append(
-            DataFile(f"{GCS_SCHEME}{bucket_name}/{blob.name}", container, compressed,
-                     lambda blob=blob: io.BufferedReader(blob.open("rb")))
+            DataFile(f"{gcs_paths.GCS_SCHEME}{bucket_name}/{blob.name}", container, compressed,
+                     lambda blob=blob: blob.open("rb"))
         )
     return files
 
@@ -133,13 +124,13 @@ def resolve(spec: str) -> list[DataFile]:
     spec = (spec or "").strip()
     if not spec:
         raise UserInputError(f"no dataset given (expected {ACCEPTED})")
-    if spec.startswith(GCS_SCHEME):
-        bucket, blob_path = _split_gcs_uri(spec)
-        if (GCS_MOUNT_ROOT / bucket).is_dir():
-            mounted = str(GCS_MOUNT_ROOT / bucket / blob_path)
+    if spec.startswith(gcs_paths.GCS_SCHEME):
+        bucket, _ = gcs_paths.split_uri(spec)
+        if (gcs_paths.GCS_FUSE_ROOT / bucket).is_dir():
+            mounted = str(gcs_paths.fuse_path(spec))
 
             def as_uri(path: Path) -> str:
-                return GCS_SCHEME + path.relative_to(GCS_MOUNT_ROOT).as_posix()
+                return gcs_paths.uri_of_fuse_path(path)
 
             return _local_files(mounted, as_uri)
         return _gcs_files(spec)
