@@ -10,7 +10,8 @@ is one of these kinds:
 - good: keeps the key noun and stays under the word limit;
 - long: keeps the key noun but rambles past the limit (or copies the post);
 - vague: short but drops the key noun;
-- wrong: short but names another key noun of the same kind (the reward model must read the post);
+- wrong: short but names another key noun, half the time one of the same kind (a dog for a cat):
+  the reward model must read the post;
 - wrong_long / vague_long: both faults at once.
 
 Writes preference.jsonl, prompts.jsonl and eval.jsonl; no post appears twice across the three files.
@@ -24,7 +25,7 @@ from pathlib import Path
 
 from embedded_default import lexicon
 from embedded_default.gold import DEFAULT_WORD_LIMIT, gold_score
-from embedded_default.lexicon import CATEGORY_OF, KEY_NOUNS, Category
+from embedded_default.lexicon import CATEGORY_OF, KEY_NOUNS
 
 SUMMARY_CUE = " [summary]: "
 PREFERENCE_FILE_NAME = "preference.jsonl"
@@ -33,13 +34,16 @@ EVAL_FILE_NAME = "eval.jsonl"
 
 # (better kind, worse kind, share of the preference rows)
 PAIR_KINDS: tuple[tuple[str, str, float], ...] = (
-    ("good", "long", 0.30),
-    ("good", "wrong", 0.25),
+    ("good", "wrong", 0.45),
+    ("vague", "wrong", 0.05),
     ("good", "vague", 0.20),
-    ("long", "wrong_long", 0.10),
-    ("good", "vague_long", 0.10),
+    ("good", "long", 0.15),
+    ("long", "wrong_long", 0.05),
+    ("good", "vague_long", 0.05),
     ("vague", "vague_long", 0.05),
 )
+SAME_CATEGORY_WRONG_SHARE = 0.25  # a wrong key noun is of the post's own kind this often, else of any kind
+WRONG_NOUN_ONLY_SHARE = 0.0  # a wrong summary keeps the post's problem this often, else tells another's
 MIN_GOLD_GAP = 0.15  # the two candidates of a pair differ at least this much in gold score
 MAX_PAIR_TRIES = 1000
 MAX_GOOD_WORDS = DEFAULT_WORD_LIMIT - 1  # "less than N words"
@@ -96,13 +100,14 @@ def make_post(rng: random.Random) -> Post:
     return Post(input_text, noun, problem, body, attempt, feeling, duration)
 
 
-def _short_summary(rng: random.Random, post: Post, noun: str) -> str:
-    """A summary of at most MAX_GOOD_WORDS words naming `noun` and the post's problem."""
+def _short_summary(rng: random.Random, post: Post, noun: str, problem: str | None = None) -> str:
+    """A summary of at most MAX_GOOD_WORDS words naming `noun` and `problem` (default: the post's)."""
+    problem = problem or post.problem
     options = [
-        f"My {noun} {post.problem}, {rng.choice(lexicon.ASKS).lower()}",
-        f"My {noun} {post.problem} and I feel {post.feeling}.",
-        f"{_capitalize(noun)} {post.problem}, need advice.",
-        f"My {noun} {post.problem}.",
+        f"My {noun} {problem}, {rng.choice(lexicon.ASKS).lower()}",
+        f"My {noun} {problem} and I feel {post.feeling}.",
+        f"{_capitalize(noun)} {problem}, need advice.",
+        f"My {noun} {problem}.",
     ]
     fitting = [text for text in options if len(lexicon.words(text)) <= MAX_GOOD_WORDS]
     return rng.choice(fitting)
@@ -124,15 +129,18 @@ def _ramble(rng: random.Random, post: Post, first_clause: str) -> str:
 
 
 def _other_noun(rng: random.Random, noun: str) -> str:
-    category: Category = CATEGORY_OF[noun]
-    return rng.choice([other for other in category.nouns if other != noun])
+    """A wrong key noun: of the same kind (a dog for a cat) half the time, else any other."""
+    pool = CATEGORY_OF[noun].nouns if rng.random() < SAME_CATEGORY_WRONG_SHARE else KEY_NOUNS
+    return rng.choice([other for other in pool if other != noun])
 
 
 def make_summary(rng: random.Random, post: Post, kind: str) -> str:
     if kind == "good":
         return _short_summary(rng, post, post.noun)
     if kind == "wrong":
-        return _short_summary(rng, post, _other_noun(rng, post.noun))
+        noun = _other_noun(rng, post.noun)
+        problem = post.problem if rng.random() < WRONG_NOUN_ONLY_SHARE else rng.choice(CATEGORY_OF[noun].problems)
+        return _short_summary(rng, post, noun, problem)
     if kind == "vague":
         return rng.choice(lexicon.VAGUE_SUMMARIES).format(problem=post.problem, feeling=post.feeling)
     if kind == "long":
@@ -140,7 +148,9 @@ def make_summary(rng: random.Random, post: Post, kind: str) -> str:
             return post.body
         return _ramble(rng, post, f"My {post.noun} {post.problem}")
     if kind == "wrong_long":
-        return _ramble(rng, post, f"My {_other_noun(rng, post.noun)} {post.problem}")
+        noun = _other_noun(rng, post.noun)
+        problem = post.problem if rng.random() < WRONG_NOUN_ONLY_SHARE else rng.choice(CATEGORY_OF[noun].problems)
+        return _ramble(rng, post, f"My {noun} {problem}")
     if kind == "vague_long":
         return _ramble(rng, post, rng.choice(("I have a problem", "Someone " + post.problem, "Things are bad")))
     raise ValueError(f"unknown summary kind {kind!r}")

@@ -132,6 +132,19 @@ def _collate(examples: list[tuple[list[int], list[int]]], pad_id: int) -> dict[s
     return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
 
 
+def response_loss(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Mean next-token cross-entropy over the labelled (response + EOS) positions.
+
+    The LM head runs on those positions only: prompts are most of the tokens, and projecting
+    them onto the vocabulary would be wasted work.
+    """
+    hidden = model.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
+    targets = batch["labels"][:, 1:]
+    predicting = targets != IGNORE_INDEX
+    logits = model.lm_head(hidden[:, :-1][predicting])
+    return torch.nn.functional.cross_entropy(logits, targets[predicting])
+
+
 def supervised_warmup(model, examples, pad_id: int, config: TinyModelConfig, seed: int, progress: bool) -> float:
     """Short supervised pass over shuffled `examples`; returns the mean loss of the last 10% of steps."""
     from tqdm.auto import tqdm
@@ -153,7 +166,7 @@ def supervised_warmup(model, examples, pad_id: int, config: TinyModelConfig, see
             order += refill
         batch = _collate([examples[i] for i in order[: config.warmup_batch_size]], pad_id)
         del order[: config.warmup_batch_size]
-        loss = model(**batch).loss
+        loss = response_loss(model, batch)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
