@@ -10,8 +10,9 @@ is one of these kinds:
 - good: keeps the key noun and stays under the word limit;
 - long: keeps the key noun but rambles past the limit (or copies the post);
 - vague: short but drops the key noun;
-- wrong: short but names another key noun, half the time one of the same kind (a dog for a cat):
-  the reward model must read the post;
+- wrong: short, but tells another post's story (another key noun, with a problem of its kind; a
+  quarter of the time a noun of the post's own kind, a dog for a cat): the reward model must
+  read the post to tell it from a good one;
 - wrong_long / vague_long: both faults at once.
 
 Writes preference.jsonl, prompts.jsonl and eval.jsonl; no post appears twice across the three files.
@@ -43,7 +44,7 @@ PAIR_KINDS: tuple[tuple[str, str, float], ...] = (
     ("vague", "vague_long", 0.05),
 )
 SAME_CATEGORY_WRONG_SHARE = 0.25  # a wrong key noun is of the post's own kind this often, else of any kind
-WRONG_NOUN_ONLY_SHARE = 0.0  # a wrong summary keeps the post's problem this often, else tells another's
+COPIED_POST_SHARE = 0.25  # long summaries that are the post itself
 MIN_GOLD_GAP = 0.15  # the two candidates of a pair differ at least this much in gold score
 MAX_PAIR_TRIES = 1000
 MAX_GOOD_WORDS = DEFAULT_WORD_LIMIT - 1  # "less than N words"
@@ -128,28 +129,26 @@ def _ramble(rng: random.Random, post: Post, first_clause: str) -> str:
     return text + "."
 
 
-def _other_noun(rng: random.Random, noun: str) -> str:
-    """A wrong key noun: of the same kind (a dog for a cat) half the time, else any other."""
-    pool = CATEGORY_OF[noun].nouns if rng.random() < SAME_CATEGORY_WRONG_SHARE else KEY_NOUNS
-    return rng.choice([other for other in pool if other != noun])
+def _wrong_topic(rng: random.Random, post: Post) -> tuple[str, str]:
+    """Another key noun (of the post's own kind SAME_CATEGORY_WRONG_SHARE of the time) and a problem of its kind."""
+    pool = CATEGORY_OF[post.noun].nouns if rng.random() < SAME_CATEGORY_WRONG_SHARE else KEY_NOUNS
+    noun = rng.choice([other for other in pool if other != post.noun])
+    return noun, rng.choice(CATEGORY_OF[noun].problems)
 
 
 def make_summary(rng: random.Random, post: Post, kind: str) -> str:
     if kind == "good":
         return _short_summary(rng, post, post.noun)
     if kind == "wrong":
-        noun = _other_noun(rng, post.noun)
-        problem = post.problem if rng.random() < WRONG_NOUN_ONLY_SHARE else rng.choice(CATEGORY_OF[noun].problems)
-        return _short_summary(rng, post, noun, problem)
+        return _short_summary(rng, post, *_wrong_topic(rng, post))
     if kind == "vague":
         return rng.choice(lexicon.VAGUE_SUMMARIES).format(problem=post.problem, feeling=post.feeling)
     if kind == "long":
-        if rng.random() < 0.25:  # copies the post instead of summarising it
+        if rng.random() < COPIED_POST_SHARE:  # copies the post instead of summarising it
             return post.body
         return _ramble(rng, post, f"My {post.noun} {post.problem}")
     if kind == "wrong_long":
-        noun = _other_noun(rng, post.noun)
-        problem = post.problem if rng.random() < WRONG_NOUN_ONLY_SHARE else rng.choice(CATEGORY_OF[noun].problems)
+        noun, problem = _wrong_topic(rng, post)
         return _ramble(rng, post, f"My {noun} {problem}")
     if kind == "vague_long":
         return _ramble(rng, post, rng.choice(("I have a problem", "Someone " + post.problem, "Things are bad")))

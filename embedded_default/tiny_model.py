@@ -18,7 +18,7 @@ tokens, then EOS; the loss covers the response and EOS only.
 import json
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -30,6 +30,7 @@ PAD_TOKEN = "<pad>"
 EOS_TOKEN = "</s>"
 BOS_TOKEN = "<s>"
 IGNORE_INDEX = -100
+BUILD_REPORT_FILE = "tiny_model_build.json"  # what was built, how, and how long it took
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,7 @@ class TinyModelConfig:
     learning_rate: float = 3e-3
     lr_warmup_fraction: float = 0.05
     weight_decay: float = 0.01
+    max_grad_norm: float = 1.0
 
 
 def _read_preference_rows(path: Path) -> list[dict]:
@@ -168,7 +170,7 @@ def supervised_warmup(model, examples, pad_id: int, config: TinyModelConfig, see
         del order[: config.warmup_batch_size]
         loss = response_loss(model, batch)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
         optimizer.step()
         schedule.step()
         optimizer.zero_grad(set_to_none=True)
@@ -207,13 +209,18 @@ def build_tiny_model(
     directory.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(directory)
     tokenizer.save_pretrained(directory)
-    summary = {
+    report = {
         "parameters": sum(p.numel() for p in model.parameters()),
         "vocab_size": len(tokenizer),
-        "warmup_steps": config.warmup_steps,
+        "warmup_examples": len(examples),
         "final_warmup_loss": round(final_loss, 4),
         "seconds": round(time.perf_counter() - started, 1),
+        "seed": seed,
+        "instruction": instruction,
+        "config": asdict(config),
     }
+    (directory / BUILD_REPORT_FILE).write_text(json.dumps(report, indent=2) + "\n")
     if progress:
-        print(f"built the tiny summarizer in {directory}: {summary}")
+        print(f"built the tiny summarizer in {directory}: {report['parameters']} parameters, "
+              f"warm-up loss {report['final_warmup_loss']}, {report['seconds']} s")
     return directory
