@@ -124,7 +124,8 @@ OUR_PARAMETERS: tuple[Parameter, ...] = (
               "Name of a task's known preference function used to grade the generations in the "
               "report (e.g. `sample-summaries` for the embedded task). Empty: none."),
     Parameter("accelerator_count", int, 1,
-              "GPUs per training step; with more than one the step trains on all of them."),
+              "GPUs per training step; with more than one the step trains on all of them, one process "
+              "per GPU (batch_size and ppo_minibatch_size must be multiples of it)."),
     Parameter("cpu_limit", str, "8", "CPU limit of each training step ('8', '500m')."),
     Parameter("memory_limit", str, "32G", "Memory limit of each training step ('32G', '64Gi')."),
     Parameter("seed", int, 0, "Seed of every random choice: data split, initialisation, sampling."),

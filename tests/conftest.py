@@ -17,3 +17,11 @@ def tiny_causal_lm(tmp_path_factory) -> Path:
     from tiny_models import build_causal_lm
 
     return build_causal_lm(tmp_path_factory.mktemp("tiny-causal-lm"))
+
+
+@pytest.fixture(scope="session")
+def length_reward_model(tmp_path_factory) -> Path:
+    """A GPT-2 reward model whose score falls with the number of tokens (tiny_models.length_score)."""
+    from tiny_models import build_length_reward_model
+
+    return build_length_reward_model(tmp_path_factory.mktemp("length-rm"))

@@ -79,6 +79,8 @@ INVALID_FILES = {
     "fraction of one": ({**BASE, "eval_split_fraction": 1.0}, "eval_split_fraction: 1.0 is not allowed"),
     "minibatch over batch": ({**BASE, "ppo_minibatch_size": 128},
                              "ppo_minibatch_size (128) must not exceed batch_size (64)"),
+    "batch not shared by the gpus": ({**BASE, "accelerator_count": 3},
+                                     "batch_size (64) must be a multiple of accelerator_count (3)"),
     "tpu": ({**BASE, "accelerator_type": "TPU"}, "TPUs are not supported: the trainers are PyTorch programs"),
     "unknown accelerator": ({**BASE, "accelerator_type": "NVIDIA_GTX_1080"},
                             "'NVIDIA_GTX_1080' is not an accelerator"),

@@ -63,9 +63,12 @@ def test_reward_model_learns_the_preference(tiny_causal_lm, pairs, tmp_path, lor
 
 def test_effective_batch_is_kept_with_gradient_accumulation():
     config = RewardTrainingConfig(steps=1, batch_size=64, max_micro_batch_size=16)
-    assert (config.micro_batch_size, config.gradient_accumulation_steps) == (16, 4)
+    assert (config.micro_batch_size(), config.gradient_accumulation_steps()) == (16, 4)
+    assert (config.micro_batch_size(8), config.gradient_accumulation_steps(8)) == (8, 1)  # 8 GPUs x 8 pairs
+    assert (config.micro_batch_size(2), config.gradient_accumulation_steps(2)) == (16, 2)
     odd = RewardTrainingConfig(steps=1, batch_size=48, max_micro_batch_size=10)
-    assert odd.micro_batch_size * odd.gradient_accumulation_steps == 48
+    assert odd.micro_batch_size() * odd.gradient_accumulation_steps() == 48
+    assert 3 * odd.micro_batch_size(3) * odd.gradient_accumulation_steps(3) == 48
     assert config.learning_rate == pytest.approx(1e-4)
 
 

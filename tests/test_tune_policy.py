@@ -26,6 +26,7 @@ from components.tune_policy.ppo_math import (
     masked_whiten,
 )
 from components.tune_policy.prompt_data import prompt_batches, read_training_prompts
+from tiny_models import length_score
 
 CPU = Placement(torch.device("cpu"), torch.float32)
 PROMPTS = [
@@ -35,9 +36,6 @@ PROMPTS = [
     "a short post [summary]:",
     "my day was good and the cat sat on the mat [summary]:",
 ]
-# The reward model's score of a text of n tokens: RM_WEIGHT * f((RM_CENTER - n) / RM_SCALE) with
-# f(a) = sqrt(2) a / sqrt(a^2 + 1), steepest (about 0.35 a token) around RM_CENTER tokens.
-RM_CENTER, RM_SCALE, RM_WEIGHT = 16, 8.0, 2.0
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -50,44 +48,6 @@ def one_torch_thread():
 
 
 # ---------------------------------------------------------------- models built offline
-
-
-def length_score(tokens: torch.Tensor) -> torch.Tensor:
-    """The score of `build_length_reward_model` for a text of `tokens` tokens (before layer-norm eps)."""
-    a = (RM_CENTER - tokens.float()) / RM_SCALE
-    return RM_WEIGHT * a / torch.sqrt((a**2 + 1) / 2)
-
-
-def build_length_reward_model(directory: Path, max_positions: int = 128) -> Path:
-    """A GPT-2 reward model scoring `length_score(number of tokens)`: shorter texts score higher."""
-    from tiny_models import build_tokenizer
-    from transformers import GPT2Config, GPT2ForSequenceClassification
-
-    directory.mkdir(parents=True, exist_ok=True)
-    tokenizer = build_tokenizer(directory)
-    config = GPT2Config(
-        vocab_size=len(tokenizer), n_embd=4, n_layer=1, n_head=1, n_positions=max_positions, num_labels=1,
-        pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
-        bos_token_id=tokenizer.bos_token_id,
-    )
-    model = GPT2ForSequenceClassification(config)
-    with torch.no_grad():
-        for parameter in model.parameters():
-            parameter.zero_()
-        for norm in (model.transformer.h[0].ln_1, model.transformer.h[0].ln_2, model.transformer.ln_f):
-            norm.weight.fill_(1.0)
-        a = (RM_CENTER - 1 - torch.arange(max_positions, dtype=torch.float32)) / RM_SCALE  # last token at n - 1
-        ones = torch.ones_like(a)
-        # After layer norm, feature 0 of [a, 1, -1, -a] is a / sqrt((a^2 + 1) / 2): monotone in a.
-        model.transformer.wpe.weight.copy_(torch.stack([a, ones, -ones, -a], dim=1))
-        model.score.weight.copy_(torch.tensor([[RM_WEIGHT, 0.0, 0.0, 0.0]]))
-    model.save_pretrained(directory)
-    return directory
-
-
-@pytest.fixture(scope="module")
-def length_reward_model(tmp_path_factory) -> Path:
-    return build_length_reward_model(tmp_path_factory.mktemp("length-rm"))
 
 
 def test_length_reward_model_scores_the_known_function(length_reward_model):

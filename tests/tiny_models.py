@@ -1,4 +1,5 @@
-"""Tiny models built offline for tests: a word-level tokenizer and small Llama models."""
+"""Tiny models built offline for tests: a word-level tokenizer, small Llama models, and a GPT-2
+reward model whose score is a known function of the text's length."""
 
 from pathlib import Path
 
@@ -47,5 +48,49 @@ def build_causal_lm(directory: Path, seed: int = 0, hidden_size: int = 32) -> Pa
     model = LlamaForCausalLM(config)
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.generation_config.eos_token_id = tokenizer.eos_token_id
+    model.save_pretrained(directory)
+    return directory
+
+
+# The length reward model's score of a text of n tokens: RM_WEIGHT * f((RM_CENTER - n) / RM_SCALE)
+# with f(a) = sqrt(2) a / sqrt(a^2 + 1), steepest (about 0.35 a token) around RM_CENTER tokens.
+RM_CENTER, RM_SCALE, RM_WEIGHT = 16, 8.0, 2.0
+
+
+def length_score(tokens):
+    """The score of `build_length_reward_model` for a text of `tokens` tokens (before layer-norm eps)."""
+    import torch
+
+    a = (RM_CENTER - tokens.float()) / RM_SCALE
+    return RM_WEIGHT * a / torch.sqrt((a**2 + 1) / 2)
+
+
+def build_length_reward_model(directory: Path, max_positions: int = 128) -> Path:
+    """A GPT-2 reward model scoring `length_score(number of tokens)`: shorter texts score higher.
+
+    Its attention and MLP outputs are zeroed, so the score depends only on the position of the
+    last token, and its position embeddings make it fall with the length of prompt + response.
+    """
+    import torch
+    from transformers import GPT2Config, GPT2ForSequenceClassification
+
+    directory.mkdir(parents=True, exist_ok=True)
+    tokenizer = build_tokenizer(directory)
+    config = GPT2Config(
+        vocab_size=len(tokenizer), n_embd=4, n_layer=1, n_head=1, n_positions=max_positions, num_labels=1,
+        pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+    )
+    model = GPT2ForSequenceClassification(config)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.zero_()
+        for norm in (model.transformer.h[0].ln_1, model.transformer.h[0].ln_2, model.transformer.ln_f):
+            norm.weight.fill_(1.0)
+        a = (RM_CENTER - 1 - torch.arange(max_positions, dtype=torch.float32)) / RM_SCALE  # last token at n - 1
+        ones = torch.ones_like(a)
+        # After layer norm, feature 0 of [a, 1, -1, -a] is a / sqrt((a^2 + 1) / 2): monotone in a.
+        model.transformer.wpe.weight.copy_(torch.stack([a, ones, -ones, -a], dim=1))
+        model.score.weight.copy_(torch.tensor([[RM_WEIGHT, 0.0, 0.0, 0.0]]))
     model.save_pretrained(directory)
     return directory

@@ -45,10 +45,13 @@ class Placement:
 
     @classmethod
     def detect(cls) -> "Placement":
-        """CUDA in bf16 where the GPU supports it, else CUDA in fp32, else the CPU in fp32."""
+        """CUDA in bf16 where the GPU supports it, else CUDA in fp32, else the CPU in fp32.
+
+        The GPU is the process's current one: its own, when one process runs per GPU.
+        """
         if torch.cuda.is_available():
             dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
-            return cls(torch.device("cuda"), dtype)
+            return cls(torch.device("cuda", torch.cuda.current_device()), dtype)
         return cls(torch.device("cpu"), torch.float32)
 
 

@@ -27,6 +27,7 @@ def train_reward_model(
     import os
     import tempfile
 
+    from components.common.distributed import run_on_every_gpu
     from components.common.kfp_outputs import record_metrics
     from components.common.models import model_source
     from components.train_reward_model.config import RewardTrainingConfig
@@ -49,7 +50,8 @@ def train_reward_model(
 
             materialize_base_model(reward_model_reference, scratch, seed)
             source = model_source(scratch)
-        results = train(
+        results = run_on_every_gpu(
+            train,
             config,
             base_source=source,
             train_path=os.path.join(preference_data.path, "train.jsonl"),

@@ -31,14 +31,25 @@ class RewardTrainingConfig:
         """Longest prompt + response + EOS a pair may have."""
         return self.max_prompt_tokens + self.max_response_tokens + 1
 
-    @property
-    def micro_batch_size(self) -> int:
-        """The largest divisor of batch_size that fits in max_micro_batch_size."""
-        for size in range(min(self.batch_size, self.max_micro_batch_size), 0, -1):
-            if self.batch_size % size == 0:
+    def micro_batch_size(self, processes: int = 1) -> int:
+        """Pairs per forward pass in each of `processes`: the largest divisor of their share of
+        batch_size that fits in max_micro_batch_size."""
+        share = self.batch_size // processes
+        for size in range(min(share, self.max_micro_batch_size), 0, -1):
+            if share % size == 0:
                 return size
         return 1
 
-    @property
-    def gradient_accumulation_steps(self) -> int:
-        return self.batch_size // self.micro_batch_size
+    def gradient_accumulation_steps(self, processes: int = 1) -> int:
+        """Forward passes per optimizer step in each process, so that every step sees batch_size pairs."""
+        return self.batch_size // (processes * self.micro_batch_size(processes))
+
+    def validate(self, processes: int = 1) -> None:
+        """Raise UserInputError when the batch cannot be shared equally between `processes` GPUs."""
+        from components.common.errors import UserInputError
+
+        if self.batch_size < 1 or self.batch_size % processes:
+            raise UserInputError(
+                f"reward-model batch_size {self.batch_size} must be a positive multiple of the "
+                f"{processes} GPU(s) that share each batch"
+            )

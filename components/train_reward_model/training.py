@@ -6,6 +6,7 @@ from pathlib import Path
 import torch
 
 from components.common.canonical_data import PREFERENCE_FIELDS, read_canonical_rows
+from components.common.distributed import TrainingProcesses
 from components.common.errors import UserInputError
 from components.common.models import Placement, load_tokenizer
 from components.common.reward_scoring import RewardScorer, reward_model_text
@@ -72,12 +73,17 @@ def train_reward_model(
 
     Returns the metrics a person reads: final train loss, eval pairwise accuracy and margin,
     and how many pairs were too long to use.
+
+    Launched once per GPU (components.common.distributed), the Trainer trains with DDP, each
+    process taking an equal share of every batch; the first process saves, evaluates and reports.
     """
     from datasets import Dataset
     from peft import LoraConfig
     from transformers import AutoModelForSequenceClassification
     from trl import RewardConfig, RewardTrainer
 
+    processes = TrainingProcesses.from_environment()
+    config.validate(processes.count)
     placement = placement or Placement.detect()
     output_dir, log_dir = Path(output_dir), Path(log_dir)
     log_dir.mkdir(parents=True, exist_ok=True)
@@ -104,8 +110,8 @@ def train_reward_model(
     args = RewardConfig(
         output_dir=str(output_dir / "_trainer"),
         max_steps=config.steps,
-        per_device_train_batch_size=config.micro_batch_size,
-        gradient_accumulation_steps=config.gradient_accumulation_steps,
+        per_device_train_batch_size=config.micro_batch_size(processes.count),
+        gradient_accumulation_steps=config.gradient_accumulation_steps(processes.count),
         learning_rate=config.learning_rate,
         lr_scheduler_type="linear",
         warmup_steps=math.ceil(config.warmup_ratio * config.steps),
@@ -130,24 +136,30 @@ def train_reward_model(
             target_modules="all-linear",
             modules_to_save=["score"],
         )
-    callback = _tensorboard_callback(log_dir)
+    callbacks = [_tensorboard_callback(log_dir)] if processes.is_main else []
     trainer = RewardTrainer(
         model=model,
         args=args,
         train_dataset=dataset,
         processing_class=tokenizer,
         peft_config=peft_config,
-        callbacks=[callback],
+        callbacks=callbacks,
     )
     result = trainer.train()
 
-    trained = trainer.model
-    if peft_config is not None:
-        trained = trained.merge_and_unload()
-    trained.save_pretrained(output_dir)
-    tokenizer.save_pretrained(output_dir)
-    del trainer, trained, model
+    if processes.is_main:
+        trained = trainer.model
+        if peft_config is not None:
+            trained = trained.merge_and_unload()
+        trained.save_pretrained(output_dir)
+        tokenizer.save_pretrained(output_dir)
+        del trained
+    del trainer, model
+    processes.wait_for_everyone()
+    if not processes.is_main:
+        return {}  # only the first process's result is reported
 
+    [callback] = callbacks
     scorer = RewardScorer(str(output_dir), placement, batch_size=config.eval_batch_size)
     eval_pairs = (
         read_canonical_rows(eval_path, PREFERENCE_FIELDS, needed_for="reward-model evaluation")

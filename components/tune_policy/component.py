@@ -31,6 +31,7 @@ def tune_policy(
     """
     import os
 
+    from components.common.distributed import run_on_every_gpu
     from components.common.kfp_outputs import record_metrics
     from components.common.models import model_source
     from components.tune_policy.config import PPOConfig
@@ -53,7 +54,8 @@ def tune_policy(
     prompts = read_training_prompts(os.path.join(prompt_data.path, "train.jsonl"))
     os.makedirs(policy.path, exist_ok=True)
     os.makedirs(tensorboard_logs.path, exist_ok=True)
-    final_metrics = train_policy(
+    final_metrics = run_on_every_gpu(
+        train_policy,
         config,
         policy_source=model_source(base_model.path),
         reward_source=model_source(reward_model.path),

@@ -6,12 +6,13 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from components.common.distributed import TrainingProcesses
 from components.common.models import Placement, load_tokenizer
 from components.common.reward_scoring import RewardScorer
 from components.tune_policy.config import PPOConfig
 from components.tune_policy.optimization import build_optimizer
 from components.tune_policy.policy_model import load_policy, make_reference, save_policy
-from components.tune_policy.ppo_math import masked_mean
+from components.tune_policy.ppo_math import masked_moments
 from components.tune_policy.ppo_update import ppo_update
 from components.tune_policy.prompt_data import prompt_batches
 from components.tune_policy.rollout import Rollout, collect_rollout
@@ -21,21 +22,29 @@ SAMPLE_LOG_INTERVAL = 10  # PPO steps between two sets of logged samples
 SUMMARY_WINDOW_FRACTION = 0.1  # reward_start / reward_end average this share of the steps
 
 
-def rollout_statistics(rollout: Rollout, kl_coeff: float) -> dict[str, float]:
-    """What one rollout says about the policy: reward, KL to the reference, lengths, value fit."""
+def rollout_statistics(
+    rollout: Rollout, kl_coeff: float, processes: TrainingProcesses = TrainingProcesses()
+) -> dict[str, float]:
+    """What one rollout says about the policy: reward, KL to the reference, lengths, value fit.
+
+    With several training processes, the statistics are those of every process's rollouts together.
+    """
     mask = rollout.response_mask.float()
-    sequence_kl = rollout.kl.sum(dim=1)
-    residual = rollout.returns - rollout.values
-    returns_variance = masked_mean((rollout.returns - masked_mean(rollout.returns, mask)) ** 2, mask)
-    residual_variance = masked_mean((residual - masked_mean(residual, mask)) ** 2, mask)
+    scores = processes.gather(rollout.scores)
+    sequence_kl = processes.gather(rollout.kl.sum(dim=1))
+    lengths = processes.gather(mask.sum(dim=1))
+    truncated = processes.gather(rollout.truncated.float())
+    _, returns_variance = masked_moments(rollout.returns, mask, processes.total)
+    _, residual_variance = masked_moments(rollout.returns - rollout.values, mask, processes.total)
     return {
-        "reward": float(rollout.scores.mean()),
-        "reward_std": float(rollout.scores.std()) if rollout.size > 1 else 0.0,
+        "reward": float(scores.mean()),
+        "reward_std": float(scores.std()) if len(scores) > 1 else 0.0,
         "kl": float(sequence_kl.mean()),
         "kl_loss": float(kl_coeff * sequence_kl.mean()),
-        "shaped_reward": float((rollout.scores - kl_coeff * sequence_kl).mean()),
-        "response_length": float(mask.sum(dim=1).mean()),
-        "truncated_fraction": float(rollout.truncated.float().mean()),
+        "shaped_reward": float((scores - kl_coeff * sequence_kl).mean()),
+        "response_length": float(lengths.mean()),
+        "response_tokens": float(lengths.sum()),
+        "truncated_fraction": float(truncated.mean()),
         "value_explained_variance": float(1 - residual_variance / returns_variance.clamp(min=1e-8)),
     }
 
@@ -88,15 +97,21 @@ def train_policy(
 
     Saves the tuned policy (LoRA merged) with its tokenizer to `output_dir`, writes TensorBoard
     logs to `log_dir` and returns the final metrics. Deterministic for a given seed on the CPU.
+
+    Launched once per GPU (components.common.distributed), each process rolls out its share of
+    every batch of prompts with its own copies of the models, and DDP combines the gradients; the
+    first process logs and saves.
     """
     from torch.utils.tensorboard import SummaryWriter
 
-    config.validate()
+    processes = TrainingProcesses.from_environment()
+    config.validate(processes.count)
     placement = placement or Placement.detect()
-    torch.manual_seed(config.seed)
+    torch.manual_seed(config.seed + processes.rank)  # each process samples its own responses
     tokenizer = load_tokenizer(policy_source, padding_side="left")
     policy = load_policy(policy_source, config, placement)
     reference = make_reference(policy, policy_source, config, placement)
+    trained_policy = processes.data_parallel(policy)
     scorer = RewardScorer(
         reward_source, placement, batch_size=config.forward_batch_size, max_tokens=config.reward_max_tokens
     )
@@ -105,37 +120,40 @@ def train_policy(
     batches = prompt_batches(prompts, config.batch_size, config.seed)
 
     history: list[dict[str, float]] = []
-    writer = SummaryWriter(log_dir=str(log_dir))
-    progress = tqdm(range(config.steps), desc="PPO", unit="step")
+    writer = SummaryWriter(log_dir=str(log_dir)) if processes.is_main else None
+    progress = tqdm(range(config.steps), desc="PPO", unit="step", disable=not processes.is_main)
     try:
         for step in progress:
-            step_prompts = next(batches)
+            step_prompts = processes.shard(next(batches))
             learning_rate = scheduler.get_last_lr()[0]
-            rollout = collect_rollout(policy, reference, scorer.score, tokenizer, step_prompts, config)
+            rollout = collect_rollout(policy, reference, scorer.score, tokenizer, step_prompts, config, processes)
             update_started = time.perf_counter()
-            update_stats = ppo_update(policy, optimizer, scheduler, rollout, config, generator)
+            update_stats = ppo_update(trained_policy, optimizer, scheduler, rollout, config, generator, processes)
             update_seconds = time.perf_counter() - update_started
             step_seconds = rollout.seconds + update_seconds
-            response_tokens = float(rollout.response_mask.sum())
+            rollout_stats = rollout_statistics(rollout, config.kl_coeff, processes)
             stats = {
-                **rollout_statistics(rollout, config.kl_coeff),
+                **rollout_stats,
                 **update_stats,
                 "learning_rate": learning_rate,
-                "response_tokens": response_tokens,
-                "tokens_per_second": response_tokens / step_seconds,
+                "tokens_per_second": rollout_stats["response_tokens"] / step_seconds,
                 "time/generation_seconds": rollout.generation_seconds,
                 "time/rollout_seconds": rollout.seconds,
                 "time/update_seconds": update_seconds,
                 "time/step_seconds": step_seconds,
                 "time/rollout_fraction": rollout.seconds / step_seconds,
             }
-            for name, value in stats.items():
-                writer.add_scalar(name, value, step)
-            if step % SAMPLE_LOG_INTERVAL == 0 or step == config.steps - 1:
-                log_samples(writer, rollout, step_prompts, step)
+            if writer is not None:
+                for name, value in stats.items():
+                    writer.add_scalar(name, value, step)
+                if step % SAMPLE_LOG_INTERVAL == 0 or step == config.steps - 1:
+                    log_samples(writer, rollout, step_prompts, step)
             history.append(stats)
             progress.set_postfix(reward=f"{stats['reward']:.3f}", kl=f"{stats['kl']:.3f}")
     finally:
-        writer.close()
-    save_policy(policy, tokenizer, output_dir)
+        if writer is not None:
+            writer.close()
+    if processes.is_main:
+        save_policy(policy, tokenizer, output_dir)
+    processes.wait_for_everyone()
     return summarize(history)

@@ -5,19 +5,38 @@ token (up to and including its first EOS) and 0 for the padding after it; masks 
 row's last real token is at index `mask.sum(1) - 1`. All functions are pure and run on any device.
 """
 
+from collections.abc import Callable
+
 import torch
 
 
-def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean of `values` over the positions where `mask` is 1."""
+# Sums a tensor over every training process (TrainingProcesses.total); the identity when alone.
+Total = Callable[[torch.Tensor], torch.Tensor]
+
+
+def _alone(tensor: torch.Tensor) -> torch.Tensor:
+    return tensor
+
+
+def masked_mean(values: torch.Tensor, mask: torch.Tensor, total: Total = _alone) -> torch.Tensor:
+    """Mean of `values` over the positions where `mask` is 1 (in every process's rows, via `total`)."""
     mask = mask.to(values.dtype)
-    return (values * mask).sum() / mask.sum().clamp(min=1)
+    sums = total(torch.stack([(values * mask).sum(), mask.sum()]))
+    return sums[0] / sums[1].clamp(min=1)
 
 
-def masked_whiten(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Zero mean, unit variance over the masked positions; masked-out positions become 0."""
-    mean = masked_mean(values, mask)
-    variance = masked_mean((values - mean) ** 2, mask)
+def masked_moments(values: torch.Tensor, mask: torch.Tensor, total: Total = _alone) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and variance of `values` over the positions where `mask` is 1 (every process's, via `total`)."""
+    mean = masked_mean(values, mask, total)
+    return mean, masked_mean((values - mean) ** 2, mask, total)
+
+
+def masked_whiten(values: torch.Tensor, mask: torch.Tensor, total: Total = _alone) -> torch.Tensor:
+    """Zero mean, unit variance over the masked positions; masked-out positions become 0.
+
+    With several training processes `total` makes the statistics those of the whole batch.
+    """
+    mean, variance = masked_moments(values, mask, total)
     return (values - mean) * torch.rsqrt(variance + 1e-8) * mask.to(values.dtype)
 
 

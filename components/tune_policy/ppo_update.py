@@ -1,9 +1,10 @@
 """The PPO update: `ppo_epochs` passes of clipped policy and value losses over one rollout."""
 
-from collections import defaultdict
+import contextlib
 
 import torch
 
+from components.common.distributed import TrainingProcesses
 from components.common.log_probs import token_log_probs
 from components.tune_policy.config import PPOConfig
 from components.tune_policy.optimization import trainable_parameters
@@ -16,59 +17,76 @@ from components.tune_policy.ppo_math import (
 from components.tune_policy.rollout import Rollout, trim_left_padding
 
 
+STATISTICS = ("rl_loss", "value_loss", "clip_fraction", "value_clip_fraction", "entropy", "approx_kl", "tokens")
+
+
 def ppo_update(
-    policy: PolicyWithValueHead,
+    policy: PolicyWithValueHead | torch.nn.parallel.DistributedDataParallel,
     optimizer: torch.optim.Optimizer,
     scheduler: torch.optim.lr_scheduler.LRScheduler,
     rollout: Rollout,
     config: PPOConfig,
     generator: torch.Generator,
+    processes: TrainingProcesses = TrainingProcesses(),
 ) -> dict[str, float]:
     """Optimise on `rollout` and return token-averaged statistics of the pass.
 
     Each minibatch's loss is the mean over its real response tokens; it is accumulated over
     forward chunks of `forward_batch_size` rows, so chunking changes memory, not gradients.
+
+    With several processes (`policy` wrapped by `processes.data_parallel`) each holds its share of
+    the batch and takes the same share of every minibatch. Each scales its token sum by the token
+    count of the whole minibatch times the process count, so DDP's averaged gradient is exactly the
+    gradient of the whole minibatch's token mean, as one process would compute it.
     """
     parameters = trainable_parameters(policy)
     response_length = rollout.response_ids.shape[1]
-    totals: dict[str, float] = defaultdict(float)
+    minibatch_size = config.minibatch_size // processes.count
+    totals = torch.zeros(len(STATISTICS), dtype=torch.float64)
     grad_norms = []
     for _ in range(config.ppo_epochs):
         order = torch.randperm(rollout.size, generator=generator)
-        for minibatch in order.split(config.minibatch_size):
+        for minibatch in order.split(minibatch_size):
             minibatch = minibatch.to(rollout.response_mask.device)
-            token_count = rollout.response_mask[minibatch].sum().clamp(min=1)
+            token_count = processes.total(rollout.response_mask[minibatch].sum().float()).clamp(min=1)
             optimizer.zero_grad(set_to_none=True)
-            for rows in minibatch.split(config.forward_batch_size):
+            chunks = minibatch.split(config.forward_batch_size)
+            for index, rows in enumerate(chunks):
+                # DDP averages the gradients once, at the minibatch's last backward
+                is_last = index == len(chunks) - 1
+                synchronising = contextlib.nullcontext() if is_last or processes.count == 1 else policy.no_sync()
                 ids, attention = trim_left_padding(rollout.input_ids[rows], rollout.attention_mask[rows])
-                logits, values = policy(ids, attention, response_length)
-                logits = logits / config.temperature
-                logprobs = token_log_probs(logits, rollout.response_ids[rows])
-                mask = rollout.response_mask[rows].float()
-                policy_loss, policy_clipped = clipped_policy_loss(
-                    logprobs, rollout.logprobs[rows], rollout.advantages[rows], config.clip_range
-                )
-                value_loss, value_clipped = clipped_value_loss(
-                    values, rollout.values[rows], rollout.returns[rows], config.value_clip_range
-                )
-                loss = ((policy_loss + config.value_loss_coeff * value_loss) * mask).sum() / token_count
-                loss.backward()
+                with synchronising:
+                    logits, values = policy(ids, attention, response_length)
+                    logits = logits / config.temperature
+                    logprobs = token_log_probs(logits, rollout.response_ids[rows])
+                    mask = rollout.response_mask[rows].float()
+                    policy_loss, policy_clipped = clipped_policy_loss(
+                        logprobs, rollout.logprobs[rows], rollout.advantages[rows], config.clip_range
+                    )
+                    value_loss, value_clipped = clipped_value_loss(
+                        values, rollout.values[rows], rollout.returns[rows], config.value_clip_range
+                    )
+                    token_losses = (policy_loss + config.value_loss_coeff * value_loss) * mask
+                    loss = token_losses.sum() * processes.count / token_count
+                    loss.backward()
                 with torch.no_grad():
                     log_ratio = logprobs - rollout.logprobs[rows]
-                    for name, per_token in (
-                        ("rl_loss", policy_loss),
-                        ("value_loss", value_loss),
-                        ("clip_fraction", policy_clipped),
-                        ("value_clip_fraction", value_clipped),
-                        ("entropy", entropy_from_logits(logits)),
-                        ("approx_kl", 0.5 * log_ratio**2),
-                    ):
-                        totals[name] += float((per_token * mask).sum())
-                    totals["tokens"] += float(mask.sum())
+                    per_token = (
+                        policy_loss,
+                        value_loss,
+                        policy_clipped,
+                        value_clipped,
+                        entropy_from_logits(logits),
+                        0.5 * log_ratio**2,
+                        torch.ones_like(mask),
+                    )
+                    totals += torch.stack([(value * mask).sum().double().cpu() for value in per_token])
             grad_norms.append(float(torch.nn.utils.clip_grad_norm_(parameters, config.max_grad_norm)))
             optimizer.step()
             scheduler.step()
-    tokens = max(totals.pop("tokens"), 1.0)
-    stats = {name: total / tokens for name, total in totals.items()}
+    totals = processes.total(totals.to(rollout.response_mask.device)).cpu()
+    tokens = max(float(totals[-1]), 1.0)
+    stats = {name: float(value) / tokens for name, value in zip(STATISTICS[:-1], totals[:-1])}
     stats["grad_norm"] = sum(grad_norms) / len(grad_norms)
     return stats

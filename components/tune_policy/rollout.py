@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
+from components.common.distributed import TrainingProcesses
 from components.common.generation import generate_responses
 from components.common.log_probs import token_log_probs
 from components.tune_policy.config import PPOConfig
@@ -82,8 +83,12 @@ def collect_rollout(
     tokenizer,
     prompts: list[str],
     config: PPOConfig,
+    processes: TrainingProcesses = TrainingProcesses(),
 ) -> Rollout:
     """Sample one response per prompt and compute its rewards, advantages and returns.
+
+    With several training processes each collects its own share of the batch's prompts, and the
+    advantages are whitened with the statistics of the whole batch.
 
     The reward-model score lands on the last response token: the EOS, or the last token allowed
     by `max_new_tokens` for a response cut there (which also pays `missing_eos_penalty`).
@@ -116,7 +121,7 @@ def collect_rollout(
         rewards, values, response_mask, config.gamma, config.gae_lambda
     )
     if config.whiten_advantages:
-        advantages = masked_whiten(advantages, response_mask)
+        advantages = masked_whiten(advantages, response_mask, processes.total)
     return Rollout(
         input_ids=input_ids,
         attention_mask=attention_mask,

@@ -1,10 +1,15 @@
 """Uploading the tuned policy to the Vertex AI Model Registry and deploying it to an endpoint.
 
 Serving container: Hugging Face's Text Generation Inference (TGI) Deep Learning Container for Google
-Cloud (TGI_SERVING_IMAGE). It serves a Hugging Face causal LM directory straight from the model's
-Cloud Storage `artifact_uri` (Vertex passes it as AIP_STORAGE_URI), answers Vertex's predict and
-health routes itself, and batches generation on the GPU; the tuned policy is saved as exactly such
-a directory. Vertex's prebuilt PyTorch containers would need a TorchServe archive instead.
+Cloud (TGI_SERVING_IMAGE: TGI 2.4 for CUDA 12.4, the newest listed in Hugging Face's documentation of
+its Google Cloud containers, huggingface.co/docs/google-cloud/containers/available). At start it copies
+the model directory from the model's Cloud Storage `artifact_uri` (Vertex passes it as
+AIP_STORAGE_URI) and serves it; the tuned policy is saved as exactly such a directory (config,
+safetensors weights and tokenizer at its top level). It listens on AIP_HTTP_PORT (8080), mounts
+Vertex's predict and health routes itself, and batches generation on the GPU. Requests take
+`{"instances": [{"inputs": PROMPT, "parameters": {"max_new_tokens": N}}]}`; on that route TGI
+samples and reads only `max_new_tokens` and `seed`. Vertex's prebuilt PyTorch containers would need
+a TorchServe archive instead.
 
 Off Vertex (a local run) nothing is uploaded: the stage says what it would do and outputs empty
 names, as Vertex's own pipeline does when it skips deployment.

@@ -68,12 +68,19 @@ def upload_tensorboard_logs(log_dir: str, tensorboard_resource_id: str, project:
         experiment = aiplatform.TensorboardExperiment.create(
             tensorboard_experiment_id=experiment_id, tensorboard_name=tensorboard.resource_name,
             display_name=experiment_name)
-    except exceptions.AlreadyExists:
+    except exceptions.Conflict:  # ALREADY_EXISTS; over REST the SDK raises by HTTP status: 409 -> Conflict
         experiment = aiplatform.TensorboardExperiment(f"{tensorboard.resource_name}/experiments/{experiment_id}")
-    run = aiplatform.TensorboardRun.create(tensorboard_run_id=run_id,
-                                           tensorboard_experiment_name=experiment.resource_name,
-                                           display_name=run_name)
-    series_ids = {tag: run.create_tensorboard_time_series(display_name=tag).name for tag in scalars}
+    try:
+        run = aiplatform.TensorboardRun.create(tensorboard_run_id=run_id,
+                                               tensorboard_experiment_name=experiment.resource_name,
+                                               display_name=run_name)
+    except exceptions.Conflict:  # a retried step: write into its run again (a step's point is replaced)
+        run = aiplatform.TensorboardRun(f"{experiment.resource_name}/runs/{run_id}")
+    series_ids = {series.display_name: series.name
+                  for series in aiplatform.TensorboardTimeSeries.list(tensorboard_run_name=run.resource_name)}
+    for tag in scalars:
+        if tag not in series_ids:
+            series_ids[tag] = run.create_tensorboard_time_series(display_name=tag).name
     points = [(tag, step, wall, value) for tag, series in scalars.items() for step, wall, value in series]
     for start in range(0, len(points), WRITE_BATCH_POINTS):
         by_tag = defaultdict(list)

@@ -78,6 +78,11 @@ RULES: dict[str, Rule] = {
 CROSS_RULES: tuple[tuple[tuple[str, str], Callable[[Any, Any], bool], str], ...] = (
     (("ppo_minibatch_size", "batch_size"), lambda minibatch, batch: minibatch <= batch,
      "ppo_minibatch_size ({0}) must not exceed batch_size ({1})"),
+    (("batch_size", "accelerator_count"), lambda batch, gpus: gpus < 1 or batch % gpus == 0,
+     "batch_size ({0}) must be a multiple of accelerator_count ({1}): each GPU takes an equal share of a batch"),
+    (("ppo_minibatch_size", "accelerator_count"), lambda minibatch, gpus: gpus < 1 or minibatch % gpus == 0,
+     "ppo_minibatch_size ({0}) must be a multiple of accelerator_count ({1}): each GPU takes an equal share "
+     "of a minibatch"),
 )
 
 

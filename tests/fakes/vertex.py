@@ -3,6 +3,7 @@ Registry, endpoints and TensorBoard. Long-running operations complete at once.""
 
 import itertools
 import json
+import re
 from datetime import datetime, timezone
 
 from .http_server import FakeHttpServer, Response, error
@@ -44,6 +45,23 @@ class FakeVertex(FakeHttpServer):
         self.route("POST", PARENT + r"/endpoints", self._create_endpoint)
         self.route("GET", PARENT + r"/endpoints/([^/:]+)", self._get_endpoint)
         self.route("POST", PARENT + r"/endpoints/([^/:]+):deployModel", self._deploy_model)
+        # TensorBoard: instances are made with `add_tensorboard`; what the SDK creates is kept by resource name
+        self.tensorboards: dict[str, dict] = {}
+        self.tensorboard_experiments: dict[str, dict] = {}
+        self.tensorboard_runs: dict[str, dict] = {}
+        self.tensorboard_time_series: dict[str, dict] = {}
+        self.tensorboard_points: dict[str, dict[int, dict]] = {}  # time series name -> step -> point
+        tensorboard = PARENT + r"/tensorboards/([^/:]+)"
+        experiment = tensorboard + r"/experiments/([^/:]+)"
+        run = experiment + r"/runs/([^/:]+)"
+        self.route("GET", tensorboard, self._get_tensorboard)
+        self.route("POST", tensorboard + r"/experiments", self._create_tensorboard_experiment)
+        self.route("GET", experiment, self._get_tensorboard_experiment)
+        self.route("POST", experiment + r"/runs", self._create_tensorboard_run)
+        self.route("GET", run, self._get_tensorboard_run)
+        self.route("POST", run + r"/timeSeries", self._create_tensorboard_time_series)
+        self.route("GET", run + r"/timeSeries", self._list_tensorboard_time_series)
+        self.route("POST", run + r":write", self._write_tensorboard_run_data)
 
     def _name(self, match, collection: str, resource_id: str) -> str:
         return f"projects/{self.project_number}/locations/{match.group(2)}/{collection}/{resource_id}"
@@ -175,3 +193,127 @@ class FakeVertex(FakeHttpServer):
         return Response(200, {"name": f"{endpoint['name']}/operations/{next(self._ids)}", "done": True,
                               "response": {"@type": "type.googleapis.com/google.cloud.aiplatform.v1."
                                            "DeployModelResponse", "deployedModel": deployed}})
+
+    # TensorBoard: experiments, runs and time series are created and returned at once (no operation);
+    # a write answers an empty WriteTensorboardRunDataResponse and replaces the points of steps written before
+    def add_tensorboard(self, location: str, display_name: str = "rlhf") -> str:
+        """An existing TensorBoard instance (made outside the pipeline); returns its resource name."""
+        name = f"projects/{self.project_number}/locations/{location}/tensorboards/{next(self._ids)}"
+        self.tensorboards[name] = {"name": name, "displayName": display_name,
+                                   "blobStoragePathPrefix": f"cloud-ai-platform-{name.rsplit('/', 1)[1]}",
+                                   "etag": "1", "createTime": _now(), "updateTime": _now()}
+        return name
+
+    def tensorboard_scalars(self, run_name: str) -> dict[str, list[tuple[int, float, str]]]:
+        """What a run holds: time series display name -> [(step, value, wall time)] in step order."""
+        return {series["displayName"]: [(step, point["scalar"].get("value", 0.0), point["wallTime"])
+                                        for step, point in sorted(self.tensorboard_points[name].items())]
+                for name, series in self.tensorboard_time_series.items() if name.startswith(f"{run_name}/timeSeries/")}
+
+    def _tensorboard_name(self, match, groups: int) -> str:
+        """The resource name of the first `groups` path ids (tensorboard, experiment, run) of a match."""
+        name = self._name(match, "tensorboards", match.group(3))
+        for collection, index in (("experiments", 4), ("runs", 5))[:groups - 1]:
+            name += f"/{collection}/{match.group(index)}"
+        return name
+
+    @staticmethod
+    def _lookup(resources: dict[str, dict], name: str, kind: str):
+        resource = resources.get(name)
+        return (resource, None) if resource else (None, error(404, f"{kind} {name} not found", "NOT_FOUND"))
+
+    def _get_tensorboard(self, request, match):
+        tensorboard, missing = self._lookup(self.tensorboards, self._tensorboard_name(match, 1), "Tensorboard")
+        return missing or Response(200, tensorboard)
+
+    def _create_child(self, request, match, groups: int, parents: dict[str, dict], kind: str, id_param: str,
+                      collection: str, children: dict[str, dict]) -> Response:
+        parent, missing = self._lookup(parents, self._tensorboard_name(match, groups), kind)
+        if missing:
+            return missing
+        child_id = request.query.get(id_param, [""])[0]
+        if not re.fullmatch(r"[a-z0-9-]{1,128}", child_id):
+            return error(400, f"{id_param} must be 1-128 characters of [a-z0-9-], got {child_id!r}",
+                         "INVALID_ARGUMENT")
+        name = f"{parent['name']}/{collection}/{child_id}"
+        if name in children:
+            return error(409, f"{name} already exists", "ALREADY_EXISTS")
+        children[name] = {**request.json(), "name": name, "etag": "1", "createTime": _now(), "updateTime": _now()}
+        return Response(200, children[name])
+
+    def _create_tensorboard_experiment(self, request, match):
+        return self._create_child(request, match, 1, self.tensorboards, "Tensorboard", "tensorboardExperimentId",
+                                  "experiments", self.tensorboard_experiments)
+
+    def _get_tensorboard_experiment(self, request, match):
+        experiment, missing = self._lookup(self.tensorboard_experiments, self._tensorboard_name(match, 2),
+                                           "TensorboardExperiment")
+        return missing or Response(200, experiment)
+
+    def _create_tensorboard_run(self, request, match):
+        return self._create_child(request, match, 2, self.tensorboard_experiments, "TensorboardExperiment",
+                                  "tensorboardRunId", "runs", self.tensorboard_runs)
+
+    def _get_tensorboard_run(self, request, match):
+        run, missing = self._lookup(self.tensorboard_runs, self._tensorboard_name(match, 3), "TensorboardRun")
+        return missing or Response(200, run)
+
+    def _create_tensorboard_time_series(self, request, match):
+        run, missing = self._lookup(self.tensorboard_runs, self._tensorboard_name(match, 3), "TensorboardRun")
+        if missing:
+            return missing
+        series = request.json()
+        if not series.get("displayName") or _value_type(series.get("valueType")) == "VALUE_TYPE_UNSPECIFIED":
+            return error(400, "a TensorboardTimeSeries needs a display name and a value type", "INVALID_ARGUMENT")
+        if any(existing["displayName"] == series["displayName"] for existing in self._series_of(run["name"])):
+            return error(409, f"TensorboardTimeSeries {series['displayName']!r} already exists in {run['name']}",
+                         "ALREADY_EXISTS")
+        series_id = request.query.get("tensorboardTimeSeriesId", [str(next(self._ids))])[0]  # the service numbers them
+        if not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,127}", series_id):
+            return error(400, f"tensorboardTimeSeriesId {series_id!r} does not match [a-z0-9][a-z0-9-]{{0,127}}",
+                         "INVALID_ARGUMENT")
+        name = f"{run['name']}/timeSeries/{series_id}"
+        if name in self.tensorboard_time_series:
+            return error(409, f"{name} already exists", "ALREADY_EXISTS")
+        self.tensorboard_time_series[name] = {**series, "name": name, "etag": "1", "createTime": _now(),
+                                              "updateTime": _now()}
+        self.tensorboard_points[name] = {}
+        return Response(200, self.tensorboard_time_series[name])
+
+    def _series_of(self, run_name: str) -> list[dict]:
+        return [series for name, series in self.tensorboard_time_series.items()
+                if name.startswith(f"{run_name}/timeSeries/")]
+
+    def _list_tensorboard_time_series(self, request, match):
+        run, missing = self._lookup(self.tensorboard_runs, self._tensorboard_name(match, 3), "TensorboardRun")
+        return missing or Response(200, {"tensorboardTimeSeries": self._series_of(run["name"])})
+
+    def _write_tensorboard_run_data(self, request, match):
+        run, missing = self._lookup(self.tensorboard_runs, self._tensorboard_name(match, 3), "TensorboardRun")
+        if missing:
+            return missing
+        data = request.json().get("timeSeriesData", [])
+        if not data or sum(len(series.get("values", [])) for series in data) > MAX_WRITE_POINTS:
+            return error(400, f"a write holds 1 to {MAX_WRITE_POINTS} data points", "INVALID_ARGUMENT")
+        for series_data in data:  # all checked before anything is written: a failed write stores nothing
+            name = f"{run['name']}/timeSeries/{series_data.get('tensorboardTimeSeriesId')}"
+            series = self.tensorboard_time_series.get(name)
+            if series is None:
+                return error(404, f"TensorboardTimeSeries {name} not found", "NOT_FOUND")
+            if _value_type(series_data.get("valueType")) != _value_type(series.get("valueType")):
+                return error(400, f"the data's value type does not match {name}'s", "INVALID_ARGUMENT")
+        for series_data in data:
+            name = f"{run['name']}/timeSeries/{series_data['tensorboardTimeSeriesId']}"
+            points = self.tensorboard_points[name]
+            for point in series_data.get("values", []):
+                points[int(point.get("step", 0))] = point  # int64 travels as a JSON string; zero is left out
+        return Response(200, {})
+
+
+MAX_WRITE_POINTS = 5000  # WriteTensorboardRunDataRequest: "The upper limit of data points per write request"
+_VALUE_TYPES = ("VALUE_TYPE_UNSPECIFIED", "SCALAR", "TENSOR", "BLOB_SEQUENCE")
+
+
+def _value_type(value) -> str:
+    """A TensorboardTimeSeries.ValueType given by number (the SDK sends enum-encoding=int) or by name."""
+    return _VALUE_TYPES[value] if isinstance(value, int) else (value or "VALUE_TYPE_UNSPECIFIED")

@@ -1,0 +1,206 @@
+"""Training on several GPUs, checked with several CPU processes: the same launcher (torchrun), the
+same process group set-up (accelerate, gloo instead of NCCL) and the same DDP code as on GPUs.
+
+The PPO update shared between two processes must move the weights exactly as one process does on
+the whole batch; whole training runs of both stages must save one model and one set of logs.
+"""
+
+import dataclasses
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from components.common.distributed import TrainingProcesses, run_in_processes, run_on_every_gpu
+from components.common.models import Placement, load_tokenizer
+from components.tune_policy.config import PPOConfig
+
+CPU = Placement(torch.device("cpu"), torch.float32)
+PROCESSES = 2
+PROMPTS = [
+    "summary about my cat [summary]:",
+    "the dog ran in the park [summary]:",
+    "i was happy today [summary]:",
+    "a short post [summary]:",
+]
+
+
+@pytest.fixture(autouse=True)
+def launched_processes_import_the_tests(monkeypatch):
+    """The launched processes import this module (for `ppo_update_on_saved_rollout`) like pytest does."""
+    tests = str(Path(__file__).parent)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [tests, os.environ.get("PYTHONPATH")])))
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+
+
+def _shard_rows(rollout, processes: TrainingProcesses):
+    """This process's rows of a rollout (every per-row tensor and the texts)."""
+    share = rollout.size // processes.count
+    rows = slice(processes.rank * share, (processes.rank + 1) * share)
+    fields = {
+        field.name: getattr(rollout, field.name)[rows]
+        for field in dataclasses.fields(rollout)
+        if isinstance(getattr(rollout, field.name), (torch.Tensor, list))
+    }
+    return dataclasses.replace(rollout, **fields)
+
+
+def ppo_update_on_saved_rollout(config: PPOConfig, policy_dir: str, rollout_path: str, output_dir: str) -> dict:
+    """Run in each process: this process's share of one PPO update, plus the shared statistics.
+
+    Returns (from the first process) the update's statistics, the rollout statistics and the
+    whitened advantages of the whole batch; saves the updated trainable weights to `output_dir`.
+    """
+    from components.tune_policy.optimization import build_optimizer, trainable_parameters
+    from components.tune_policy.policy_model import load_policy
+    from components.tune_policy.ppo import rollout_statistics
+    from components.tune_policy.ppo_math import masked_whiten
+    from components.tune_policy.ppo_update import ppo_update
+
+    processes = TrainingProcesses.from_environment()
+    torch.manual_seed(config.seed + processes.rank)  # different LoRA initialisations: DDP must align them
+    policy = load_policy(policy_dir, config, CPU)
+    trained = processes.data_parallel(policy)
+    rollout = _shard_rows(torch.load(rollout_path, weights_only=False), processes)
+    whitened = processes.gather(masked_whiten(rollout.returns, rollout.response_mask, processes.total))
+    optimizer, scheduler = build_optimizer(policy, config)
+    generator = torch.Generator().manual_seed(config.seed)
+    update = ppo_update(trained, optimizer, scheduler, rollout, config, generator, processes)
+    if processes.is_main:
+        weights = {f"{index}": p.detach() for index, p in enumerate(trainable_parameters(policy))}
+        torch.save(weights, Path(output_dir) / "weights.pt")
+    return {
+        "update": update,
+        "rollout": rollout_statistics(rollout, config.kl_coeff, processes),
+        "whitened_returns": whitened.tolist(),
+    }
+
+
+@pytest.mark.parametrize("lora_rank", [0, 2])
+def test_a_ppo_update_shared_by_two_processes_equals_one_process_on_the_whole_batch(
+    tmp_path, tiny_causal_lm, lora_rank
+):
+    from components.tune_policy.optimization import trainable_parameters
+    from components.tune_policy.policy_model import load_policy
+    from components.tune_policy.rollout import collect_rollout
+
+    # One minibatch per epoch, so the order of the rows cannot matter; two forward chunks per
+    # process, so gradient accumulation without synchronisation is exercised; two epochs, so the
+    # second step starts from weights the first step changed.
+    config = PPOConfig(
+        steps=1, batch_size=8, minibatch_size=8, forward_batch_size=2, ppo_epochs=2, lora_rank=lora_rank,
+        kl_coeff=0.0, max_new_tokens=6, max_prompt_tokens=32, base_learning_rate=1e-2,
+    )
+    torch.manual_seed(0)
+    policy = load_policy(str(tiny_causal_lm), config, CPU)
+    tokenizer = load_tokenizer(str(tiny_causal_lm), padding_side="left")
+    with torch.no_grad():  # make EOS likely, so responses end at different lengths
+        policy.language_model.get_output_embeddings().weight[tokenizer.eos_token_id] += 3.0
+
+    def words(prompts, responses):
+        return torch.tensor([float(len(r.split())) for r in responses])
+
+    rollout = collect_rollout(policy, None, words, tokenizer, PROMPTS * 2, config)
+    assert len(set(rollout.response_mask.sum(dim=1).tolist())) > 1  # rows of different lengths
+    rollout_path = tmp_path / "rollout.pt"
+    torch.save(rollout, rollout_path)
+
+    results = {}
+    for count in (1, PROCESSES):
+        output = tmp_path / f"processes-{count}"
+        output.mkdir()
+        arguments = dict(policy_dir=str(tiny_causal_lm), rollout_path=str(rollout_path), output_dir=str(output))
+        if count == 1:
+            result = ppo_update_on_saved_rollout(config, **arguments)
+        else:
+            result = run_in_processes(count, ppo_update_on_saved_rollout, config, **arguments)
+        results[count] = (result, torch.load(output / "weights.pt"))
+    (alone, alone_weights), (shared, shared_weights) = results[1], results[PROCESSES]
+
+    for name, value in alone["update"].items():
+        assert shared["update"][name] == pytest.approx(value, rel=1e-4, abs=1e-6), name
+    for name, value in alone["rollout"].items():
+        assert shared["rollout"][name] == pytest.approx(value, rel=1e-5, abs=1e-6), name
+    assert torch.allclose(torch.tensor(shared["whitened_returns"]), torch.tensor(alone["whitened_returns"]), atol=1e-5)
+    torch.manual_seed(config.seed)  # the initial weights of the first process
+    initial = dict(enumerate(trainable_parameters(load_policy(str(tiny_causal_lm), config, CPU))))
+    assert sorted(alone_weights) == sorted(shared_weights) == sorted(f"{index}" for index in initial)
+    for key, value in alone_weights.items():
+        assert torch.allclose(shared_weights[key], value, rtol=1e-4, atol=1e-6), key
+    assert any(not torch.equal(value, initial[int(key)]) for key, value in alone_weights.items())
+
+
+def _event_files(log_dir: Path) -> list[Path]:
+    return sorted(log_dir.rglob("events.out.tfevents.*"))
+
+
+def test_policy_tuning_in_two_processes_saves_one_policy_and_one_log(tmp_path, tiny_causal_lm, length_reward_model):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from transformers import AutoModelForCausalLM
+
+    from components.tune_policy.ppo import train_policy
+
+    config = PPOConfig(
+        steps=2, batch_size=4, minibatch_size=2, forward_batch_size=2, ppo_epochs=1, lora_rank=2, kl_coeff=0.1,
+        max_new_tokens=5, max_prompt_tokens=32, base_learning_rate=1e-2,
+    )
+    metrics = run_in_processes(
+        PROCESSES, train_policy, config, policy_source=str(tiny_causal_lm),
+        reward_source=str(length_reward_model), prompts=PROMPTS, output_dir=str(tmp_path / "policy"),
+        log_dir=str(tmp_path / "logs"),
+    )
+    assert metrics["steps"] == 2 and metrics["tokens_per_second"] > 0
+    [events] = _event_files(tmp_path / "logs")  # only the first process writes logs
+    accumulator = EventAccumulator(str(events))
+    accumulator.Reload()
+    assert [e.step for e in accumulator.Scalars("reward")] == [0, 1]
+    AutoModelForCausalLM.from_pretrained(str(tmp_path / "policy"))  # a plain model, LoRA merged
+
+
+def test_reward_model_training_in_two_processes_saves_and_evaluates_once(tmp_path, tiny_causal_lm):
+    from components.train_reward_model.config import RewardTrainingConfig
+    from components.train_reward_model.training import train_reward_model
+    from test_train_reward_model import write_pairs
+
+    data = tmp_path / "pairs"
+    data.mkdir()
+    write_pairs(data / "train.jsonl", 64, seed=0)
+    write_pairs(data / "eval.jsonl", 16, seed=1)
+    config = RewardTrainingConfig(steps=2, batch_size=8, max_micro_batch_size=2, lora_rank=0, logging_steps=1,
+                                  max_prompt_tokens=32, max_response_tokens=16)
+    metrics = run_in_processes(
+        PROCESSES, train_reward_model, config, base_source=str(tiny_causal_lm),
+        train_path=str(data / "train.jsonl"), eval_path=str(data / "eval.jsonl"),
+        output_dir=str(tmp_path / "reward"), log_dir=str(tmp_path / "logs"),
+    )
+    assert metrics["train_steps"] == 2 and metrics["eval_pairs"] == 16
+    assert 0 <= metrics["eval_accuracy"] <= 1
+    [events] = _event_files(tmp_path / "logs")
+    from transformers import AutoModelForSequenceClassification
+
+    model = AutoModelForSequenceClassification.from_pretrained(str(tmp_path / "reward"))
+    assert model.config.num_labels == 1
+
+
+def test_without_several_gpus_the_function_runs_in_this_process(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
+    seen = []
+
+    def record(config, **kwargs):
+        seen.append((config, kwargs, os.getpid()))
+        return "done"
+
+    assert run_on_every_gpu(record, PPOConfig(steps=1), value=3) == "done"
+    assert seen == [(PPOConfig(steps=1), {"value": 3}, os.getpid())]
+
+
+def test_settings_the_gpus_cannot_share_are_refused_before_any_process_starts(monkeypatch):
+    from components.common.errors import UserInputError
+
+    def train(config):
+        raise AssertionError("not to be called")
+
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 3)
+    with pytest.raises(UserInputError, match="batch_size 64 is not a multiple of the 3 GPUs"):
+        run_on_every_gpu(train, PPOConfig(steps=1))
