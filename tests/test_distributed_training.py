@@ -195,12 +195,16 @@ def test_without_several_gpus_the_function_runs_in_this_process(monkeypatch):
     assert seen == [(PPOConfig(steps=1), {"value": 3}, os.getpid())]
 
 
-def test_settings_the_gpus_cannot_share_are_refused_before_any_process_starts(monkeypatch):
+@pytest.mark.parametrize("stage", ["reward model", "policy"])
+def test_settings_the_gpus_cannot_share_are_refused_before_any_process_starts(monkeypatch, stage):
     from components.common.errors import UserInputError
+    from components.train_reward_model.config import RewardTrainingConfig
 
     def train(config):
         raise AssertionError("not to be called")
 
+    config = RewardTrainingConfig(steps=1) if stage == "reward model" else PPOConfig(steps=1, minibatch_size=8)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 3)
-    with pytest.raises(UserInputError, match="batch_size 64 is not a multiple of the 3 GPUs"):
-        run_on_every_gpu(train, PPOConfig(steps=1))
+    with pytest.raises(UserInputError, match="batch_size 64 is not a multiple of the 3 GPUs") as refused:
+        run_on_every_gpu(train, config)
+    assert ("minibatch_size (ppo_minibatch_size) 8" in str(refused.value)) == (stage == "policy")

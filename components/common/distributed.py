@@ -39,6 +39,15 @@ def launched_processes() -> int:
     return int(os.environ.get(WORLD_SIZE_VARIABLE, "1"))
 
 
+def unshareable_sizes(sizes: dict[str, int], processes: int) -> list[str]:
+    """A problem for each batch size that `processes` GPUs cannot share equally."""
+    return [
+        f"{name} {value} is not a multiple of the {processes} GPUs that share each batch"
+        for name, value in sizes.items()
+        if value % processes
+    ]
+
+
 @dataclass(frozen=True)
 class TrainingProcesses:
     """This process's place among the processes that train together: rank 0 of 1 when alone."""

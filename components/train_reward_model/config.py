@@ -46,10 +46,10 @@ class RewardTrainingConfig:
 
     def validate(self, processes: int = 1) -> None:
         """Raise UserInputError when the batch cannot be shared equally between `processes` GPUs."""
+        from components.common.distributed import unshareable_sizes
         from components.common.errors import UserInputError
 
-        if self.batch_size < 1 or self.batch_size % processes:
-            raise UserInputError(
-                f"reward-model batch_size {self.batch_size} must be a positive multiple of the "
-                f"{processes} GPU(s) that share each batch"
-            )
+        problems = [f"batch_size must be >= 1, got {self.batch_size}"] if self.batch_size < 1 else []
+        problems += unshareable_sizes({"batch_size": self.batch_size}, processes)
+        if problems:
+            raise UserInputError("reward-model training settings: " + "; ".join(problems))

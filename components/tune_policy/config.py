@@ -65,6 +65,7 @@ class PPOConfig:
 
     def validate(self, processes: int = 1) -> None:
         """Raise UserInputError naming every setting no PPO run can use on `processes` GPUs."""
+        from components.common.distributed import unshareable_sizes
         from components.common.errors import UserInputError
 
         positive_ints = {
@@ -81,9 +82,9 @@ class PPOConfig:
             problems.append(
                 f"minibatch_size (ppo_minibatch_size) {self.minibatch_size} exceeds batch_size {self.batch_size}"
             )
-        for name, value in (("batch_size", self.batch_size), ("minibatch_size (ppo_minibatch_size)", self.minibatch_size)):
-            if value % processes:
-                problems.append(f"{name} {value} is not a multiple of the {processes} GPUs that share each batch")
+        problems += unshareable_sizes(
+            {"batch_size": self.batch_size, "minibatch_size (ppo_minibatch_size)": self.minibatch_size}, processes
+        )
         if self.learning_rate <= 0:
             problems.append(
                 f"the learning rate must be > 0, got {self.base_learning_rate} x multiplier "
