@@ -9,8 +9,13 @@ The first 19 names and types are exactly those of Vertex AI's `rlhf_pipeline`, s
 from dataclasses import dataclass
 from typing import Any, Optional
 
+from components.common import defaults
+from components.common.data.formats import AUTO
+from components.common.data.lengths import TRUNCATE
+from components.common.data.loading import DEFAULT_MAX_BAD_ROW_FRACTION
 from components.common.steps import DEFAULT_BATCH_SIZE
 from components.common.vertex_placeholders import LOCATION_PLACEHOLDER, PROJECT_PLACEHOLDER
+from pipeline.submission.resources import DEFAULT_ACCELERATOR_COUNT, DEFAULT_CPU_LIMIT, DEFAULT_MEMORY_LIMIT, GPU
 
 REQUIRED = object()  # marks a parameter without a default
 
@@ -42,9 +47,9 @@ VERTEX_PARAMETERS: tuple[Parameter, ...] = (
     Parameter("model_display_name", Optional[str], None,
               "Display name of the tuned model when it is uploaded to the Vertex Model Registry. "
               "Defaults to a name derived from the base model."),
-    Parameter("prompt_sequence_length", int, 512,
+    Parameter("prompt_sequence_length", int, defaults.PROMPT_SEQUENCE_LENGTH,
               "Maximum number of prompt tokens; longer prompts keep their last tokens."),
-    Parameter("target_sequence_length", int, 64,
+    Parameter("target_sequence_length", int, defaults.TARGET_SEQUENCE_LENGTH,
               "Maximum number of tokens of a response, in the preference data and when the policy "
               "generates."),
     Parameter("reward_model_learning_rate_multiplier", float, 1.0,
@@ -57,7 +62,7 @@ VERTEX_PARAMETERS: tuple[Parameter, ...] = (
     Parameter("reinforcement_learning_train_steps", int, 0,
               "PPO steps, each on a batch of `batch_size` prompts. 0 derives them from the data: "
               "ceil(training prompts / batch_size) * reinforcement_learning_train_epochs."),
-    Parameter("kl_coeff", float, 0.1,
+    Parameter("kl_coeff", float, defaults.KL_COEFF,
               "Weight of the KL penalty to the initial policy in the reward. 0 disables the penalty and "
               "the reference model is not loaded."),
     Parameter("instruction", Optional[str], None,
@@ -72,7 +77,7 @@ VERTEX_PARAMETERS: tuple[Parameter, ...] = (
               "Google Cloud project for uploads and TensorBoard. Defaults to the run's project."),
     Parameter("location", str, LOCATION_PLACEHOLDER,
               "Google Cloud region for uploads and TensorBoard. Defaults to the run's region."),
-    Parameter("accelerator_type", str, "GPU",
+    Parameter("accelerator_type", str, GPU,
               "Accelerator of the training steps: 'GPU' (resolved by `rlhf-pipeline submit` to "
               "NVIDIA_TESLA_A100 on Vertex, nvidia.com/gpu on Kubeflow) or an explicit Vertex name such as "
               "NVIDIA_L4. A run started from the console must name the accelerator. 'TPU' is refused: "
@@ -87,15 +92,15 @@ OUR_PARAMETERS: tuple[Parameter, ...] = (
     Parameter("reward_model_reference", str, "",
               "A different base model for the reward model (it may use another tokenizer: it scores "
               "decoded text). Empty: the same model as `large_model_reference`."),
-    Parameter("dataset_format", str, "auto",
+    Parameter("dataset_format", str, AUTO,
               "Layout of the preference dataset: auto (detected from the first rows), vertex-text, "
               "vertex-chat, explicit, implicit, scored, ranking or unpaired."),
-    Parameter("max_bad_row_fraction", float, 0.01,
+    Parameter("max_bad_row_fraction", float, DEFAULT_MAX_BAD_ROW_FRACTION,
               "Share of a dataset's rows that may be wrong (malformed JSON, missing, empty or wrong-type "
               "field, bad choice, identical answers, not UTF-8...) before its data stage fails with a "
               "summary of the reasons and the first rows; below it they go to rejects.jsonl with file, "
               "line, field and reason."),
-    Parameter("length_policy", str, "truncate",
+    Parameter("length_policy", str, TRUNCATE,
               "What happens to a prompt over prompt_sequence_length or an answer over "
               "target_sequence_length tokens: 'truncate' (a prompt keeps its last tokens, an answer its "
               "first) or 'drop'. Counted in the data report either way."),
@@ -108,26 +113,26 @@ OUR_PARAMETERS: tuple[Parameter, ...] = (
               "Passes over the training prompts when `reinforcement_learning_train_steps` is 0."),
     Parameter("batch_size", int, DEFAULT_BATCH_SIZE,
               "Pairs per reward-model step and prompts per PPO rollout (Vertex uses 64)."),
-    Parameter("reward_model_lora_rank", int, 4,
+    Parameter("reward_model_lora_rank", int, defaults.REWARD_MODEL_LORA_RANK,
               "LoRA rank of the reward model (Vertex uses 4). 0 trains every weight."),
-    Parameter("policy_lora_rank", int, 1,
+    Parameter("policy_lora_rank", int, defaults.POLICY_LORA_RANK,
               "LoRA rank of the policy (Vertex uses 1). 0 trains every weight."),
-    Parameter("ppo_epochs", int, 4, "PPO optimisation passes over each rollout batch."),
-    Parameter("ppo_minibatch_size", int, 16, "Rollouts per PPO gradient step."),
+    Parameter("ppo_epochs", int, defaults.PPO_EPOCHS, "PPO optimisation passes over each rollout batch."),
+    Parameter("ppo_minibatch_size", int, defaults.PPO_MINIBATCH_SIZE, "Rollouts per PPO gradient step."),
     Parameter("sampling_temperature", float, 1.0, "Sampling temperature of the PPO rollouts."),
-    Parameter("eval_split_fraction", float, 0.1,
+    Parameter("eval_split_fraction", float, defaults.EVAL_SPLIT_FRACTION,
               "Share of the preference pairs (and of the prompts) held out for evaluation when no "
               "`eval_dataset` provides them."),
-    Parameter("max_eval_prompts", int, 200,
+    Parameter("max_eval_prompts", int, defaults.MAX_EVAL_PROMPTS,
               "At most this many held-out prompts are answered by both policies in the evaluation."),
     Parameter("gold_scorer", str, "",
               "Name of a task's known preference function used to grade the generations in the "
               "report (e.g. `sample-summaries` for the embedded task). Empty: none."),
-    Parameter("accelerator_count", int, 1,
+    Parameter("accelerator_count", int, DEFAULT_ACCELERATOR_COUNT,
               "GPUs per training step; with more than one the step trains on all of them, one process "
               "per GPU (batch_size and ppo_minibatch_size must be multiples of it)."),
-    Parameter("cpu_limit", str, "8", "CPU limit of each training step ('8', '500m')."),
-    Parameter("memory_limit", str, "32G", "Memory limit of each training step ('32G', '64Gi')."),
+    Parameter("cpu_limit", str, DEFAULT_CPU_LIMIT, "CPU limit of each training step ('8', '500m')."),
+    Parameter("memory_limit", str, DEFAULT_MEMORY_LIMIT, "Memory limit of each training step ('32G', '64Gi')."),
     Parameter("seed", int, 0, "Seed of every random choice: data split, initialisation, sampling."),
 )
 

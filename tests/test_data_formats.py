@@ -4,7 +4,6 @@ The samples are JSONL files under tests/data_samples/; the other containers (.js
 .csv, .parquet, a directory of shards) are written from them here, and must give the same pairs.
 """
 
-import argparse
 import csv
 import gzip
 import json
@@ -18,7 +17,7 @@ import pytest
 from components.common.models import write_model_reference
 from components.prepare_preference_data.component import prepare_preference_data
 from components.prepare_prompt_data.component import prepare_prompt_data
-from pipeline.commands import validate_data
+from validate_data_calls import validate
 
 SAMPLES = Path(__file__).parent / "data_samples"
 CONTAINERS = ("jsonl", "jsonl.gz", "json", "csv", "parquet", "shards")
@@ -80,16 +79,6 @@ def write_container(rows: list[dict], container: str, directory: Path, name: str
     elif container == "parquet":
         pyarrow.parquet.write_table(pyarrow.Table.from_pylist(rows), path)
     return path
-
-
-def validate(tmp_path, **options) -> tuple[int, Path]:
-    out = tmp_path / "normalized"
-    values = dict(preference_dataset=None, prompt_dataset=None, eval_dataset=None, format="auto", tokenizer=None,
-                  write_normalized=str(out), instruction="", prompt_sequence_length=512, target_sequence_length=64,
-                  length_policy="truncate", max_bad_row_fraction=0.01, eval_split_fraction=0.0,
-                  max_eval_prompts=200, seed=0)
-    values.update(options)
-    return validate_data.main(argparse.Namespace(**values)), out
 
 
 def canonical_pairs(directory: Path) -> list[dict]:

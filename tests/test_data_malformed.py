@@ -1,6 +1,5 @@
 """Bad input of every kind ends in one clear message naming the file and row, and a non-zero exit."""
 
-import argparse
 import gzip
 import json
 import os
@@ -14,7 +13,7 @@ import pytest
 from components.common import gcs_paths
 from components.common.data import sources
 from components.common.errors import UserInputError
-from pipeline.commands import validate_data
+from validate_data_calls import validate
 
 GOOD = {"input_text": "Summarize: the cat sat on the mat. [summary]: ", "candidate_0": "A cat sat.",
         "candidate_1": "Dogs bark.", "choice": 0}
@@ -24,16 +23,6 @@ SAMPLES = Path(__file__).parent / "data_samples"
 
 def good_rows(count: int, first: int = 0) -> list[str]:
     return [json.dumps({**GOOD, "input_text": f"Row {i}: {GOOD['input_text']}"}) for i in range(first, first + count)]
-
-
-def validate(tmp_path, **options) -> tuple[int, Path]:
-    out = tmp_path / "normalized"
-    values = dict(preference_dataset=None, prompt_dataset=None, eval_dataset=None, format="auto", tokenizer=None,
-                  write_normalized=str(out), instruction="", prompt_sequence_length=512, target_sequence_length=64,
-                  length_policy="truncate", max_bad_row_fraction=0.01, eval_split_fraction=0.0,
-                  max_eval_prompts=200, seed=0)
-    values.update(options)
-    return validate_data.main(argparse.Namespace(**values)), out
 
 
 def books_of(out: Path, kind: str = "preference_data") -> dict:

@@ -2,6 +2,8 @@
 
 from dataclasses import dataclass
 
+from components.common import defaults
+
 
 @dataclass
 class EvaluationConfig:
@@ -11,10 +13,10 @@ class EvaluationConfig:
     policies see the same random stream: torch is seeded with `seed` before each one generates.
     """
 
-    max_new_tokens: int = 64  # Vertex's target_sequence_length
-    max_prompt_tokens: int = 512  # Vertex's prompt_sequence_length
+    max_new_tokens: int = defaults.TARGET_SEQUENCE_LENGTH
+    max_prompt_tokens: int = defaults.PROMPT_SEQUENCE_LENGTH
     temperature: float = 1.0
-    max_eval_prompts: int = 200
+    max_eval_prompts: int = defaults.MAX_EVAL_PROMPTS
     gold_scorer: str = ""  # a name in embedded_default.gold.GOLD_SCORERS; "" = none
     seed: int = 0
     generation_batch_size: int = 16  # prompts per generate() call and per log-probability pass

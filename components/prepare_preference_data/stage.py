@@ -3,6 +3,7 @@
 from dataclasses import dataclass
 from pathlib import Path
 
+from components.common import defaults
 from components.common.data.formats import AUTO
 from components.common.data.lengths import TRUNCATE, load_model_tokenizer
 from components.common.data.loading import DEFAULT_MAX_BAD_ROW_FRACTION, DataSettings
@@ -16,12 +17,12 @@ class PreferenceDataConfig:
     preference_dataset: str
     eval_dataset: str | None = None
     instruction: str | None = None
-    prompt_sequence_length: int = 512
-    target_sequence_length: int = 64
+    prompt_sequence_length: int = defaults.PROMPT_SEQUENCE_LENGTH
+    target_sequence_length: int = defaults.TARGET_SEQUENCE_LENGTH
     batch_size: int = DEFAULT_BATCH_SIZE
     reward_model_train_epochs: int = 1
     reward_model_train_steps: int = 0
-    eval_split_fraction: float = 0.1
+    eval_split_fraction: float = defaults.EVAL_SPLIT_FRACTION
     seed: int = 0
     max_bad_row_fraction: float = DEFAULT_MAX_BAD_ROW_FRACTION
     length_policy: str = TRUNCATE

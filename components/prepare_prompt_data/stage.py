@@ -3,6 +3,7 @@
 from dataclasses import dataclass
 from pathlib import Path
 
+from components.common import defaults
 from components.common.data.lengths import TRUNCATE, load_model_tokenizer
 from components.common.data.loading import DEFAULT_MAX_BAD_ROW_FRACTION, DataSettings
 from components.common.data.preparation import PreparedData, describe_steps, prepare_prompts, write_prepared
@@ -15,12 +16,12 @@ class PromptDataConfig:
     prompt_dataset: str
     eval_dataset: str | None = None
     instruction: str | None = None
-    prompt_sequence_length: int = 512
+    prompt_sequence_length: int = defaults.PROMPT_SEQUENCE_LENGTH
     batch_size: int = DEFAULT_BATCH_SIZE
     reinforcement_learning_train_epochs: int = 1
     reinforcement_learning_train_steps: int = 0
-    eval_split_fraction: float = 0.1
-    max_eval_prompts: int = 200
+    eval_split_fraction: float = defaults.EVAL_SPLIT_FRACTION
+    max_eval_prompts: int = defaults.MAX_EVAL_PROMPTS
     seed: int = 0
     max_bad_row_fraction: float = DEFAULT_MAX_BAD_ROW_FRACTION
     length_policy: str = TRUNCATE

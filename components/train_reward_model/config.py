@@ -2,6 +2,7 @@
 
 from dataclasses import dataclass
 
+from components.common import defaults
 from components.common.steps import DEFAULT_BATCH_SIZE
 
 
@@ -14,10 +15,10 @@ class RewardTrainingConfig:
     learning_rate_multiplier: float = 1.0
     warmup_ratio: float = 0.05
     weight_decay: float = 0.0
-    lora_rank: int = 4  # 0 trains every weight
+    lora_rank: int = defaults.REWARD_MODEL_LORA_RANK  # 0 trains every weight
     use_margin: bool = False  # pass the pairs' "margin" to the loss: -log sigmoid(r_w - r_l - margin)
-    max_prompt_tokens: int = 512
-    max_response_tokens: int = 64
+    max_prompt_tokens: int = defaults.PROMPT_SEQUENCE_LENGTH
+    max_response_tokens: int = defaults.TARGET_SEQUENCE_LENGTH
     seed: int = 0
     logging_steps: int = 5
     eval_batch_size: int = 64

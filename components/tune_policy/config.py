@@ -2,6 +2,9 @@
 
 from dataclasses import dataclass
 
+from components.common import defaults
+from components.common.steps import DEFAULT_BATCH_SIZE
+
 LR_SCHEDULES = ("constant", "linear")
 
 
@@ -16,10 +19,10 @@ class PPOConfig:
     """
 
     steps: int
-    batch_size: int = 64  # prompts per rollout (Vertex: 64)
-    minibatch_size: int = 16  # rollouts per optimizer step
+    batch_size: int = DEFAULT_BATCH_SIZE  # prompts per rollout (Vertex: 64)
+    minibatch_size: int = defaults.PPO_MINIBATCH_SIZE  # rollouts per optimizer step
     forward_batch_size: int = 16  # rows per forward pass; only memory depends on it
-    ppo_epochs: int = 4
+    ppo_epochs: int = defaults.PPO_EPOCHS
     base_learning_rate: float = 1e-5  # Vertex's base rate for the policy
     learning_rate_multiplier: float = 1.0  # Vertex's reinforcement_learning_rate_multiplier
     value_head_learning_rate_scale: float = 10.0  # the value head starts from zero, the trunk is pretrained
@@ -27,7 +30,7 @@ class PPOConfig:
     warmup_fraction: float = 0.05  # share of the optimizer steps spent warming up
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0
-    kl_coeff: float = 0.1  # 0: no KL penalty and no reference model
+    kl_coeff: float = defaults.KL_COEFF  # 0: no KL penalty and no reference model
     clip_range: float = 0.2
     value_clip_range: float = 0.2
     value_loss_coeff: float = 0.1  # the value loss shares the policy's trunk: keep it from dominating
@@ -36,9 +39,9 @@ class PPOConfig:
     whiten_advantages: bool = True
     missing_eos_penalty: float = 0.0  # subtracted from the score of a response cut at max_new_tokens
     temperature: float = 1.0
-    max_new_tokens: int = 64  # Vertex's target_sequence_length
-    max_prompt_tokens: int = 512  # Vertex's prompt_sequence_length
-    lora_rank: int = 1  # Vertex's policy rank; 0 trains every weight
+    max_new_tokens: int = defaults.TARGET_SEQUENCE_LENGTH
+    max_prompt_tokens: int = defaults.PROMPT_SEQUENCE_LENGTH
+    lora_rank: int = defaults.POLICY_LORA_RANK  # 0 trains every weight
     lora_alpha_ratio: float = 2.0  # lora_alpha = ratio * rank
     seed: int = 0
 

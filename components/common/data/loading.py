@@ -7,6 +7,7 @@ from typing import Iterator
 
 from tqdm import tqdm
 
+from components.common import defaults
 from components.common.data import formats
 from components.common.data.formats import Converter
 from components.common.data.ledger import Ledger
@@ -29,8 +30,8 @@ class DataSettings:
 
     format: str = formats.AUTO  # the preference layout, or "auto" to detect it
     instruction: str | None = None
-    prompt_sequence_length: int = 512
-    target_sequence_length: int = 64
+    prompt_sequence_length: int = defaults.PROMPT_SEQUENCE_LENGTH
+    target_sequence_length: int = defaults.TARGET_SEQUENCE_LENGTH
     length_policy: str = TRUNCATE  # "truncate" or "drop" over-long prompts and answers
     max_bad_row_fraction: float = DEFAULT_MAX_BAD_ROW_FRACTION
 

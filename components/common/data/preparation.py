@@ -9,6 +9,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from components.common import defaults
 from components.common.data import splitting
 from components.common.data.loading import PREFERENCE, PROMPT, DataSettings, LoadedDataset, detect_layout, load_dataset
 
@@ -57,7 +58,7 @@ def _given(path: str | None) -> bool:
 
 
 def prepare_preferences(dataset: str, eval_dataset: str | None, settings: DataSettings, tokenizer=None,
-                        eval_split_fraction: float = 0.1, seed: int = 0) -> PreparedData:
+                        eval_split_fraction: float = defaults.EVAL_SPLIT_FRACTION, seed: int = 0) -> PreparedData:
     train_data = load_dataset(dataset, PREFERENCE, settings, tokenizer)
     notes = []
     if _given(eval_dataset):
@@ -77,7 +78,8 @@ def prepare_preferences(dataset: str, eval_dataset: str | None, settings: DataSe
 
 
 def prepare_prompts(dataset: str, eval_dataset: str | None, settings: DataSettings, tokenizer=None,
-                    eval_split_fraction: float = 0.1, max_eval_prompts: int = 200, seed: int = 0) -> PreparedData:
+                    eval_split_fraction: float = defaults.EVAL_SPLIT_FRACTION,
+                    max_eval_prompts: int = defaults.MAX_EVAL_PROMPTS, seed: int = 0) -> PreparedData:
     train_data = load_dataset(dataset, PROMPT, settings, tokenizer)
     if _given(eval_dataset):
         eval_data = load_dataset(eval_dataset, PROMPT, settings, tokenizer)

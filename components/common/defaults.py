@@ -1,0 +1,12 @@
+"""Default values that the pipeline's parameters (pipeline/parameters.py) and the stages' configs
+share: each is written here once. Most are those of Vertex AI's own RLHF pipeline."""
+
+PROMPT_SEQUENCE_LENGTH = 512  # prompt tokens (Vertex: prompt_sequence_length)
+TARGET_SEQUENCE_LENGTH = 64  # response tokens (Vertex: target_sequence_length)
+KL_COEFF = 0.1  # weight of the KL penalty to the initial policy (Vertex: kl_coeff)
+REWARD_MODEL_LORA_RANK = 4  # Vertex's reward-model LoRA rank
+POLICY_LORA_RANK = 1  # Vertex's policy LoRA rank
+PPO_EPOCHS = 4  # optimisation passes over each rollout batch
+PPO_MINIBATCH_SIZE = 16  # rollouts per PPO optimizer step
+EVAL_SPLIT_FRACTION = 0.1  # share of each dataset held out when no eval_dataset is given
+MAX_EVAL_PROMPTS = 200  # held-out prompts answered by both policies in the evaluation
