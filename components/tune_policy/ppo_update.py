@@ -42,7 +42,7 @@ def ppo_update(
     parameters = trainable_parameters(policy)
     response_length = rollout.response_ids.shape[1]
     minibatch_size = config.minibatch_size // processes.count
-    totals = torch.zeros(len(STATISTICS), dtype=torch.float64)
+    totals = torch.zeros(len(STATISTICS), dtype=torch.float64, device=rollout.response_mask.device)
     grad_norms = []
     for _ in range(config.ppo_epochs):
         order = torch.randperm(rollout.size, generator=generator)
@@ -81,11 +81,11 @@ def ppo_update(
                         0.5 * log_ratio**2,
                         torch.ones_like(mask),
                     )
-                    totals += torch.stack([(value * mask).sum().double().cpu() for value in per_token])
+                    totals += torch.stack([(value * mask).sum() for value in per_token]).double()
             grad_norms.append(float(torch.nn.utils.clip_grad_norm_(parameters, config.max_grad_norm)))
             optimizer.step()
             scheduler.step()
-    totals = processes.total(totals.to(rollout.response_mask.device)).cpu()
+    totals = processes.total(totals).cpu()  # read back from the device once, after the update
     tokens = max(float(totals[-1]), 1.0)
     stats = {name: float(value) / tokens for name, value in zip(STATISTICS[:-1], totals[:-1])}
     stats["grad_norm"] = sum(grad_norms) / len(grad_norms)
