@@ -116,6 +116,7 @@ def build_pipeline(image: str = DEFAULT_IMAGE, version: str | None = None):
             max_bad_row_fraction=p["max_bad_row_fraction"],
             length_policy=p["length_policy"],
             dataset_format=p["dataset_format"],
+            use_chat_template=p["use_chat_template"],
             base_model=base.outputs["model"],
             **common,
         ).set_display_name(DISPLAY_NAMES["preference"])
@@ -132,6 +133,7 @@ def build_pipeline(image: str = DEFAULT_IMAGE, version: str | None = None):
             max_eval_prompts=p["max_eval_prompts"],
             max_bad_row_fraction=p["max_bad_row_fraction"],
             length_policy=p["length_policy"],
+            use_chat_template=p["use_chat_template"],
             base_model=base.outputs["model"],
             **common,
         ).set_display_name(DISPLAY_NAMES["prompts"])
@@ -145,6 +147,7 @@ def build_pipeline(image: str = DEFAULT_IMAGE, version: str | None = None):
             batch_size=p["batch_size"],
             reward_model_lora_rank=p["reward_model_lora_rank"],
             use_margin=p["use_margin"],
+            use_chat_template=p["use_chat_template"],
             prompt_sequence_length=p["prompt_sequence_length"],
             target_sequence_length=p["target_sequence_length"],
             **common,
@@ -164,6 +167,8 @@ def build_pipeline(image: str = DEFAULT_IMAGE, version: str | None = None):
             ppo_epochs=p["ppo_epochs"],
             ppo_minibatch_size=p["ppo_minibatch_size"],
             sampling_temperature=p["sampling_temperature"],
+            missing_eos_penalty=p["missing_eos_penalty"],
+            use_chat_template=p["use_chat_template"],
             prompt_sequence_length=p["prompt_sequence_length"],
             target_sequence_length=p["target_sequence_length"],
             policy_lora_rank=p["policy_lora_rank"],
@@ -207,8 +212,13 @@ def build_pipeline(image: str = DEFAULT_IMAGE, version: str | None = None):
             sampling_temperature=p["sampling_temperature"],
             max_eval_prompts=p["max_eval_prompts"],
             gold_scorer=p["gold_scorer"],
+            use_chat_template=p["use_chat_template"],
             **common,
         ).set_display_name(DISPLAY_NAMES["evaluate"])
+        # Evaluation loads three models and generates with two: it needs the trainers' machine.
+        apply_training_resources(
+            evaluation, p["accelerator_type"], p["accelerator_count"], p["cpu_limit"], p["memory_limit"]
+        )
 
         summary = components["summary"](
             evaluation=evaluation.outputs["evaluation"],

@@ -120,6 +120,15 @@ OUR_PARAMETERS: tuple[Parameter, ...] = (
     Parameter("ppo_epochs", int, defaults.PPO_EPOCHS, "PPO optimisation passes over each rollout batch."),
     Parameter("ppo_minibatch_size", int, defaults.PPO_MINIBATCH_SIZE, "Rollouts per PPO gradient step."),
     Parameter("sampling_temperature", float, 1.0, "Sampling temperature of the PPO rollouts."),
+    Parameter("missing_eos_penalty", float, defaults.MISSING_EOS_PENALTY,
+              "Subtracted from the reward of a PPO response that reached target_sequence_length without "
+              "its end token, so that the policy learns to finish its answers (1.0 is a common choice). "
+              "The evaluation reports the share of such truncated responses."),
+    Parameter("use_chat_template", str, defaults.USE_CHAT_TEMPLATE,
+              "How prompts reach each model (the policy and the reward model decide separately): 'auto' "
+              "renders them with the model's chat template when its tokenizer has one (conversations "
+              "as they are, plain-text prompts as one user message), 'true' requires a template, "
+              "'false' feeds plain text (conversations as 'Human: ... Assistant:' transcripts)."),
     Parameter("eval_split_fraction", float, defaults.EVAL_SPLIT_FRACTION,
               "Share of the preference pairs (and of the prompts) held out for evaluation when no "
               "`eval_dataset` provides them."),

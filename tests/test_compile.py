@@ -81,6 +81,16 @@ def test_every_task_has_a_display_name_and_the_code_version_in_its_cache_key(com
         assert version == code_version()
 
 
+def test_the_trainers_and_the_evaluation_run_on_the_accelerator_the_parameters_name(compiled):
+    """Evaluation loads three models and generates with two: it gets the trainers' machine, not a CPU node."""
+    executors = yaml.safe_load(compiled[0])["deploymentSpec"]["executors"]
+    placed = {name for name, executor in executors.items() if "resources" in executor["container"]}
+    assert placed == {"exec-train-reward-model", "exec-tune-policy", "exec-evaluate"}
+    for name in placed:
+        accelerator = executors[name]["container"]["resources"]["accelerator"]
+        assert "accelerator_type" in accelerator["resourceType"] and "accelerator_count" in accelerator["resourceCount"]
+
+
 def test_image_option_sets_every_component_image(tmp_path):
     spec = yaml.safe_load(compile_to(tmp_path / "p.yaml", "--image", "europe-docker.pkg.dev/p/r/rlhf:1"))
     images = {e["container"]["image"] for e in spec["deploymentSpec"]["executors"].values()}

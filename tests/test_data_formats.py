@@ -33,9 +33,14 @@ PREFERENCE_SAMPLES = {
     "ranking_preferences": ("ranking", 3, 8, 1, 6),  # 3 + 5 pairs (one tie), one row all tied
     "ranking_scores_preferences": ("ranking", 2, 4, 0, 2),
     "unpaired_preferences": ("unpaired", 7, 4, 1, -2),  # 1x2 + 2x1 pairs from 6 rows, one row alone
+    "query_preferences": ("explicit", 4, 4, 0, 0),  # `query` names the prompt
+    "query_ranking_preferences": ("ranking", 2, 9, 0, 7),  # `rankings` (1 is best): 3 + 6 pairs
 }
 PROMPT_SAMPLES = {"vertex_text_prompts": ("vertex-text", 20), "explicit_prompts": ("prompt", 12),
-                  "vertex_chat_prompts": ("vertex-chat", 4)}
+                  "vertex_chat_prompts": ("vertex-chat", 4), "query_prompts": ("prompt", 5)}
+PLAIN_TEXT_SAMPLES = ("vertex_text_preferences", "explicit_preferences", "scored_preferences", "ranking_preferences",
+                      "ranking_scores_preferences", "unpaired_preferences", "query_preferences",
+                      "query_ranking_preferences")
 
 
 def read_jsonl(path: Path) -> list[dict]:
@@ -135,12 +140,104 @@ def test_layouts_turn_into_the_expected_pairs(jsonl_pairs):
     assert chat["prompt"] == ("You are a helpful travel agent.\n\nHuman: Which area should I stay in?\n\nAssistant: "
                               "Baixa and Chiado are central.\n\nHuman: And something quieter?\n\nAssistant:")
     assert chat["chosen"].startswith(" Try Campo de Ourique")  # choice 1
+    bakery = [(p["chosen"], p["rejected"]) for p in jsonl_pairs["query_ranking_preferences"] if "bakery" in p["prompt"]]
+    assert bakery == [("The Rolling Pin", "Bread"), ("Crumb & Crust", "Bread"), ("Crumb & Crust", "The Rolling Pin")]
+    assert jsonl_pairs["query_preferences"][2] == {"prompt": "Translate 'good morning' into Spanish.\n",
+                                                   "chosen": "Buenos días.", "rejected": "Bonjour."}
     messages = jsonl_pairs["explicit_messages_preferences"][1]
     assert messages["prompt"] == "Answer in one sentence.\n\nHuman: Name a prime number above 10.\n\nAssistant:"
     assert (messages["chosen"], messages["rejected"]) == (" 11 is the first one.", " 12.")
     # Every layout gives prompt + answer as one text that reads on: the implicit split loses nothing.
     source = read_jsonl(SAMPLES / "implicit_hh_preferences.jsonl")
     assert [p["prompt"] + p["chosen"] for p in jsonl_pairs["implicit_hh_preferences"]] == [r["chosen"] for r in source]
+
+
+def turns(*messages: tuple[str, str]) -> list[dict]:
+    return [{"role": role, "content": content} for role, content in messages]
+
+
+def test_chat_prompts_keep_their_messages_and_plain_prompts_have_none(jsonl_pairs):
+    """`prompt_messages` is the conversation a chat template needs; `prompt` stays the HH transcript."""
+    chat = jsonl_pairs["vertex_chat_preferences"]
+    assert chat[1]["prompt_messages"] == turns(
+        ("system", "You are a helpful travel agent."), ("user", "Which area should I stay in?"),
+        ("assistant", "Baixa and Chiado are central."), ("user", "And something quieter?"))
+    assert chat[2]["prompt_messages"] == turns(("user", "How do I say thank you in Portuguese?"))
+    assert jsonl_pairs["explicit_messages_preferences"][1]["prompt_messages"] == turns(
+        ("system", "Answer in one sentence."), ("user", "Name a prime number above 10."))
+    hh = jsonl_pairs["implicit_hh_preferences"]
+    assert hh[1]["prompt_messages"] == turns(
+        ("user", "What's a good name for a grey cat?"), ("assistant", "Maybe Smokey or Ash?"),
+        ("user", "Something less common?"))
+    for name in ("vertex_chat_preferences", "explicit_messages_preferences", "implicit_hh_preferences"):
+        assert all(p["prompt_messages"][-1]["role"] == "user" for p in jsonl_pairs[name])
+    for name in PLAIN_TEXT_SAMPLES:
+        assert all("prompt_messages" not in p for p in jsonl_pairs[name]), name
+
+
+def write_rows(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+SYSTEM_AND_USER = turns(("system", "Be precise."), ("user", "What is 2 + 2?"))
+CHAT_LAYOUTS = {
+    "ranking": [{"prompt": SYSTEM_AND_USER, "responses": ["4", "5"], "ranks": [1, 2]}],
+    "unpaired": [{"prompt": SYSTEM_AND_USER, "completion": "4", "label": True},
+                 {"prompt": SYSTEM_AND_USER, "completion": "5", "label": False}],
+    "implicit": [{"chosen": SYSTEM_AND_USER + turns(("assistant", "4")),
+                  "rejected": SYSTEM_AND_USER + turns(("assistant", "5"))}],
+    "explicit": [{"query": SYSTEM_AND_USER, "chosen": "4", "rejected": "5"}],
+}
+
+
+@pytest.mark.parametrize("layout", CHAT_LAYOUTS)
+def test_every_chat_layout_gives_messages_with_the_instruction_in_the_first_user_message(tmp_path, layout):
+    path = write_rows(tmp_path / f"{layout}.jsonl", CHAT_LAYOUTS[layout])
+    code, out = validate(tmp_path, preference_dataset=str(path), instruction="Be kind.")
+    assert code == 0
+    [pair] = canonical_pairs(out / "preference_data")
+    assert pair["prompt"] == "Be kind.\n\nBe precise.\n\nHuman: What is 2 + 2?\n\nAssistant:"
+    assert pair["prompt_messages"] == turns(("system", "Be precise."), ("user", "Be kind.\n\nWhat is 2 + 2?"))
+    assert (pair["chosen"], pair["rejected"]) == (" 4", " 5")
+
+
+def test_an_hh_transcript_gives_messages_when_it_parses_cleanly(tmp_path):
+    code, out = validate(tmp_path, preference_dataset=str(SAMPLES / "hh_implicit_whitespace.jsonl"),
+                         instruction="Be kind.", max_bad_row_fraction=0.5)
+    first = canonical_pairs(out / "preference_data")[0]
+    assert code == 0 and first["prompt"].startswith("Be kind.\n\n\n\nHuman: My neighbour's dog barks all night.")
+    assert first["prompt_messages"] == turns(
+        ("user", "Be kind.\n\nMy neighbour's dog barks all night. What can I do?"),
+        ("assistant", "That sounds exhausting. Have you talked to your neighbour about it yet?"),
+        ("user", "Not yet, I'm worried it will turn into a fight."))
+    untidy = [{"chosen": f"{prompt} {answer}", "rejected": f"{prompt} No."} for prompt, answer in (
+        ("Notes first.\n\nHuman: Hi?\n\nAssistant:", "Hello!"),  # text before the first turn
+        ("\n\nHuman: Hi.\n\nHuman: Anyone?\n\nAssistant:", "Yes, here."),  # turns that do not alternate
+        ("\n\nHuman: Hi.\n\nAssistant:\n\nHuman: Hello?\n\nAssistant:", "Sorry!"))]  # an empty turn
+    code, out = validate(tmp_path, preference_dataset=str(write_rows(tmp_path / "untidy.jsonl", untidy)))
+    pairs = canonical_pairs(out / "preference_data")
+    assert code == 0 and len(pairs) == 3 and all("prompt_messages" not in p for p in pairs)
+
+
+def test_chat_prompt_rows_keep_their_messages(tmp_path):
+    code, out = validate(tmp_path, prompt_dataset=str(SAMPLES / "vertex_chat_prompts.jsonl"), instruction="Be brief.")
+    rows = canonical_pairs(out / "prompt_data")
+    assert code == 0 and rows[0]["prompt_messages"] == turns(
+        ("system", "You are a helpful travel agent."),
+        ("user", "Be brief.\n\nWhat should I pack for Iceland in winter?"))
+    hh_text = "\n\nHuman: Hi?\n\nAssistant: Hello.\n\nHuman: What is 2 + 2?\n\nAssistant:"
+    as_messages = write_rows(tmp_path / "prompts.jsonl", [{"prompt": SYSTEM_AND_USER}, {"prompt": "Plain text."},
+                                                          {"query": hh_text}])
+    code, out = validate(tmp_path, prompt_dataset=str(as_messages))
+    rows = canonical_pairs(out / "prompt_data")
+    assert code == 0 and rows == [
+        {"prompt": "Be precise.\n\nHuman: What is 2 + 2?\n\nAssistant:", "prompt_messages": SYSTEM_AND_USER},
+        {"prompt": "Plain text."},
+        {"prompt": hh_text, "prompt_messages": turns(("user", "Hi?"), ("assistant", "Hello."), ("user", "What is 2 + 2?"))},
+    ]
+    code, out = validate(tmp_path, prompt_dataset=str(SAMPLES / "vertex_chat_preferences.jsonl"))  # prompts of pairs
+    assert code == 0 and all(r["prompt_messages"][-1]["role"] == "user" for r in canonical_pairs(out / "prompt_data"))
 
 
 @pytest.mark.parametrize("container", CONTAINERS)

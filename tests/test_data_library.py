@@ -14,6 +14,7 @@ from components.common.data.lengths import DROP, TRUNCATE, LengthChecker, may_ex
 from components.common.data.loading import PREFERENCE, DataSettings, load_dataset
 from components.common.data.records import PreferencePair, PromptRow, RowRef
 from components.common.data.splitting import leaked_pairs, split_pairs, split_prompts
+from components.common.data.transcripts import TURN_SEPARATOR, Message, chat_prompt, parse_transcript
 from components.common.errors import UserInputError
 
 SAMPLES = Path(__file__).parent / "data_samples"
@@ -75,6 +76,41 @@ def test_truncation_cuts_at_token_boundaries(byte_bpe):
     twin = PreferencePair("p", "same beginning here, then A", "same beginning here, then B", REF)
     kept, rejects = checker.check([twin])
     assert not kept and rejects[0].reason == "identical_answers"
+
+
+def test_truncation_never_leaves_a_blank_text(byte_bpe):
+    """A cut that keeps only whitespace would pass validation and stop training: it is rejected instead."""
+    checker = LengthChecker(byte_bpe, prompt_limit=3, answer_limit=4, policy=TRUNCATE)
+    kept, rejects = checker.check([PreferencePair("Why?", " \n\n\n\nBecause air scatters blue light.", " No.", REF)])
+    assert not kept and [(r.reason, r.field) for r in rejects] == [("empty_field", "chosen")]
+    kept, rejects = checker.check([PromptRow("Question?       \n\n\n", REF)])
+    assert not kept and [(r.reason, r.field) for r in rejects] == [("empty_field", "prompt")]
+    # The prompt's messages stay whole: only the text is cut.
+    conversation = (Message("user", "one two three four five six"),)
+    text = "Human: one two three four five six\n\nAssistant:"
+    pair = PreferencePair(text, " Yes.", " No.", REF, prompt_messages=conversation)
+    assert checker.check([pair]) == ([pair], []) and len(pair.prompt) < len(text) and text.endswith(pair.prompt)
+    assert pair.prompt_messages == conversation
+
+
+def test_a_conversation_keeps_one_leading_system_message():
+    """Vertex's context and the system messages are one system message, as chat templates take them."""
+    prompt = chat_prompt([Message("system", "Be brief."), Message("user", "Hi?")], context="You sell boats.")
+    assert prompt.text == "You sell boats.\n\nBe brief.\n\nHuman: Hi?\n\nAssistant:"
+    assert prompt.messages == (Message("system", "You sell boats.\n\nBe brief."), Message("user", "Hi?"))
+    assert prompt.with_instruction("Answer.").messages[1] == Message("user", "Answer.\n\nHi?")
+
+
+def test_hh_transcripts_parse_into_messages_only_when_clean():
+    prompt = "\n\nHuman: Hi.\n\nAssistant: Hello! How can I help?\n\nHuman: A joke, please.\n\nAssistant:"
+    messages = parse_transcript(prompt)
+    assert messages == (Message("user", "Hi."), Message("assistant", "Hello! How can I help?"),
+                        Message("user", "A joke, please."))
+    assert TURN_SEPARATOR + chat_prompt(list(messages)).text == prompt
+    assert parse_transcript("Human: Hi.\n\nAssistant:") == (Message("user", "Hi."),)
+    for untidy in ("Hi.\n\nAssistant:", "\n\nHuman: Hi.", "\n\nHuman: Hi.\n\nAssistant: Yo.",
+                   "\n\nAssistant: Hi.\n\nAssistant:", "\n\nHuman:  \n\nAssistant:"):
+        assert parse_transcript(untidy) is None, untidy
 
 
 def test_json_arrays_are_decoded_across_read_boundaries(tmp_path, monkeypatch):

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from components.common import gcs_paths
+from components.common.canonical_data import PREFERENCE_FIELDS, read_canonical_rows
 from components.common.data import sources
 from components.common.errors import UserInputError
 from validate_data_calls import validate
@@ -41,6 +42,7 @@ BAD_ROWS = [
     ("identical answers", json.dumps({**GOOD, "candidate_1": GOOD["candidate_0"]}), "identical_answers",
      "candidate_0, candidate_1"),
     ("wrong type", json.dumps({**GOOD, "input_text": 42}), "wrong_type", "input_text"),
+    ("lone surrogate", json.dumps({**GOOD, "candidate_0": "A cat sat.\ud800"}), "not_utf8", "candidate_0"),
     ("not UTF-8", b'{"input_text": "caf\xe9", "candidate_0": "a", "candidate_1": "b", "choice": 0}', "not_utf8", None),
 ]
 
@@ -85,18 +87,40 @@ LAYOUT_ERRORS = [
                              "score_rejected": 2}, "bad_score", "score_chosen"),
     ("ranks do not match", {"prompt": "p", "responses": ["a", "b", "c"], "ranks": [1, 2]}, "bad_score", "ranks"),
     ("label not boolean", {"prompt": "p", "completion": "a", "label": "maybe"}, "bad_label", "label"),
+    ("no ranks", {"query": "p", "responses": ["a", "b"]}, "missing_field", "scores"),
+    ("no responses", {"prompt": "p", "rankings": [1, 2]}, "missing_field", "responses"),
 ]
 
 
 @pytest.mark.parametrize("case, row, reason, field", LAYOUT_ERRORS, ids=[c[0] for c in LAYOUT_ERRORS])
 def test_layout_specific_errors(tmp_path, capsys, case, row, reason, field):
-    layout_of = {"messages": "vertex-chat", "score_chosen": "scored", "responses": "ranking", "label": "unpaired",
-                 "chosen": "implicit"}
+    layout_of = {"messages": "vertex-chat", "score_chosen": "scored", "responses": "ranking", "rankings": "ranking",
+                 "label": "unpaired", "chosen": "implicit"}
     layout = next(name for key, name in layout_of.items() if key in row)
     path = write_lines(tmp_path / "prefs.jsonl", [json.dumps(row)])
     code, _ = validate(tmp_path, preference_dataset=str(path), format=layout)
     output = capsys.readouterr().out
     assert code == 1 and f"{path}, line 1, field '{field}'" in output and reason in output
+
+
+def test_an_implicit_answer_of_only_whitespace_is_rejected_on_the_users_row(tmp_path, capsys):
+    """HH transcripts that split into a blank answer (as a few harmless-base rows do) fail here, not in training."""
+    path = SAMPLES / "hh_implicit_whitespace.jsonl"
+    code, _ = validate(tmp_path, preference_dataset=str(path))
+    output = capsys.readouterr().out
+    assert code == 1 and "2 of 6 rows are bad" in output and "2 empty_field" in output
+    assert f"{path}, line 2, field 'chosen'" in output and f"{path}, line 4, field 'rejected'" in output
+    code, out = validate(tmp_path, preference_dataset=str(path), max_bad_row_fraction=0.5)
+    assert code == 0
+    rejects = [json.loads(r) for r in (out / "preference_data" / "rejects.jsonl").read_text().splitlines()]
+    assert [(r["file"], r["line"], r["field"], r["reason"]) for r in rejects] == [
+        (str(path), 2, "chosen", "empty_field"), (str(path), 4, "rejected", "empty_field")]
+    assert "only whitespace" in rejects[0]["detail"]
+    books = books_of(out)
+    assert (books["input_rows"], books["used"], books["rejected"], books["balanced"]) == (6, 4, 2, True)
+    # What the trainers read: every pair passes their checks.
+    pairs = read_canonical_rows(out / "preference_data" / "train.jsonl", PREFERENCE_FIELDS, "the test")
+    assert len(pairs) == 4 and all(pair[field].strip() for pair in pairs for field in PREFERENCE_FIELDS)
 
 
 def test_duplicates_are_removed_and_counted_and_leakage_reported(tmp_path, capsys):
@@ -168,6 +192,7 @@ def test_a_csv_with_wrong_headers(tmp_path, capsys):
     path.write_text("question,answer_a,answer_b,winner\nWhat?,this,that,a\n")
     output = expect_unusable(tmp_path, capsys, path, f"{path}, line 2", "question, winner", "match no known layout")
     assert "vertex-text: input_text, candidate_0, candidate_1, choice" in output
+    assert "ranking: prompt (or query), responses (or completions), and ranks (or rankings) or scores" in output
 
 
 def test_a_csv_row_with_too_many_cells(tmp_path, capsys):

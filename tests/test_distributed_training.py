@@ -6,12 +6,15 @@ the whole batch; whole training runs of both stages must save one model and one 
 """
 
 import dataclasses
+import json
 import os
 from pathlib import Path
 
 import pytest
 import torch
 
+from components.common.chat_templates import PromptFormatter
+from components.common.data.transcripts import Prompt
 from components.common.distributed import TrainingProcesses, run_in_processes, run_on_every_gpu
 from components.common.models import Placement, load_tokenizer
 from components.tune_policy.config import PPOConfig
@@ -101,7 +104,8 @@ def test_a_ppo_update_shared_by_two_processes_equals_one_process_on_the_whole_ba
     def words(prompts, responses):
         return torch.tensor([float(len(r.split())) for r in responses])
 
-    rollout = collect_rollout(policy, None, words, tokenizer, PROMPTS * 2, config)
+    formatter = PromptFormatter(tokenizer, "auto", str(tiny_causal_lm))
+    rollout = collect_rollout(policy, None, words, formatter, [Prompt(p) for p in PROMPTS] * 2, config)
     assert len(set(rollout.response_mask.sum(dim=1).tolist())) > 1  # rows of different lengths
     rollout_path = tmp_path / "rollout.pt"
     torch.save(rollout, rollout_path)
@@ -126,8 +130,13 @@ def test_a_ppo_update_shared_by_two_processes_equals_one_process_on_the_whole_ba
     torch.manual_seed(config.seed)  # the initial weights of the first process
     initial = dict(enumerate(trainable_parameters(load_policy(str(tiny_causal_lm), config, CPU))))
     assert sorted(alone_weights) == sorted(shared_weights) == sorted(f"{index}" for index in initial)
+    # Adam divides by the gradient's root mean square, so for a weight whose gradient is almost 0 the
+    # rounding of a different summation order becomes a visible share of a step: the weights must
+    # agree to a thousandth of one step (the learning rate), where a missed gradient sync moves them
+    # by whole steps.
+    step_tolerance = 1e-3 * config.learning_rate
     for key, value in alone_weights.items():
-        assert torch.allclose(shared_weights[key], value, rtol=1e-4, atol=1e-6), key
+        assert torch.allclose(shared_weights[key], value, rtol=1e-4, atol=step_tolerance), key
     assert any(not torch.equal(value, initial[int(key)]) for key, value in alone_weights.items())
 
 
@@ -145,9 +154,11 @@ def test_policy_tuning_in_two_processes_saves_one_policy_and_one_log(tmp_path, t
         steps=2, batch_size=4, minibatch_size=2, forward_batch_size=2, ppo_epochs=1, lora_rank=2, kl_coeff=0.1,
         max_new_tokens=5, max_prompt_tokens=32, base_learning_rate=1e-2,
     )
+    prompts_path = tmp_path / "prompts.jsonl"
+    prompts_path.write_text("".join(json.dumps({"prompt": p}) + "\n" for p in PROMPTS))
     metrics = run_in_processes(
         PROCESSES, train_policy, config, policy_source=str(tiny_causal_lm),
-        reward_source=str(length_reward_model), prompts=PROMPTS, output_dir=str(tmp_path / "policy"),
+        reward_source=str(length_reward_model), prompts_path=str(prompts_path), output_dir=str(tmp_path / "policy"),
         log_dir=str(tmp_path / "logs"),
     )
     assert metrics["steps"] == 2 and metrics["tokens_per_second"] > 0

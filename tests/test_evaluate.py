@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from components.common.errors import UserInputError
+from components.common.data.transcripts import Prompt
 from components.common.generation import generate_responses
 from components.common.models import Placement
 from components.common.reward_scoring import RewardScorer
@@ -19,14 +20,17 @@ from components.evaluate.eval_data import read_eval_prompts, read_preference_pai
 from components.evaluate.evaluation import EvaluationOutputs, run_evaluation
 from components.evaluate.gold_scoring import resolve_gold_scorer
 from components.evaluate.metrics import (
-    content_token_counts,
+    correct_orderings,
     mean_margin,
     pairwise_accuracy,
     summed_log_ratios,
     win_rate,
+    win_shares,
 )
 from components.evaluate.policy_samples import load_policy, response_log_probs
+from components.evaluate.report_content import format_estimate
 from components.evaluate.report_markdown import markdown_cell
+from components.evaluate.uncertainty import bootstrap_mean_intervals
 
 CPU = Placement(torch.device("cpu"), torch.float32)
 CORPUS = [
@@ -152,6 +156,11 @@ def _config(**overrides) -> EvaluationConfig:
     return EvaluationConfig(**settings)
 
 
+INTERVAL_FIGURES = ("base_mean_reward", "tuned_mean_reward", "tuned_minus_base_reward", "win_rate",
+                    "base_gold_score", "tuned_gold_score", "tuned_minus_base_gold_score")
+INTERVAL_KEYS = tuple(f"{figure}_ci" for figure in INTERVAL_FIGURES)
+
+
 def _read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
@@ -174,6 +183,59 @@ def test_pairwise_accuracy_needs_strictly_higher_chosen_reward():
         pairwise_accuracy([], [])
 
 
+def test_per_item_wins_and_orderings_average_to_the_figures():
+    assert win_shares([1.0, 2.0, 3.0, 5.0], [0.0, 2.0, 4.0, 5.0]).tolist() == [1.0, 0.5, 0.0, 0.5]
+    assert correct_orderings([1.0, 2.0, 3.0], [0.0, 2.0, 4.0]).tolist() == [1.0, 0.0, 0.0]
+
+
+# ---------------------------------------------------------------- bootstrap intervals
+
+
+def _noisy_rewards(count: int, seed: int = 0) -> torch.Tensor:
+    return torch.randn(count, generator=torch.Generator().manual_seed(seed), dtype=torch.float64) + 0.3
+
+
+def test_bootstrap_interval_contains_the_mean_and_narrows_with_more_prompts():
+    widths = []
+    for count in (20, 200, 2000):
+        rewards = _noisy_rewards(count)
+        [(low, high)] = bootstrap_mean_intervals([rewards], seed=0)
+        assert low < rewards.mean().item() < high
+        widths.append(high - low)
+    assert widths[0] > widths[1] > widths[2] > 0
+    # about 1.96 standard errors each side for a mean of unit-variance values
+    assert widths[2] == pytest.approx(2 * 1.96 / math.sqrt(2000), rel=0.15)
+
+
+def test_bootstrap_interval_of_a_constant_is_that_constant():
+    [all_wins] = bootstrap_mean_intervals([win_shares([2.0, 3.0, 4.0], [1.0, 1.0, 1.0])], seed=0)
+    assert all_wins == [1.0, 1.0]
+    [all_ties] = bootstrap_mean_intervals([win_shares([1.0, 2.0], [1.0, 2.0])], seed=0)
+    assert all_ties == [0.5, 0.5]
+
+
+def test_bootstrap_is_deterministic_for_a_seed():
+    rewards = _noisy_rewards(50)
+    assert bootstrap_mean_intervals([rewards], seed=4) == bootstrap_mean_intervals([rewards], seed=4)
+    assert bootstrap_mean_intervals([rewards], seed=4) != bootstrap_mean_intervals([rewards], seed=5)
+
+
+def test_bootstrap_resamples_the_same_prompts_for_every_figure():
+    """Paired figures: a prompt's base and tuned rewards are drawn together, and more figures change no draw."""
+    base = _noisy_rewards(40, seed=1)
+    base_ci, shifted_ci = bootstrap_mean_intervals([base, base + 0.5], seed=0)
+    assert shifted_ci == pytest.approx([base_ci[0] + 0.5, base_ci[1] + 0.5], abs=1e-12)
+    assert bootstrap_mean_intervals([base], seed=0) == [base_ci]
+    with pytest.raises(ValueError):
+        bootstrap_mean_intervals([[]], seed=0)
+
+
+def test_estimates_are_shown_with_their_interval():
+    assert format_estimate(0.8125, [0.76, 0.86]) == "0.8125 [0.76, 0.86]"
+    assert format_estimate(0.8125, None) == "0.8125"
+    assert format_estimate(None, None) == "n/a"
+
+
 def test_log_ratios_sum_only_masked_in_response_tokens():
     tuned = torch.tensor([[-1.0, -2.0, -99.0], [-0.5, -0.5, -0.5]])
     base = torch.tensor([[-1.5, -1.0, 7.0], [-1.0, -1.0, -1.0]])
@@ -184,15 +246,23 @@ def test_log_ratios_sum_only_masked_in_response_tokens():
 
 
 def test_response_token_counts_exclude_the_closing_eos_and_padding():
-    eos = 1  # pad == eos, as for tokenizers without a pad token
-    ids = torch.tensor([[5, 6, 1, 1], [5, 6, 7, 8], [1, 1, 1, 1]])
-    mask = torch.tensor([[1, 1, 1, 0], [1, 1, 1, 1], [1, 0, 0, 0]])
-    assert content_token_counts(ids, mask, eos).tolist() == [2, 4, 0]
+    from components.common.generation import GeneratedBatch
+    from components.evaluate.policy_samples import PolicySamples
+
+    eos = (1, 9)  # pad == eos (1), as for tokenizers without a pad token, and a second end token
+    ids = torch.tensor([[5, 6, 1, 1], [5, 6, 7, 8], [1, 1, 1, 1], [5, 9, 1, 1]])
+    mask = torch.tensor([[1, 1, 1, 0], [1, 1, 1, 1], [1, 0, 0, 0], [1, 1, 0, 0]])
+    ended = torch.tensor([True, False, True, True])
+    prompts = torch.ones(4, 2, dtype=torch.long)
+    samples = PolicySamples([GeneratedBatch(prompts, prompts, ids, mask, ["a", "b", "", "c"], ended, eos)])
+    assert samples.token_counts == [2, 4, 0, 1]
+    assert samples.truncated == [False, True, False, False]
 
 
 def test_policy_log_probs_match_the_sampling_distribution(models):
     """Log-probabilities re-read in one forward pass equal those generate() sampled from."""
-    model, tokenizer = load_policy(models["tuned"], CPU)
+    model, formatter = load_policy(models["tuned"], CPU, "auto")
+    tokenizer = formatter.tokenizer
     torch.manual_seed(0)
     batch = generate_responses(model, tokenizer, EVAL_PROMPTS[:4], max_new_tokens=5, max_prompt_tokens=24,
                                temperature=0.7)
@@ -222,7 +292,7 @@ def test_eval_prompts_subset_is_seeded_and_keeps_file_order(tmp_path):
     first = read_eval_prompts(path, max_prompts=5, seed=1)
     assert first == read_eval_prompts(path, max_prompts=5, seed=1)
     assert first != read_eval_prompts(path, max_prompts=5, seed=2)
-    assert len(first) == 5 and first == sorted(first, key=lambda p: int(p[1:]))
+    assert len(first) == 5 and first == sorted(first, key=lambda p: int(p.text[1:]))
     assert len(read_eval_prompts(path, max_prompts=50, seed=1)) == 20
 
 
@@ -301,8 +371,16 @@ def test_identical_policies_have_zero_kl_and_even_win_rate(tmp_path, models, dat
     expected_gold = sum(len(r["prediction"].split()) for r in base_rows) / len(base_rows)
     assert policy["base_gold_score"] == pytest.approx(expected_gold)
     assert policy["tuned_gold_score"] == pytest.approx(expected_gold)
+    # the same prompts resampled for both policies: paired intervals collapse, the others coincide
+    assert policy["win_rate_ci"] == [0.5, 0.5]
+    assert policy["tuned_minus_base_reward_ci"] == [0.0, 0.0] == policy["tuned_minus_base_gold_score_ci"]
+    assert policy["base_mean_reward_ci"] == policy["tuned_mean_reward_ci"]
+    low, high = policy["base_gold_score_ci"]
+    assert low <= policy["base_gold_score"] <= high and policy["tuned_gold_score_ci"] == [low, high]
     markdown = (tmp_path / "report.md").read_text()
     assert "Mean gold score (words)" in markdown and "Base gold" in markdown
+    assert f"| {format_estimate(policy['base_gold_score'], [low, high])} |" in markdown
+    assert "| 0.5 [0.5, 0.5] |" in markdown
     assert "No training logs" in markdown and "No training logs" in (tmp_path / "report.html").read_text()
 
 
@@ -312,6 +390,7 @@ def test_component_runs_the_whole_evaluation(tmp_path, models, data):
 
     from components.common.models import write_model_reference
     from components.evaluate.component import evaluate
+    from components.summarize_run.component import summarize_run
 
     write_model_reference(tmp_path / "base_ref", models["base"], "base model by reference")
     out = tmp_path / "out"
@@ -328,24 +407,35 @@ def test_component_runs_the_whole_evaluation(tmp_path, models, data):
         prompt_data=Dataset(uri=str(data["prompts"].parent)),
         reward_model_logs=Artifact(uri=str(data["reward_logs"])), policy_logs=Artifact(uri=str(data["policy_logs"])),
         prompt_sequence_length=24, target_sequence_length=6, sampling_temperature=1.0, max_eval_prompts=5,
-        gold_scorer="", seed=0, code_version="test", **artifacts,
+        gold_scorer="", use_chat_template="auto", seed=0, code_version="test", **artifacts,
     )
 
     evaluation = json.loads((out / "evaluation.json").read_text())
     assert set(evaluation) == {"reward_model", "policy"}
-    assert set(evaluation["reward_model"]) == {"eval_accuracy", "eval_pairs"}
+    assert set(evaluation["reward_model"]) == {"eval_accuracy", "eval_accuracy_ci", "eval_pairs"}
     assert set(evaluation["policy"]) == {
         "base_mean_reward", "tuned_mean_reward", "win_rate", "kl_to_base", "base_gold_score", "tuned_gold_score",
-        "base_mean_response_tokens", "tuned_mean_response_tokens", "eval_prompts",
+        "base_mean_response_tokens", "tuned_mean_response_tokens", "eval_prompts", "tuned_minus_base_reward",
+        "tuned_minus_base_gold_score", "base_truncated_fraction", "tuned_truncated_fraction", *INTERVAL_KEYS,
     }
     policy = evaluation["policy"]
     assert evaluation["reward_model"]["eval_pairs"] == len(PAIRS)
     assert policy["eval_prompts"] == 5
     assert policy["base_gold_score"] is None and policy["tuned_gold_score"] is None
+    assert policy["tuned_minus_base_gold_score"] is None
+    assert policy["base_gold_score_ci"] is None and policy["tuned_gold_score_ci"] is None
+    assert policy["tuned_minus_base_gold_score_ci"] is None
+    assert policy["tuned_minus_base_reward"] == pytest.approx(policy["tuned_mean_reward"] - policy["base_mean_reward"])
+    reward_figures = [("policy", figure) for figure in INTERVAL_FIGURES if "gold" not in figure]
+    for section, figure in [("reward_model", "eval_accuracy"), *reward_figures]:
+        low, high = evaluation[section][f"{figure}_ci"]
+        assert low <= evaluation[section][figure] <= high, figure
     assert 0.0 <= policy["win_rate"] <= 1.0
     assert math.isfinite(policy["kl_to_base"]) and policy["kl_to_base"] != 0.0
     for key in ("base_mean_response_tokens", "tuned_mean_response_tokens"):
         assert 0.0 <= policy[key] <= 6
+    for key in ("base_truncated_fraction", "tuned_truncated_fraction"):
+        assert 0.0 <= policy[key] <= 1.0
 
     # predictions: Vertex bulk-inference rows, one per evaluated prompt, in the same order for both
     base_rows = _read_jsonl(out / "predictions" / "base_predictions.jsonl")
@@ -360,21 +450,23 @@ def test_component_runs_the_whole_evaluation(tmp_path, models, data):
 
     # the reward model, applied here independently, gives the same rewards, win rate and accuracy
     scorer = RewardScorer(models["reward"], CPU)
-    base_rewards = scorer.score(prompts, [r["prediction"] for r in base_rows]).tolist()
-    tuned_rewards = scorer.score(prompts, [r["prediction"] for r in tuned_rows]).tolist()
+    base_rewards = scorer.score([Prompt(p) for p in prompts], [r["prediction"] for r in base_rows]).tolist()
+    tuned_rewards = scorer.score([Prompt(p) for p in prompts], [r["prediction"] for r in tuned_rows]).tolist()
     wins = sum(1.0 if t > b else 0.5 if t == b else 0.0 for t, b in zip(tuned_rewards, base_rewards))
     assert policy["win_rate"] == pytest.approx(wins / 5)
     assert policy["base_mean_reward"] == pytest.approx(sum(base_rewards) / 5, abs=1e-5)
     assert policy["tuned_mean_reward"] == pytest.approx(sum(tuned_rewards) / 5, abs=1e-5)
-    chosen = scorer.score([p["prompt"] for p in PAIRS], [p["chosen"] for p in PAIRS])
-    rejected = scorer.score([p["prompt"] for p in PAIRS], [p["rejected"] for p in PAIRS])
+    chosen = scorer.score([Prompt(p["prompt"]) for p in PAIRS], [p["chosen"] for p in PAIRS])
+    rejected = scorer.score([Prompt(p["prompt"]) for p in PAIRS], [p["rejected"] for p in PAIRS])
     assert evaluation["reward_model"]["eval_accuracy"] == pytest.approx((chosen > rejected).float().mean().item())
 
     # metrics on the KFP artifact and in its file
     metrics = json.loads((out / "metrics").read_text())
     assert metrics["win_rate"] == pytest.approx(policy["win_rate"])
     assert artifacts["metrics"].metadata["reward_model_eval_accuracy"] == evaluation["reward_model"]["eval_accuracy"]
-    assert "base_gold_score" not in metrics
+    assert "base_gold_score" not in metrics and "base_gold_score_ci_low" not in metrics
+    assert [metrics["win_rate_ci_low"], metrics["win_rate_ci_high"]] == policy["win_rate_ci"]
+    assert metrics["reward_model_eval_accuracy_ci_high"] == evaluation["reward_model"]["eval_accuracy_ci"][1]
 
     # curves: one PNG per scalar tag, embedded in the HTML
     pngs = sorted(p.name for p in (out / "predictions" / "curves").glob("*.png"))
@@ -388,10 +480,25 @@ def test_component_runs_the_whole_evaluation(tmp_path, models, data):
     assert "<script>" not in html and "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;" in html
 
     markdown = (out / "report.md").read_text()
-    assert f"| {policy['win_rate']:.4g} |" in markdown
-    assert f"{evaluation['reward_model']['eval_accuracy']:.4g}" in markdown
+    win_rate_cell = format_estimate(policy["win_rate"], policy["win_rate_ci"])
+    accuracy_cell = format_estimate(evaluation["reward_model"]["eval_accuracy"],
+                                    evaluation["reward_model"]["eval_accuracy_ci"])
+    assert "[" in win_rate_cell and f"| {win_rate_cell} |" in markdown and f"| {accuracy_cell} |" in markdown
+    assert f"<td class=\"num\">{win_rate_cell}</td>" in html
+    assert "95% intervals" in markdown and "95% intervals" in html
     assert "rank\\_loss" in markdown and "| 0.45 |" in markdown  # final value of the rank_loss curve
     assert "How to read this" in markdown and "<script>" not in markdown
+
+    # summary.json carries every figure and interval of evaluation.json under the same names
+    summary = Artifact(uri=str(out / "summary.json"))
+    summarize_run(
+        evaluation=artifacts["evaluation"], reward_model=Model(uri=models["reward"]), policy=Model(uri=models["tuned"]),
+        report=artifacts["report"], reward_model_train_steps=3, reinforcement_learning_train_steps=2,
+        code_version="test", summary=summary,
+    )
+    written = json.loads((out / "summary.json").read_text())
+    assert written["reward_model"] == evaluation["reward_model"] and written["policy"] == policy
+    assert written["policy"]["win_rate_ci"] == policy["win_rate_ci"] and written["policy"]["base_gold_score_ci"] is None
 
 
 def test_evaluate_is_a_valid_kfp_component():
@@ -414,15 +521,21 @@ def test_report_flags_reward_hacking_and_suspicious_accuracy():
         "policy": {
             "base_mean_reward": 0.1, "tuned_mean_reward": 3.0, "win_rate": 0.9, "kl_to_base": 45.0,
             "base_gold_score": 0.6, "tuned_gold_score": 0.4, "base_mean_response_tokens": 30.0,
-            "tuned_mean_response_tokens": 64.0, "eval_prompts": 10,
+            "tuned_mean_response_tokens": 64.0, "eval_prompts": 10, "tuned_minus_base_reward": 2.9,
+            "tuned_minus_base_gold_score": -0.2, "base_truncated_fraction": 0.1, "tuned_truncated_fraction": 0.9,
         },
     }
+    evaluation["reward_model"]["eval_accuracy_ci"] = [0.97, 1.0]
+    evaluation["policy"].update({key: None for key in INTERVAL_KEYS})
     content = ReportContent(evaluation, reward_margin=1.0, base_mean_words=20.0, tuned_mean_words=50.0, rows=[],
                             plots=[], gold_scorer="sample-summaries")
     notes = " ".join(content.observations())
     assert "reward hacking" in notes and "moved far" in notes and "leak" not in notes and "separable" in notes
+    assert "90% of the tuned responses were cut at the length limit" in notes
+    evaluation["policy"]["tuned_truncated_fraction"] = 0.2
     evaluation["policy"]["tuned_gold_score"] = 0.9
     evaluation["policy"]["kl_to_base"] = 2.0
     evaluation["reward_model"]["eval_accuracy"] = 0.68
     assert content.observations() == []
     assert "Mean gold score (sample-summaries)" in render_html(content)
+    assert "0.68 [0.97, 1]" in render_html(content) and "<td class=\"num\">0.9</td>" in render_html(content)

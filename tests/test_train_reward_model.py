@@ -2,11 +2,25 @@ import json
 import random
 
 import pytest
+import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from components.common.models import Placement
+from components.common.chat_templates import PromptFormatter
+from components.common.data.transcripts import Prompt
+from components.common.distributed import TrainingProcesses
+from components.common.models import Placement, load_tokenizer
+from components.common.reward_scoring import RewardScorer
+from components.evaluate.config import EvaluationConfig
 from components.train_reward_model.config import RewardTrainingConfig
-from components.train_reward_model.training import RANK_LOSS_TAG, train_reward_model
+from components.train_reward_model.training import (
+    RANK_LOSS_TAG,
+    build_trainer,
+    pairwise_accuracy,
+    tokenized_pairs,
+    train_reward_model,
+    weights_dtype,
+)
+from components.tune_policy.config import PPOConfig
 
 SUBJECTS = "the cat the dog my post a day".split(" ")
 
@@ -85,3 +99,84 @@ def test_margin_reaches_the_loss_only_when_asked(tiny_causal_lm, pairs, tmp_path
     with_margin.write_text("".join(json.dumps({**row, "margin": 1.5}) + "\n" for row in rows))
     results = train_reward_model(config, train_path=with_margin, **arguments)
     assert results["margin_in_loss"] == 1.0 and results["train_steps"] == 2
+
+
+def read_pairs(path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_every_stage_scores_a_pair_within_the_same_token_budget(tiny_causal_lm, pairs, tmp_path):
+    # Prompts have up to 6 tokens and answers up to 5: the longest texts (with EOS) fill the budget exactly.
+    config = RewardTrainingConfig(
+        steps=4, batch_size=16, learning_rate_multiplier=100.0, lora_rank=0, max_prompt_tokens=6, max_response_tokens=5
+    )
+    evaluation = EvaluationConfig(max_prompt_tokens=6, max_new_tokens=5)
+    policy_tuning = PPOConfig(steps=1, max_prompt_tokens=6, max_new_tokens=5)
+    assert config.max_length == evaluation.reward_max_tokens == policy_tuning.reward_max_tokens == 12
+
+    results = train_reward_model(
+        config, str(tiny_causal_lm), pairs / "train.jsonl", pairs / "eval.jsonl", tmp_path / "reward", tmp_path / "logs"
+    )
+    assert results["overlength_pairs_dropped"] == 0
+    # The evaluation stage's scorer gives the held-out pairs the scores the reward-model stage reported.
+    scorer = RewardScorer(str(tmp_path / "reward"), Placement.detect(), max_tokens=evaluation.reward_max_tokens)
+    accuracy, margin = pairwise_accuracy(scorer, read_pairs(pairs / "eval.jsonl"))
+    assert (accuracy, margin) == pytest.approx((results["eval_accuracy"], results["eval_margin"]), abs=1e-6)
+
+
+@pytest.mark.parametrize("lora_rank", [0, 4])
+def test_trainable_weights_stay_float32_when_computing_in_bf16(tiny_causal_lm, pairs, tmp_path, lora_rank):
+    placement = Placement(torch.device("cpu"), torch.bfloat16)  # CUDA's placement, on the CPU
+    config = RewardTrainingConfig(steps=1, batch_size=4, lora_rank=lora_rank)
+    tokenizer = load_tokenizer(str(tiny_causal_lm), padding_side="right")
+    formatter = PromptFormatter(tokenizer, "auto", str(tiny_causal_lm))
+    rows = tokenized_pairs(read_pairs(pairs / "eval.jsonl"), formatter, with_margin=False)
+    trainer = build_trainer(config, str(tiny_causal_lm), tokenizer, rows, tmp_path, placement, TrainingProcesses(), [])
+
+    assert trainer.args.bf16  # the forward passes are autocast to bf16
+    dtypes = {name: p.dtype for name, p in trainer.model.named_parameters()}
+    trainable = {name for name, p in trainer.model.named_parameters() if p.requires_grad}
+    assert any("score" in name for name in trainable)
+    assert {dtypes[name] for name in trainable} == {torch.float32}
+    frozen = {dtypes[name] for name in dtypes.keys() - trainable}
+    # Under LoRA the frozen base weights stay in bf16 to save memory.
+    assert frozen == ({torch.bfloat16} if lora_rank else set())
+    assert weights_dtype(placement, lora_rank) == (torch.bfloat16 if lora_rank else torch.float32)
+
+
+def test_encoder_reward_model_without_eos_token(pairs, tmp_path, monkeypatch):
+    """A BERT reward model reads prompt + response framed by its own [CLS]/[SEP]: nothing appended."""
+    from tiny_models import build_bert_classifier
+    from transformers import AutoModelForSequenceClassification, PreTrainedTokenizerBase
+    from trl.trainer.reward_trainer import DataCollatorForPreference
+
+    texts = []
+    tokenize = PreTrainedTokenizerBase.__call__
+
+    def recording_tokenize(self, text=None, *args, **kwargs):
+        texts.extend([text] if isinstance(text, str) else text or [])
+        return tokenize(self, text, *args, **kwargs)
+
+    monkeypatch.setattr(PreTrainedTokenizerBase, "__call__", recording_tokenize)
+    bert = build_bert_classifier(tmp_path / "bert")
+    config = RewardTrainingConfig(steps=6, batch_size=16, learning_rate_multiplier=100.0, lora_rank=0)
+    results = train_reward_model(
+        config, str(bert), pairs / "train.jsonl", pairs / "eval.jsonl", tmp_path / "reward", tmp_path / "logs"
+    )
+    assert results["train_pairs"] == 128 and results["overlength_pairs_dropped"] == 0
+    assert results["eval_accuracy"] >= 0.9
+    assert texts and not any("None" in text for text in texts)
+
+    # RewardScorer gives each pair the score the model computes on the tokens it was trained on.
+    eval_pairs = read_pairs(pairs / "eval.jsonl")
+    scorer = RewardScorer(str(tmp_path / "reward"), Placement.detect(), max_tokens=EvaluationConfig().reward_max_tokens)
+    rows = tokenized_pairs(eval_pairs, scorer.formatter, with_margin=False)
+    assert all(row["chosen_ids"][0] == scorer.tokenizer.cls_token_id for row in rows)
+    assert all(row["chosen_ids"][-1] == scorer.tokenizer.sep_token_id for row in rows)
+    model = AutoModelForSequenceClassification.from_pretrained(tmp_path / "reward").eval()
+    with torch.no_grad():
+        trained = model(**DataCollatorForPreference(pad_token_id=scorer.tokenizer.pad_token_id)(rows)).logits[:, 0]
+    prompts = [Prompt.from_row(p) for p in eval_pairs]
+    scored = torch.cat([scorer.score(prompts, [p[side] for p in eval_pairs]) for side in ("chosen", "rejected")])
+    torch.testing.assert_close(scored, trained, atol=1e-5, rtol=1e-5)
+    assert pairwise_accuracy(scorer, eval_pairs) == pytest.approx((results["eval_accuracy"], results["eval_margin"]))

@@ -14,6 +14,8 @@ import pytest
 import torch
 
 from components.common.errors import UserInputError
+from components.common.chat_templates import PromptFormatter
+from components.common.data.transcripts import Prompt
 from components.common.models import Placement, load_tokenizer
 from components.tune_policy.config import PPOConfig
 from components.tune_policy.optimization import learning_rate_factor
@@ -55,7 +57,7 @@ def test_length_reward_model_scores_the_known_function(length_reward_model):
 
     scorer = RewardScorer(str(length_reward_model), CPU)
     responses = ["cat", "the cat sat on the mat", "the dog ran in the park and the cat sat on the mat"]
-    scores = scorer.score([PROMPTS[0]] * 3, responses)
+    scores = scorer.score([Prompt(PROMPTS[0])] * 3, responses)
     lengths = torch.tensor([len(scorer.tokenizer(PROMPTS[0] + r + "</s>")["input_ids"]) for r in responses])
     assert torch.allclose(scores, length_score(lengths), atol=1e-3)
     assert scores[0] > scores[1] > scores[2]
@@ -170,7 +172,7 @@ def test_reading_prompts_names_the_bad_row(tmp_path):
     with pytest.raises(UserInputError, match=r"row 2: field 'prompt' is empty"):
         read_training_prompts(path)
     path.write_text('{"prompt": "a"}\n\n{"prompt": "b", "extra": 1}\n')
-    assert read_training_prompts(path) == ["a", "b"]
+    assert read_training_prompts(path) == [Prompt("a"), Prompt("b")]
     with pytest.raises(UserInputError, match="file not found"):
         read_training_prompts(tmp_path / "missing.jsonl")
 
@@ -305,7 +307,8 @@ def test_rollout_returns_the_score_on_real_tokens_only_and_flags_cut_responses(t
     def score(prompts, responses):
         return torch.tensor([float(len(r.split())) for r in responses])
 
-    rollout = collect_rollout(policy, None, score, tokenizer, PROMPTS * 4, config)
+    formatter = PromptFormatter(tokenizer, "auto", str(tiny_causal_lm))
+    rollout = collect_rollout(policy, None, score, formatter, [Prompt(p) for p in PROMPTS] * 4, config)
     mask = rollout.response_mask.bool()
     ended = ((rollout.response_ids == tokenizer.eos_token_id) & mask).any(dim=1)
     assert torch.equal(rollout.truncated, ~ended)
@@ -348,7 +351,8 @@ def test_component_tunes_the_policy_towards_the_reward_model(tmp_path, tiny_caus
         base_model=Model(uri=str(tmp_path / "base_ref")), reward_model=Model(uri=str(length_reward_model)),
         prompt_data=Dataset(uri=str(data)), reinforcement_learning_train_steps=steps,
         reinforcement_learning_rate_multiplier=peak_learning_rate / 1e-5, kl_coeff=0.02, batch_size=16,
-        ppo_epochs=2, ppo_minibatch_size=8, sampling_temperature=1.0, prompt_sequence_length=32,
+        ppo_epochs=2, ppo_minibatch_size=8, sampling_temperature=1.0, missing_eos_penalty=0.0,
+        use_chat_template="auto", prompt_sequence_length=32,
         target_sequence_length=8, policy_lora_rank=0, seed=0, code_version="test",
         policy=Model(uri=str(out / "policy")), metrics=Metrics(uri=str(out / "metrics")),
         tensorboard_logs=Artifact(uri=str(out / "logs")),
@@ -385,10 +389,12 @@ def test_runs_are_deterministic_for_a_seed(tmp_path, tiny_causal_lm, length_rewa
         steps=2, batch_size=4, minibatch_size=2, ppo_epochs=1, max_new_tokens=5, max_prompt_tokens=32,
         lora_rank=2, kl_coeff=0.1, base_learning_rate=1e-2, seed=5,
     )
+    prompts_path = tmp_path / "prompts.jsonl"
+    prompts_path.write_text("".join(json.dumps({"prompt": p}) + "\n" for p in PROMPTS))
     results = []
     for run in ("a", "b"):
         metrics = train_policy(
-            config, str(tiny_causal_lm), str(length_reward_model), PROMPTS, tmp_path / run / "policy",
+            config, str(tiny_causal_lm), str(length_reward_model), prompts_path, tmp_path / run / "policy",
             tmp_path / run / "logs", placement=CPU,
         )
         weights = load_file(tmp_path / run / "policy" / "model.safetensors")

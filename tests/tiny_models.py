@@ -1,5 +1,6 @@
-"""Tiny models built offline for tests: a word-level tokenizer, small Llama models, and a GPT-2
-reward model whose score is a known function of the text's length."""
+"""Tiny models built offline for tests: a word-level tokenizer, small Llama models, a GPT-2
+reward model whose score is a known function of the text's length, and a BERT encoder whose
+tokenizer, like every BERT's, has no EOS token."""
 
 from pathlib import Path
 
@@ -25,6 +26,17 @@ def build_tokenizer(directory: Path):
     return tokenizer
 
 
+def tiny_shape(hidden_size: int) -> dict:
+    """The size settings every tiny test model shares: one layer, two heads, 128 positions."""
+    return dict(
+        hidden_size=hidden_size,
+        intermediate_size=2 * hidden_size,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        max_position_embeddings=128,
+    )
+
+
 def build_causal_lm(directory: Path, seed: int = 0, hidden_size: int = 32) -> Path:
     """A randomly initialised 1-layer Llama causal LM with its tokenizer, saved to `directory`."""
     import torch
@@ -35,12 +47,8 @@ def build_causal_lm(directory: Path, seed: int = 0, hidden_size: int = 32) -> Pa
     torch.manual_seed(seed)
     config = LlamaConfig(
         vocab_size=len(tokenizer),
-        hidden_size=hidden_size,
-        intermediate_size=2 * hidden_size,
-        num_hidden_layers=1,
-        num_attention_heads=2,
+        **tiny_shape(hidden_size),
         num_key_value_heads=2,
-        max_position_embeddings=128,
         pad_token_id=tokenizer.pad_token_id,
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
@@ -93,4 +101,39 @@ def build_length_reward_model(directory: Path, max_positions: int = 128) -> Path
         model.transformer.wpe.weight.copy_(torch.stack([a, ones, -ones, -a], dim=1))
         model.score.weight.copy_(torch.tensor([[RM_WEIGHT, 0.0, 0.0, 0.0]]))
     model.save_pretrained(directory)
+    return directory
+
+
+BERT_SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+
+
+def build_bert_tokenizer(directory: Path):
+    """A BERT WordPiece tokenizer over WORDS ([CLS] text [SEP], no EOS token), saved to `directory`.
+
+    BERT's pre-tokenizer splits punctuation, so "[summary]:" is read as "[", "summary", "]", ":".
+    """
+    from transformers import BertTokenizer
+
+    words = [w for w in WORDS if w != "[summary]:"] + ["[", "]", ":"]
+    tokenizer = BertTokenizer(vocab={token: index for index, token in enumerate(BERT_SPECIAL_TOKENS + words)})
+    tokenizer.save_pretrained(directory)
+    return tokenizer
+
+
+def build_bert_classifier(directory: Path, seed: int = 0, hidden_size: int = 32) -> Path:
+    """A randomly initialised 1-layer BertForSequenceClassification (one label) with its
+    tokenizer, saved to `directory`."""
+    import torch
+    from transformers import BertConfig, BertForSequenceClassification
+
+    directory.mkdir(parents=True, exist_ok=True)
+    tokenizer = build_bert_tokenizer(directory)
+    torch.manual_seed(seed)
+    config = BertConfig(
+        vocab_size=len(tokenizer),
+        **tiny_shape(hidden_size),
+        num_labels=1,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    BertForSequenceClassification(config).save_pretrained(directory)
     return directory

@@ -10,3 +10,5 @@ PPO_EPOCHS = 4  # optimisation passes over each rollout batch
 PPO_MINIBATCH_SIZE = 16  # rollouts per PPO optimizer step
 EVAL_SPLIT_FRACTION = 0.1  # share of each dataset held out when no eval_dataset is given
 MAX_EVAL_PROMPTS = 200  # held-out prompts answered by both policies in the evaluation
+MISSING_EOS_PENALTY = 0.0  # subtracted from the reward of a response cut at the length limit (TRL's recipe: 1.0)
+USE_CHAT_TEMPLATE = "auto"  # render conversations with each model's chat template when it has one

@@ -1,5 +1,7 @@
 """Batched sampling from a causal LM, shared by the PPO rollouts and the evaluation."""
 
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -9,8 +11,9 @@ import torch
 class GeneratedBatch:
     """Prompts and the responses sampled for them.
 
-    `response_mask` is 1 for every response token up to and including the first EOS; positions
-    after it hold the pad id and are masked out, so pad == eos tokenizers are handled.
+    `response_mask` is 1 for every response token up to and including the first EOS (any of
+    `eos_token_ids`); positions after it hold the pad id and are masked out, so pad == eos
+    tokenizers are handled. `ended` is False for a response cut at `max_new_tokens`.
     """
 
     prompt_ids: torch.Tensor  # (B, P), left-padded
@@ -18,6 +21,8 @@ class GeneratedBatch:
     response_ids: torch.Tensor  # (B, R)
     response_mask: torch.Tensor  # (B, R)
     texts: list[str]  # decoded responses, special tokens removed
+    ended: torch.Tensor  # (B,) bool, True where the response stopped at an EOS id
+    eos_token_ids: tuple[int, ...]  # every id that ends a response
 
     @property
     def input_ids(self) -> torch.Tensor:
@@ -32,9 +37,34 @@ class GeneratedBatch:
         return self.response_mask.sum(dim=1)
 
 
-def mask_after_first_eos(response_ids: torch.Tensor, eos_token_id: int) -> torch.Tensor:
-    """1 up to and including the first EOS of each row, 0 after it."""
-    is_eos = (response_ids == eos_token_id).int()
+def _as_ids(value) -> list[int]:
+    """A config's `eos_token_id` (None, one id or a list of ids) as a list."""
+    if value is None:
+        return []
+    if isinstance(value, int):
+        return [value]
+    return [int(token_id) for token_id in value]
+
+
+def eos_token_ids(model, tokenizer) -> tuple[int, ...]:
+    """Every id that ends a response: the tokenizer's EOS first, then those the model declares.
+
+    Instruct models stop on several ids (e.g. Llama 3's <|eot_id|> besides <|end_of_text|>), listed
+    in their generation config or config and often not the tokenizer's `eos_token`; a response
+    that ends on one of them must stop there, not run on to `max_new_tokens`.
+    """
+    declared = (
+        _as_ids(tokenizer.eos_token_id)
+        + _as_ids(model.generation_config.eos_token_id)
+        + _as_ids(getattr(model.config, "eos_token_id", None))
+    )
+    return tuple(dict.fromkeys(declared))
+
+
+def mask_after_first_eos(response_ids: torch.Tensor, eos_token_ids: int | Sequence[int]) -> torch.Tensor:
+    """1 up to and including the first EOS (the first of any of `eos_token_ids`) of each row, 0 after it."""
+    eos = torch.as_tensor(eos_token_ids, device=response_ids.device)
+    is_eos = torch.isin(response_ids, eos).int()
     eos_seen_before = torch.cumsum(is_eos, dim=1) - is_eos
     return (eos_seen_before == 0).long()
 
@@ -49,6 +79,58 @@ def encode_prompts(tokenizer, prompts: list[str], max_prompt_tokens: int, device
     return encoded["input_ids"].to(device), encoded["attention_mask"].to(device)
 
 
+def _sampling_config(
+    *, max_new_tokens: int, temperature: float, greedy: bool, pad_token_id: int, eos_token_ids: Sequence[int]
+):
+    """Plain sampling from softmax(logits / temperature), or plain argmax when `greedy`.
+
+    The log-probs, PPO ratio and KL are computed from `logits / temperature` alone, so no other
+    logits processor (top-k, top-p, repetition penalty, ...) may touch the sampled distribution:
+    every sampler field is set here, and the processors left unset (None) are off, provided the
+    model's own generation config is kept out (`_without_model_generation_defaults`).
+    """
+    from transformers import GenerationConfig
+
+    sampler = {} if greedy else {"temperature": temperature, "top_k": 0, "top_p": 1.0}
+    return GenerationConfig(
+        max_new_tokens=max_new_tokens,
+        min_length=0,
+        do_sample=not greedy,
+        num_beams=1,
+        repetition_penalty=1.0,
+        no_repeat_ngram_size=0,
+        typical_p=1.0,
+        epsilon_cutoff=0.0,
+        eta_cutoff=0.0,
+        pad_token_id=pad_token_id,
+        eos_token_id=list(eos_token_ids),
+        **sampler,
+    )
+
+
+@contextmanager
+def _without_model_generation_defaults(model) -> Iterator[None]:
+    """Hide the model's `generation_config` from `generate` while it runs.
+
+    transformers (`GenerationMixin._prepare_generation_config`) fills every field our config leaves
+    None from `model.generation_config`, and None is the only "off" value of many processors
+    (suppress_tokens, bad_words_ids, forced_bos_token_id, min_p, sequence_bias, ...): a checkpoint's
+    generation_config.json would change what is sampled. A bare GenerationConfig in its place leaves
+    only transformers' global defaults, all neutral but top_k=50, which `_sampling_config` sets to 0.
+    A PEFT model generates through its base model, which holds the config; it is restored afterwards,
+    so a model saved later keeps its own.
+    """
+    from transformers import GenerationConfig
+
+    holder = model.get_base_model() if hasattr(model, "get_base_model") else model
+    own = holder.generation_config
+    holder.generation_config = GenerationConfig()
+    try:
+        yield
+    finally:
+        holder.generation_config = own
+
+
 @torch.no_grad()
 def generate_responses(
     model,
@@ -60,25 +142,30 @@ def generate_responses(
     temperature: float = 1.0,
     greedy: bool = False,
 ) -> GeneratedBatch:
-    """Sample (or decode greedily) one response per prompt, at most `max_new_tokens` long."""
-    from transformers import GenerationConfig
+    """Sample (or decode greedily) one response per prompt, at most `max_new_tokens` long.
 
+    Sampling is from softmax(logits / temperature) exactly, whatever the model's generation config
+    asks for, and a response ends at the first of any EOS id the tokenizer or the model declares.
+    """
     device = next(model.parameters()).device
     prompt_ids, prompt_mask = encode_prompts(tokenizer, prompts, max_prompt_tokens, device)
-    config = GenerationConfig(
+    stop_ids = eos_token_ids(model, tokenizer)
+    config = _sampling_config(
         max_new_tokens=max_new_tokens,
-        do_sample=not greedy,
-        temperature=temperature if not greedy else None,
-        top_k=0 if not greedy else None,
-        top_p=1.0 if not greedy else None,
+        temperature=temperature,
+        greedy=greedy,
         pad_token_id=tokenizer.pad_token_id,
-        eos_token_id=tokenizer.eos_token_id,
+        eos_token_ids=stop_ids,
     )
-    output = model.generate(input_ids=prompt_ids, attention_mask=prompt_mask, generation_config=config)
+    with _without_model_generation_defaults(model):
+        output = model.generate(input_ids=prompt_ids, attention_mask=prompt_mask, generation_config=config)
     response_ids = output[:, prompt_ids.shape[1] :]
     if response_ids.shape[1] == 0:  # every prompt produced nothing at all
-        response_ids = torch.full((len(prompts), 1), tokenizer.eos_token_id, device=device)
-    response_mask = mask_after_first_eos(response_ids, tokenizer.eos_token_id)
+        response_ids = torch.full((len(prompts), 1), stop_ids[0], device=device)
+    ended = torch.isin(response_ids, torch.as_tensor(stop_ids, device=device)).any(dim=1)
+    response_mask = mask_after_first_eos(response_ids, stop_ids)
     response_ids = response_ids.masked_fill(response_mask == 0, tokenizer.pad_token_id)
     texts = tokenizer.batch_decode(response_ids, skip_special_tokens=True)
-    return GeneratedBatch(prompt_ids, prompt_mask, response_ids, response_mask.to(device), texts)
+    return GeneratedBatch(
+        prompt_ids, prompt_mask, response_ids, response_mask.to(device), texts, ended, stop_ids
+    )

@@ -16,6 +16,7 @@ def evaluate(
     sampling_temperature: float,
     max_eval_prompts: int,
     gold_scorer: str,
+    use_chat_template: str,
     seed: int,
     code_version: str,
     metrics: Output[Metrics],
@@ -39,6 +40,7 @@ def evaluate(
         temperature=sampling_temperature,
         max_eval_prompts=max_eval_prompts,
         gold_scorer=gold_scorer,
+        use_chat_template=use_chat_template,
         seed=seed,
     )
     os.makedirs(predictions.path, exist_ok=True)

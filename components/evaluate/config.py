@@ -18,6 +18,7 @@ class EvaluationConfig:
     temperature: float = 1.0
     max_eval_prompts: int = defaults.MAX_EVAL_PROMPTS
     gold_scorer: str = ""  # a name in embedded_default.gold.GOLD_SCORERS; "" = none
+    use_chat_template: str = defaults.USE_CHAT_TEMPLATE  # "auto", "true" or "false", for each model on its own
     seed: int = 0
     generation_batch_size: int = 16  # prompts per generate() call and per log-probability pass
     reward_batch_size: int = 32  # texts per reward-model forward pass
@@ -25,8 +26,10 @@ class EvaluationConfig:
 
     @property
     def reward_max_tokens(self) -> int:
-        """Longest text the reward model reads: a full prompt plus a full response."""
-        return self.max_prompt_tokens + self.max_new_tokens
+        """Longest text the reward model reads: the same budget it was trained and evaluated with."""
+        from components.common.reward_scoring import reward_model_token_budget
+
+        return reward_model_token_budget(self.max_prompt_tokens, self.max_new_tokens)
 
     def validate(self) -> None:
         """Raise UserInputError for settings no evaluation can run with."""

@@ -12,13 +12,23 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from components.common.data.transcripts import Prompt
 from components.common.models import Placement
 from components.common.reward_scoring import RewardScorer
 from components.evaluate.config import EvaluationConfig
 from components.evaluate.curves import read_curves, render_curve_png
 from components.evaluate.eval_data import PreferencePair, read_eval_prompts, read_preference_pairs
 from components.evaluate.gold_scoring import GoldScorer, gold_scores, resolve_gold_scorer
-from components.evaluate.metrics import mean, mean_margin, pairwise_accuracy, summed_log_ratios, win_rate, word_count
+from components.evaluate.metrics import (
+    correct_orderings,
+    mean,
+    mean_margin,
+    pairwise_accuracy,
+    summed_log_ratios,
+    win_rate,
+    win_shares,
+    word_count,
+)
 from components.evaluate.policy_samples import (
     PolicySamples,
     free_accelerator_memory,
@@ -30,6 +40,7 @@ from components.evaluate.predictions import write_predictions
 from components.evaluate.report_content import CurvePlot, ReportContent, SideBySideRow
 from components.evaluate.report_html import render_html
 from components.evaluate.report_markdown import render_markdown
+from components.evaluate.uncertainty import Interval, bootstrap_mean_intervals
 
 BASE_PREDICTIONS_FILE = "base_predictions.jsonl"
 TUNED_PREDICTIONS_FILE = "tuned_predictions.jsonl"
@@ -61,29 +72,29 @@ class _PolicyPhase:
     vocabulary: dict[str, int]
 
 
-def _tuned_phase(source: str, prompts: list[str], config: EvaluationConfig, placement: Placement) -> _PolicyPhase:
-    model, tokenizer = load_policy(source, placement)
-    samples = sample_policy(model, tokenizer, prompts, config, "tuned")
+def _tuned_phase(source: str, prompts: list[Prompt], config: EvaluationConfig, placement: Placement) -> _PolicyPhase:
+    model, formatter = load_policy(source, placement, config.use_chat_template)
+    samples = sample_policy(model, formatter, prompts, config, "tuned")
     log_probs = log_probs_of_samples(model, samples, config.temperature, "tuned")
-    return _PolicyPhase(samples, log_probs, tokenizer.get_vocab())
+    return _PolicyPhase(samples, log_probs, formatter.tokenizer.get_vocab())
 
 
 def _base_phase(
-    source: str, prompts: list[str], tuned: _PolicyPhase, config: EvaluationConfig, placement: Placement
+    source: str, prompts: list[Prompt], tuned: _PolicyPhase, config: EvaluationConfig, placement: Placement
 ) -> _PolicyPhase:
-    model, tokenizer = load_policy(source, placement)
-    vocabulary = tokenizer.get_vocab()
+    model, formatter = load_policy(source, placement, config.use_chat_template)
+    vocabulary = formatter.tokenizer.get_vocab()
     if vocabulary != tuned.vocabulary:
         raise ValueError(
             f"the base model {source} and the tuned policy use different tokenizers; the KL between "
             "them needs the tuned policy to be a fine-tune of the base model"
         )
-    samples = sample_policy(model, tokenizer, prompts, config, "base")
+    samples = sample_policy(model, formatter, prompts, config, "base")
     log_probs = log_probs_of_samples(model, tuned.samples, config.temperature, "base")
     return _PolicyPhase(samples, log_probs, vocabulary)
 
 
-def _score(scorer: RewardScorer, prompts: list[str], responses: list[str], batch_size: int, what: str) -> list[float]:
+def _score(scorer: RewardScorer, prompts: list[Prompt], responses: list[str], batch_size: int, what: str) -> list[float]:
     scores = [
         scorer.score(prompts[start : start + batch_size], responses[start : start + batch_size])
         for start in tqdm(range(0, len(prompts), batch_size), desc=f"reward model: {what}", unit="batch")
@@ -102,13 +113,19 @@ class _RewardPhase:
 def _reward_phase(
     source: str,
     pairs: list[PreferencePair],
-    prompts: list[str],
+    prompts: list[Prompt],
     base_texts: list[str],
     tuned_texts: list[str],
     config: EvaluationConfig,
     placement: Placement,
 ) -> _RewardPhase:
-    scorer = RewardScorer(source, placement, batch_size=config.reward_batch_size, max_tokens=config.reward_max_tokens)
+    scorer = RewardScorer(
+        source,
+        placement,
+        batch_size=config.reward_batch_size,
+        max_tokens=config.reward_max_tokens,
+        use_chat_template=config.use_chat_template,
+    )
     pair_prompts = [p.prompt for p in pairs]
     size = config.reward_batch_size
     return _RewardPhase(
@@ -117,6 +134,33 @@ def _reward_phase(
         base=_score(scorer, prompts, base_texts, size, "base responses"),
         tuned=_score(scorer, prompts, tuned_texts, size, "tuned responses"),
     )
+
+
+def _policy_intervals(
+    base_rewards: list[float],
+    tuned_rewards: list[float],
+    base_gold: list[float] | None,
+    tuned_gold: list[float] | None,
+    seed: int,
+) -> dict[str, Interval]:
+    """Bootstrap intervals of the policy figures, by figure name; the gold ones only with gold scores.
+
+    One resampling of the prompts serves every figure, so that base and tuned answers to a prompt
+    stay together in the paired ones (win rate, tuned minus base).
+    """
+    base, tuned = torch.tensor(base_rewards, dtype=torch.float64), torch.tensor(tuned_rewards, dtype=torch.float64)
+    per_prompt = {
+        "win_rate": win_shares(tuned, base),
+        "base_mean_reward": base,
+        "tuned_mean_reward": tuned,
+        "tuned_minus_base_reward": tuned - base,
+    }
+    if base_gold is not None and tuned_gold is not None:
+        base_g, tuned_g = torch.tensor(base_gold, dtype=torch.float64), torch.tensor(tuned_gold, dtype=torch.float64)
+        per_prompt.update(
+            base_gold_score=base_g, tuned_gold_score=tuned_g, tuned_minus_base_gold_score=tuned_g - base_g
+        )
+    return dict(zip(per_prompt, bootstrap_mean_intervals(list(per_prompt.values()), seed)))
 
 
 def _curve_plots(reward_logs_dir, policy_logs_dir, predictions_dir: Path) -> list[CurvePlot]:
@@ -164,13 +208,14 @@ def run_evaluation(
     base = _base_phase(base_source, prompts, tuned, config, placement)
     free_accelerator_memory()
     base_texts, tuned_texts = base.samples.texts, tuned.samples.texts
+    prompt_texts = [prompt.text for prompt in prompts]
     rewards = _reward_phase(reward_source, pairs, prompts, base_texts, tuned_texts, config, placement)
     free_accelerator_memory()
 
     base_gold = tuned_gold = None
     if gold_scorer is not None:
-        base_gold = gold_scores(gold_scorer, prompts, base_texts, "base")
-        tuned_gold = gold_scores(gold_scorer, prompts, tuned_texts, "tuned")
+        base_gold = gold_scores(gold_scorer, prompt_texts, base_texts, "base")
+        tuned_gold = gold_scores(gold_scorer, prompt_texts, tuned_texts, "tuned")
 
     kl_per_prompt = torch.cat(
         [
@@ -178,28 +223,43 @@ def run_evaluation(
             for tuned_lp, base_lp, batch in zip(tuned.kl_log_probs, base.kl_log_probs, tuned.samples.batches)
         ]
     )
+    policy_ci = _policy_intervals(rewards.base, rewards.tuned, base_gold, tuned_gold, config.seed)
     evaluation = {
         "reward_model": {
             "eval_accuracy": pairwise_accuracy(rewards.chosen, rewards.rejected),
+            "eval_accuracy_ci": bootstrap_mean_intervals(
+                [correct_orderings(rewards.chosen, rewards.rejected)], config.seed
+            )[0],
             "eval_pairs": len(pairs),
         },
         "policy": {
             "base_mean_reward": mean(rewards.base),
+            "base_mean_reward_ci": policy_ci["base_mean_reward"],
             "tuned_mean_reward": mean(rewards.tuned),
+            "tuned_mean_reward_ci": policy_ci["tuned_mean_reward"],
+            "tuned_minus_base_reward": mean(rewards.tuned) - mean(rewards.base),
+            "tuned_minus_base_reward_ci": policy_ci["tuned_minus_base_reward"],
             "win_rate": win_rate(rewards.tuned, rewards.base),
+            "win_rate_ci": policy_ci["win_rate"],
             "kl_to_base": kl_per_prompt.mean().item(),
             "base_gold_score": mean(base_gold) if base_gold is not None else None,
+            "base_gold_score_ci": policy_ci.get("base_gold_score"),
             "tuned_gold_score": mean(tuned_gold) if tuned_gold is not None else None,
+            "tuned_gold_score_ci": policy_ci.get("tuned_gold_score"),
+            "tuned_minus_base_gold_score": mean(tuned_gold) - mean(base_gold) if tuned_gold is not None else None,
+            "tuned_minus_base_gold_score_ci": policy_ci.get("tuned_minus_base_gold_score"),
             "base_mean_response_tokens": mean(base.samples.token_counts),
             "tuned_mean_response_tokens": mean(tuned.samples.token_counts),
+            "base_truncated_fraction": mean(base.samples.truncated),
+            "tuned_truncated_fraction": mean(tuned.samples.truncated),
             "eval_prompts": len(prompts),
         },
     }
 
     no_gold = [None] * len(prompts)
     outputs.predictions_dir.mkdir(parents=True, exist_ok=True)
-    write_predictions(outputs.predictions_dir / BASE_PREDICTIONS_FILE, prompts, base_texts)
-    write_predictions(outputs.predictions_dir / TUNED_PREDICTIONS_FILE, prompts, tuned_texts)
+    write_predictions(outputs.predictions_dir / BASE_PREDICTIONS_FILE, prompt_texts, base_texts)
+    write_predictions(outputs.predictions_dir / TUNED_PREDICTIONS_FILE, prompt_texts, tuned_texts)
     content = ReportContent(
         evaluation=evaluation,
         reward_margin=mean_margin(rewards.chosen, rewards.rejected),
@@ -208,7 +268,7 @@ def run_evaluation(
         rows=[
             SideBySideRow(*cells)
             for cells in zip(
-                prompts, base_texts, tuned_texts, rewards.base, rewards.tuned,
+                prompt_texts, base_texts, tuned_texts, rewards.base, rewards.tuned,
                 base_gold or no_gold, tuned_gold or no_gold,
             )
         ],
@@ -235,6 +295,7 @@ def _settings(
         "Sampling": f"temperature {config.temperature:g}" if config.temperature > 0 else "greedy",
         "Max new tokens": str(config.max_new_tokens),
         "Max prompt tokens": str(config.max_prompt_tokens),
+        "Chat template (use_chat_template)": config.use_chat_template,
         "Seed": str(config.seed),
         "Device": f"{placement.device} ({str(placement.dtype).removeprefix('torch.')})",
     }
@@ -243,12 +304,24 @@ def _settings(
 def _flat_metrics(content: ReportContent) -> dict[str, float]:
     """Scalars for the KFP Metrics artifact; gold scores only when computed."""
     reward_model, policy = content.evaluation["reward_model"], content.evaluation["policy"]
-    metrics = {
+    metrics = _scalars({
         "reward_model_eval_accuracy": reward_model["eval_accuracy"],
+        "reward_model_eval_accuracy_ci": reward_model["eval_accuracy_ci"],
         "reward_model_eval_mean_margin": content.reward_margin,
         "reward_model_eval_pairs": reward_model["eval_pairs"],
         "base_mean_response_words": content.base_mean_words,
         "tuned_mean_response_words": content.tuned_mean_words,
-    }
-    metrics.update({name: value for name, value in policy.items() if value is not None})
-    return {name: float(value) for name, value in metrics.items()}
+    })
+    metrics.update(_scalars(policy))
+    return metrics
+
+
+def _scalars(figures: dict) -> dict[str, float]:
+    """Figures as KFP scalars, which cannot be lists: an interval as `<name>_low` and `<name>_high`; None left out."""
+    scalars = {}
+    for name, value in figures.items():
+        if isinstance(value, list):
+            scalars[f"{name}_low"], scalars[f"{name}_high"] = value
+        elif value is not None:
+            scalars[name] = float(value)
+    return scalars

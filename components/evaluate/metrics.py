@@ -19,10 +19,15 @@ def _paired(first: Scores, second: Scores) -> tuple[torch.Tensor, torch.Tensor]:
     return a, b
 
 
+def correct_orderings(chosen_rewards: Scores, rejected_rewards: Scores) -> torch.Tensor:
+    """Per pair, 1.0 where the reward model scores the chosen answer strictly above the rejected one, else 0.0."""
+    chosen, rejected = _paired(chosen_rewards, rejected_rewards)
+    return (chosen > rejected).double()
+
+
 def pairwise_accuracy(chosen_rewards: Scores, rejected_rewards: Scores) -> float:
     """Share of pairs where the reward model scores the chosen answer strictly above the rejected one."""
-    chosen, rejected = _paired(chosen_rewards, rejected_rewards)
-    return (chosen > rejected).double().mean().item()
+    return correct_orderings(chosen_rewards, rejected_rewards).mean().item()
 
 
 def mean_margin(chosen_rewards: Scores, rejected_rewards: Scores) -> float:
@@ -31,10 +36,15 @@ def mean_margin(chosen_rewards: Scores, rejected_rewards: Scores) -> float:
     return (chosen - rejected).mean().item()
 
 
+def win_shares(tuned_rewards: Scores, base_rewards: Scores) -> torch.Tensor:
+    """Per prompt, 1.0 where the tuned response scores above the base one, 0.5 on a tie, else 0.0."""
+    tuned, base = _paired(tuned_rewards, base_rewards)
+    return (tuned > base).double() + 0.5 * (tuned == base).double()
+
+
 def win_rate(tuned_rewards: Scores, base_rewards: Scores) -> float:
     """Share of prompts where the tuned response scores above the base one; a tie counts half."""
-    tuned, base = _paired(tuned_rewards, base_rewards)
-    return ((tuned > base).double() + 0.5 * (tuned == base).double()).mean().item()
+    return win_shares(tuned_rewards, base_rewards).mean().item()
 
 
 def summed_log_ratios(
@@ -52,11 +62,6 @@ def summed_log_ratios(
         )
     difference = (tuned_log_probs.double() - base_log_probs.double()).masked_fill(response_mask == 0, 0.0)
     return difference.sum(dim=1)
-
-
-def content_token_counts(response_ids: torch.Tensor, response_mask: torch.Tensor, eos_token_id: int) -> torch.Tensor:
-    """Tokens of each response before its end: masked-in tokens other than the EOS that closes it."""
-    return ((response_mask != 0) & (response_ids != eos_token_id)).sum(dim=1)
 
 
 def word_count(text: str) -> int:

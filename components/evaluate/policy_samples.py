@@ -1,16 +1,20 @@
 """Sampling responses from a policy and reading its log-probabilities of given responses."""
 
+import dataclasses
 import gc
 from dataclasses import dataclass
 
 import torch
 from tqdm.auto import tqdm
 
+from components.common.chat_templates import PromptFormatter
+from components.common.data.transcripts import Prompt
 from components.common.generation import GeneratedBatch, generate_responses
 from components.common.log_probs import position_ids_for, token_log_probs
 from components.common.models import Placement, load_tokenizer
 from components.evaluate.config import EvaluationConfig
-from components.evaluate.metrics import content_token_counts
+
+TENSOR_FIELDS = ("prompt_ids", "prompt_mask", "response_ids", "response_mask", "ended")  # moved to the CPU
 
 
 @dataclass
@@ -18,7 +22,6 @@ class PolicySamples:
     """One response per prompt, kept on the CPU batch by batch (in prompt order)."""
 
     batches: list[GeneratedBatch]
-    eos_token_id: int
 
     @property
     def texts(self) -> list[str]:
@@ -27,18 +30,23 @@ class PolicySamples:
     @property
     def token_counts(self) -> list[int]:
         """Response tokens before the closing EOS, per prompt."""
-        counts = [content_token_counts(b.response_ids, b.response_mask, self.eos_token_id) for b in self.batches]
+        counts = [b.response_lengths - b.ended.long() for b in self.batches]
         return torch.cat(counts).tolist()
 
+    @property
+    def truncated(self) -> list[bool]:
+        """Per prompt, whether the response was cut at max_new_tokens before any EOS."""
+        return torch.cat([~b.ended for b in self.batches]).tolist()
 
-def load_policy(source: str, placement: Placement):
-    """A causal LM in eval mode on the placement's device, and its left-padding tokenizer."""
+
+def load_policy(source: str, placement: Placement, use_chat_template: str):
+    """A causal LM in eval mode on the placement's device, and the formatter of its prompts."""
     from transformers import AutoModelForCausalLM
 
     tokenizer = load_tokenizer(source, padding_side="left")
     model = AutoModelForCausalLM.from_pretrained(source, dtype=placement.dtype)
     model.to(placement.device).eval()
-    return model, tokenizer
+    return model, PromptFormatter(tokenizer, use_chat_template, source)
 
 
 def free_accelerator_memory() -> None:
@@ -49,27 +57,31 @@ def free_accelerator_memory() -> None:
 
 
 def _to_cpu(batch: GeneratedBatch) -> GeneratedBatch:
-    tensors = (batch.prompt_ids, batch.prompt_mask, batch.response_ids, batch.response_mask)
-    return GeneratedBatch(*(t.cpu() for t in tensors), batch.texts)
+    return dataclasses.replace(batch, **{name: getattr(batch, name).cpu() for name in TENSOR_FIELDS})
 
 
-def sample_policy(model, tokenizer, prompts: list[str], config: EvaluationConfig, name: str) -> PolicySamples:
-    """One response per prompt; torch is seeded first so every policy sees the same random stream."""
+def sample_policy(
+    model, formatter: PromptFormatter, prompts: list[Prompt], config: EvaluationConfig, name: str
+) -> PolicySamples:
+    """One response per prompt, each prompt rendered the policy's way (chat template or plain text).
+
+    torch is seeded first so that every policy sees the same random stream.
+    """
     torch.manual_seed(config.seed)
     size = config.generation_batch_size
     batches = []
     for start in tqdm(range(0, len(prompts), size), desc=f"{name} policy: generating", unit="batch"):
         batch = generate_responses(
             model,
-            tokenizer,
-            prompts[start : start + size],
+            formatter.tokenizer,
+            formatter.prompts(prompts[start : start + size]),
             max_new_tokens=config.max_new_tokens,
             max_prompt_tokens=config.max_prompt_tokens,
             temperature=config.temperature if config.temperature > 0 else 1.0,
             greedy=config.temperature == 0,
         )
         batches.append(_to_cpu(batch))
-    return PolicySamples(batches, tokenizer.eos_token_id)
+    return PolicySamples(batches)
 
 
 @torch.no_grad()

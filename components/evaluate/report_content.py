@@ -4,11 +4,13 @@ import math
 from dataclasses import dataclass, field
 
 from components.evaluate.curves import Curve
+from components.evaluate.uncertainty import BOOTSTRAP_RESAMPLES, CONFIDENCE_LEVEL, Interval
 
 # Thresholds of the automatic observations.
 RM_ACCURACY_SUSPICIOUS = 0.95  # held-out accuracy above this: pairs trivially separable or leaked
 RM_ACCURACY_WEAK = 0.55  # at or below this the reward model barely beats chance (0.5)
 KL_LARGE_NATS = 10.0  # KL per response above this: the tuned policy moved far from the base
+TRUNCATED_MANY = 0.5  # share of tuned responses cut at the length limit above which the report warns
 
 NOT_COMPUTED = "n/a"
 
@@ -20,6 +22,11 @@ READING_GUIDE: tuple[str, ...] = (
     "against: they show that the optimisation worked, not that the responses got better.",
     "KL to base (nats per response, on the tuned policy's own samples) measures how far the tuned "
     "policy moved away from the base model. A moderate KL with a higher reward is the goal.",
+    f"Figures in brackets are {CONFIDENCE_LEVEL:.0%} intervals: the middle {CONFIDENCE_LEVEL:.0%} of the figure "
+    f"over {BOOTSTRAP_RESAMPLES} resamplings, with replacement, of the held-out prompts (of the held-out pairs "
+    "for the reward-model accuracy). They cover which prompts happened to be drawn, not another training run "
+    "(seed or data split), which can move a figure further. A tuned-minus-base interval wholly above 0, or a win-rate "
+    "interval wholly above 0.5, is a gain beyond that sampling noise.",
     "Gold scores, when the task has a gold scorer, grade the responses with the function the "
     "preferences came from. Reward up with gold up is a real improvement; reward up, KL blowing up "
     "and gold flat or down is reward hacking: the policy exploits the reward model's mistakes.",
@@ -39,6 +46,14 @@ def format_number(value: float | int | None) -> str:
     if not math.isfinite(value):
         return str(value)
     return f"{value:.4g}"
+
+
+def format_estimate(value: float | None, interval: Interval | None) -> str:
+    """A figure with its interval, as in "0.81 [0.76, 0.86]"; the figure alone when it has none."""
+    if interval is None:
+        return format_number(value)
+    low, high = interval
+    return f"{format_number(value)} [{format_number(low)}, {format_number(high)}]"
 
 
 @dataclass(frozen=True)
@@ -82,13 +97,15 @@ class ReportContent:
         gold_label = (f"Mean gold score ({self.gold_scorer})" if self.gold_scorer
                       else "Mean gold score (no gold scorer named)")
         return [
-            ("Mean reward (reward model)", format_number(policy["base_mean_reward"]),
-             format_number(policy["tuned_mean_reward"])),
-            (gold_label, format_number(policy["base_gold_score"]), format_number(policy["tuned_gold_score"])),
+            ("Mean reward (reward model)", section_estimate(policy, "base_mean_reward"),
+             section_estimate(policy, "tuned_mean_reward")),
+            (gold_label, section_estimate(policy, "base_gold_score"), section_estimate(policy, "tuned_gold_score")),
             ("Mean response length (tokens)", format_number(policy["base_mean_response_tokens"]),
              format_number(policy["tuned_mean_response_tokens"])),
             ("Mean response length (words)", format_number(self.base_mean_words),
              format_number(self.tuned_mean_words)),
+            ("Share of responses cut at the length limit (no end token)",
+             format_number(policy["base_truncated_fraction"]), format_number(policy["tuned_truncated_fraction"])),
         ]
 
     def single_metrics(self) -> list[tuple[str, str]]:
@@ -96,9 +113,11 @@ class ReportContent:
         reward_model, policy = self.evaluation["reward_model"], self.evaluation["policy"]
         return [
             (f"Reward-model pairwise accuracy ({reward_model['eval_pairs']} held-out pairs)",
-             format_number(reward_model["eval_accuracy"])),
+             section_estimate(reward_model, "eval_accuracy")),
             ("Reward-model mean margin r(chosen) - r(rejected)", format_number(self.reward_margin)),
-            ("Win rate of tuned over base (reward model, ties count half)", format_number(policy["win_rate"])),
+            ("Win rate of tuned over base (reward model, ties count half)", section_estimate(policy, "win_rate")),
+            ("Mean reward, tuned minus base (same prompts)", section_estimate(policy, "tuned_minus_base_reward")),
+            ("Mean gold score, tuned minus base (same prompts)", section_estimate(policy, "tuned_minus_base_gold_score")),
             ("KL(tuned || base), nats per response", format_number(policy["kl_to_base"])),
             ("Held-out prompts answered by each policy", format_number(policy["eval_prompts"])),
         ]
@@ -118,6 +137,12 @@ class ReportContent:
                 f"Reward-model accuracy {accuracy:.3f} is close to chance (0.5): the policy was "
                 "optimised against a mostly uninformative reward."
             )
+        if policy["tuned_truncated_fraction"] > TRUNCATED_MANY:
+            notes.append(
+                f"{policy['tuned_truncated_fraction']:.0%} of the tuned responses were cut at the length limit "
+                "before their end token: raise target_sequence_length, set missing_eos_penalty, or check that "
+                "an instruct model reads its chat template (use_chat_template)."
+            )
         if policy["kl_to_base"] > KL_LARGE_NATS:
             notes.append(
                 f"KL to base is {policy['kl_to_base']:.3g} nats per response (above {KL_LARGE_NATS:g}): "
@@ -132,3 +157,8 @@ class ReportContent:
         if not reward_up:
             notes.append("The tuned policy does not score above the base model on the reward model.")
         return notes
+
+
+def section_estimate(section: dict, name: str) -> str:
+    """A figure of an evaluation.json section with the interval stored next to it as `<name>_ci`."""
+    return format_estimate(section[name], section[f"{name}_ci"])

@@ -23,6 +23,7 @@ def prepare_preference_data(
     max_bad_row_fraction: float = 0.01,
     length_policy: str = "truncate",
     dataset_format: str = "auto",
+    use_chat_template: str = "auto",
 ) -> NamedTuple("Outputs", [("train_rows", int), ("eval_rows", int), ("reward_model_train_steps", int)]):
     """Validates the preference pairs and writes train.jsonl / eval.jsonl, rejects, accounting and a report."""
     from collections import namedtuple
@@ -43,6 +44,7 @@ def prepare_preference_data(
         max_bad_row_fraction=max_bad_row_fraction,
         length_policy=length_policy,
         dataset_format=dataset_format,
+        use_chat_template=use_chat_template,
     )
     result = run(config, base_model.path, preference_data.path, data_report.path)
     outputs = namedtuple("Outputs", ["train_rows", "eval_rows", "reward_model_train_steps"])

@@ -4,6 +4,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from components.common import defaults
+from components.common.chat_templates import rendering_note
 from components.common.data.formats import AUTO
 from components.common.data.lengths import TRUNCATE, load_model_tokenizer
 from components.common.data.loading import DEFAULT_MAX_BAD_ROW_FRACTION, DataSettings
@@ -27,6 +28,7 @@ class PreferenceDataConfig:
     max_bad_row_fraction: float = DEFAULT_MAX_BAD_ROW_FRACTION
     length_policy: str = TRUNCATE
     dataset_format: str = AUTO
+    use_chat_template: str = defaults.USE_CHAT_TEMPLATE
 
     def settings(self) -> DataSettings:
         return DataSettings(self.dataset_format, self.instruction or None, self.prompt_sequence_length,
@@ -49,6 +51,7 @@ def run(config: PreferenceDataConfig, base_model_dir: str | None, output_dir: st
     prepared = prepare_preferences(config.preference_dataset, config.eval_dataset, settings,
                                    length_tokenizer.tokenizer, config.eval_split_fraction, config.seed)
     prepared.tokenizer_note = length_tokenizer.note
+    prepared.notes.append(rendering_note(config.use_chat_template, length_tokenizer, prepared.train + prepared.eval))
     steps = resolve_train_steps(config.reward_model_train_steps, len(prepared.train),
                                 config.reward_model_train_epochs, config.batch_size)
     prepared.notes.append(describe_steps(

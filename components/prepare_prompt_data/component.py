@@ -22,6 +22,7 @@ def prepare_prompt_data(
     data_report: Output[Markdown],
     max_bad_row_fraction: float = 0.01,
     length_policy: str = "truncate",
+    use_chat_template: str = "auto",
 ) -> NamedTuple("Outputs", [("train_rows", int), ("eval_rows", int), ("reinforcement_learning_train_steps", int)]):
     """Validates the prompts and writes train.jsonl / eval.jsonl, rejects, accounting and a report."""
     from collections import namedtuple
@@ -41,6 +42,7 @@ def prepare_prompt_data(
         seed=seed,
         max_bad_row_fraction=max_bad_row_fraction,
         length_policy=length_policy,
+        use_chat_template=use_chat_template,
     )
     result = run(config, base_model.path, prompt_data.path, data_report.path)
     outputs = namedtuple("Outputs", ["train_rows", "eval_rows", "reinforcement_learning_train_steps"])

@@ -4,6 +4,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from components.common import defaults
+from components.common.chat_templates import rendering_note
 from components.common.data.lengths import TRUNCATE, load_model_tokenizer
 from components.common.data.loading import DEFAULT_MAX_BAD_ROW_FRACTION, DataSettings
 from components.common.data.preparation import PreparedData, describe_steps, prepare_prompts, write_prepared
@@ -25,6 +26,7 @@ class PromptDataConfig:
     seed: int = 0
     max_bad_row_fraction: float = DEFAULT_MAX_BAD_ROW_FRACTION
     length_policy: str = TRUNCATE
+    use_chat_template: str = defaults.USE_CHAT_TEMPLATE
 
     def settings(self) -> DataSettings:
         return DataSettings(instruction=self.instruction or None, prompt_sequence_length=self.prompt_sequence_length,
@@ -47,6 +49,7 @@ def run(config: PromptDataConfig, base_model_dir: str | None, output_dir: str | 
     prepared = prepare_prompts(config.prompt_dataset, config.eval_dataset, settings, length_tokenizer.tokenizer,
                                config.eval_split_fraction, config.max_eval_prompts, config.seed)
     prepared.tokenizer_note = length_tokenizer.note
+    prepared.notes.append(rendering_note(config.use_chat_template, length_tokenizer, prepared.train + prepared.eval))
     steps = resolve_train_steps(config.reinforcement_learning_train_steps, len(prepared.train),
                                 config.reinforcement_learning_train_epochs, config.batch_size)
     prepared.notes.append(describe_steps(

@@ -17,6 +17,7 @@ class RewardTrainingConfig:
     weight_decay: float = 0.0
     lora_rank: int = defaults.REWARD_MODEL_LORA_RANK  # 0 trains every weight
     use_margin: bool = False  # pass the pairs' "margin" to the loss: -log sigmoid(r_w - r_l - margin)
+    use_chat_template: str = defaults.USE_CHAT_TEMPLATE  # "auto", "true" or "false"
     max_prompt_tokens: int = defaults.PROMPT_SEQUENCE_LENGTH
     max_response_tokens: int = defaults.TARGET_SEQUENCE_LENGTH
     seed: int = 0
@@ -29,8 +30,11 @@ class RewardTrainingConfig:
 
     @property
     def max_length(self) -> int:
-        """Longest prompt + response + EOS a pair may have."""
-        return self.max_prompt_tokens + self.max_response_tokens + 1
+        """Longest text a pair's side may have, in training and in this stage's evaluation: the
+        budget every stage's reward scoring uses. TRL drops longer pairs."""
+        from components.common.reward_scoring import reward_model_token_budget
+
+        return reward_model_token_budget(self.max_prompt_tokens, self.max_response_tokens)
 
     def micro_batch_size(self, processes: int = 1) -> int:
         """Pairs per forward pass in each of `processes`: the largest divisor of their share of

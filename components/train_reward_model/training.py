@@ -1,4 +1,9 @@
-"""Reward-model training with TRL's RewardTrainer: loss -log sigmoid(r(x, y_w) - r(x, y_l))."""
+"""Reward-model training with TRL's RewardTrainer: loss -log sigmoid(r(x, y_w) - r(x, y_l)).
+
+Precision: trainable weights (LoRA adapters and the `score` head, or the whole model when
+`lora_rank` is 0) are held in float32; frozen weights in the placement's dtype (bf16 on CUDA). The
+trainer runs forward passes under bf16 autocast there, so AdamW never updates bf16 weights.
+"""
 
 import math
 from pathlib import Path
@@ -6,32 +11,45 @@ from pathlib import Path
 import torch
 
 from components.common.canonical_data import PREFERENCE_FIELDS, read_canonical_rows
+from components.common.chat_templates import PromptFormatter
+from components.common.data.transcripts import Prompt
 from components.common.distributed import TrainingProcesses
 from components.common.errors import UserInputError
 from components.common.models import Placement, load_tokenizer
-from components.common.reward_scoring import RewardScorer, reward_model_text
+from components.common.reward_scoring import RewardScorer, reward_model_ids
 from components.train_reward_model.config import RewardTrainingConfig
 
 RANK_LOSS_TAG = "rank_loss"  # the tag Vertex's reward trainer writes
+SIDES = ("chosen", "rejected")
 
 
-def count_overlength_pairs(pairs: list[dict], tokenizer, max_length: int) -> int:
-    """Pairs TRL would drop: either side longer than max_length tokens once EOS is appended."""
-    count = 0
+def tokenized_pairs(pairs: list[dict], formatter: PromptFormatter, with_margin: bool) -> list[dict]:
+    """The pairs as TRL trains on them: `chosen_ids` and `rejected_ids` (and `margin` when asked).
+
+    Handing TRL token ids, not texts, keeps it from forming the text itself (it appends
+    `tokenizer.eos_token`, which an encoder such as BERT does not have): the reward model trains on
+    exactly the tokens `RewardScorer` gives it later.
+    """
+    rows = []
     for pair in pairs:
-        for answer in (pair["chosen"], pair["rejected"]):
-            text = reward_model_text(pair["prompt"], answer, tokenizer.eos_token)
-            if len(tokenizer(text)["input_ids"]) > max_length:
-                count += 1
-                break
-    return count
+        prompt = Prompt.from_row(pair)
+        row = {f"{side}_ids": reward_model_ids(prompt, pair[side], formatter) for side in SIDES}
+        if with_margin:
+            row["margin"] = pair["margin"]
+        rows.append(row)
+    return rows
+
+
+def count_overlength_pairs(rows: list[dict], max_length: int) -> int:
+    """Tokenized pairs TRL drops: either side longer than max_length tokens."""
+    return sum(max(len(row["chosen_ids"]), len(row["rejected_ids"])) > max_length for row in rows)
 
 
 def pairwise_accuracy(scorer: RewardScorer, pairs: list[dict]) -> tuple[float, float]:
     """Share of pairs where r(chosen) > r(rejected), and the mean r(chosen) - r(rejected)."""
     if not pairs:
         return math.nan, math.nan
-    prompts = [p["prompt"] for p in pairs]
+    prompts = [Prompt.from_row(p) for p in pairs]
     chosen = scorer.score(prompts, [p["chosen"] for p in pairs])
     rejected = scorer.score(prompts, [p["rejected"] for p in pairs])
     return (chosen > rejected).float().mean().item(), (chosen - rejected).mean().item()
@@ -60,6 +78,85 @@ def _tensorboard_callback(log_dir: Path):
     return TensorBoardTags()
 
 
+def weights_dtype(placement: Placement, lora_rank: int) -> torch.dtype:
+    """The dtype the reward model is loaded in.
+
+    Under LoRA the base weights stay frozen, so they may stay in the placement's dtype to save
+    memory; a model trained in full is loaded in float32, its master weights.
+    """
+    return placement.dtype if lora_rank > 0 else torch.float32
+
+
+def keep_trainable_weights_in_float32(model: torch.nn.Module) -> None:
+    """Upcast every trainable weight to float32: peft creates LoRA adapters in float32 but copies
+    the classification head it trains (modules_to_save: `score`, BERT's `classifier`) in the base
+    model's dtype."""
+    for parameter in model.parameters():
+        if parameter.requires_grad:
+            parameter.data = parameter.data.float()
+
+
+def build_trainer(
+    config: RewardTrainingConfig,
+    base_source: str,
+    tokenizer,
+    rows: list[dict],
+    output_dir: Path,
+    placement: Placement,
+    processes: TrainingProcesses,
+    callbacks: list,
+):
+    """TRL's RewardTrainer on the tokenized pairs `rows`, every trainable weight in float32."""
+    from datasets import Dataset
+    from peft import LoraConfig
+    from transformers import AutoModelForSequenceClassification
+    from trl import RewardConfig, RewardTrainer
+
+    model = AutoModelForSequenceClassification.from_pretrained(
+        base_source, num_labels=1, dtype=weights_dtype(placement, config.lora_rank)
+    )
+    model.config.pad_token_id = tokenizer.pad_token_id
+    args = RewardConfig(
+        output_dir=str(output_dir / "_trainer"),
+        max_steps=config.steps,
+        per_device_train_batch_size=config.micro_batch_size(processes.count),
+        gradient_accumulation_steps=config.gradient_accumulation_steps(processes.count),
+        learning_rate=config.learning_rate,
+        lr_scheduler_type="linear",
+        warmup_steps=math.ceil(config.warmup_ratio * config.steps),
+        weight_decay=config.weight_decay,
+        max_length=config.max_length,
+        logging_steps=config.logging_steps,
+        save_strategy="no",
+        report_to="none",
+        seed=config.seed,
+        data_seed=config.seed,
+        use_cpu=placement.device.type == "cpu",
+        bf16=placement.dtype == torch.bfloat16,  # autocast; the weights it updates stay float32
+        dataloader_num_workers=0,
+        disable_tqdm=False,
+    )
+    peft_config = None
+    if config.lora_rank > 0:
+        peft_config = LoraConfig(
+            task_type="SEQ_CLS",
+            r=config.lora_rank,
+            lora_alpha=2 * config.lora_rank,
+            target_modules="all-linear",
+            modules_to_save=["score"],
+        )
+    trainer = RewardTrainer(
+        model=model,
+        args=args,
+        train_dataset=Dataset.from_list(rows),
+        processing_class=tokenizer,
+        peft_config=peft_config,
+        callbacks=callbacks,
+    )
+    keep_trainable_weights_in_float32(trainer.model)  # before train() builds the optimizer
+    return trainer
+
+
 def train_reward_model(
     config: RewardTrainingConfig,
     base_source: str,
@@ -77,11 +174,6 @@ def train_reward_model(
     Launched once per GPU (components.common.distributed), the Trainer trains with DDP, each
     process taking an equal share of every batch; the first process saves, evaluates and reports.
     """
-    from datasets import Dataset
-    from peft import LoraConfig
-    from transformers import AutoModelForSequenceClassification
-    from trl import RewardConfig, RewardTrainer
-
     processes = TrainingProcesses.from_environment()
     config.validate(processes.count)
     placement = placement or Placement.detect()
@@ -90,12 +182,8 @@ def train_reward_model(
     torch.manual_seed(config.seed)
 
     tokenizer = load_tokenizer(base_source, padding_side="right")
-    model = AutoModelForSequenceClassification.from_pretrained(base_source, num_labels=1, dtype=placement.dtype)
-    model.config.pad_token_id = tokenizer.pad_token_id
 
     train_pairs = read_canonical_rows(train_path, PREFERENCE_FIELDS, needed_for="reward-model training")
-    overlength = count_overlength_pairs(train_pairs, tokenizer, config.max_length)
-    columns = list(PREFERENCE_FIELDS)
     if config.use_margin:
         missing = sum("margin" not in pair for pair in train_pairs)
         if missing:
@@ -103,64 +191,33 @@ def train_reward_model(
                 f"use_margin is on but {missing} of {len(train_pairs)} training pairs have no margin; "
                 "margins come from scored pairs (score_chosen/score_rejected or margin) and rankings by score"
             )
-        columns.append("margin")
-    dataset = Dataset.from_list([{k: pair[k] for k in columns} for pair in train_pairs])
-
-    use_bf16 = placement.dtype == torch.bfloat16
-    args = RewardConfig(
-        output_dir=str(output_dir / "_trainer"),
-        max_steps=config.steps,
-        per_device_train_batch_size=config.micro_batch_size(processes.count),
-        gradient_accumulation_steps=config.gradient_accumulation_steps(processes.count),
-        learning_rate=config.learning_rate,
-        lr_scheduler_type="linear",
-        warmup_steps=math.ceil(config.warmup_ratio * config.steps),
-        weight_decay=config.weight_decay,
-        max_length=config.max_length,
-        logging_steps=config.logging_steps,
-        save_strategy="no",
-        report_to="none",
-        seed=config.seed,
-        data_seed=config.seed,
-        use_cpu=placement.device.type == "cpu",
-        bf16=use_bf16,
-        dataloader_num_workers=0,
-        disable_tqdm=False,
-    )
-    peft_config = None
-    if config.lora_rank > 0:
-        peft_config = LoraConfig(
-            task_type="SEQ_CLS",
-            r=config.lora_rank,
-            lora_alpha=2 * config.lora_rank,
-            target_modules="all-linear",
-            modules_to_save=["score"],
-        )
+    formatter = PromptFormatter(tokenizer, config.use_chat_template, base_source)
+    rows = tokenized_pairs(train_pairs, formatter, config.use_margin)
+    overlength = count_overlength_pairs(rows, config.max_length)
     callbacks = [_tensorboard_callback(log_dir)] if processes.is_main else []
-    trainer = RewardTrainer(
-        model=model,
-        args=args,
-        train_dataset=dataset,
-        processing_class=tokenizer,
-        peft_config=peft_config,
-        callbacks=callbacks,
-    )
+    trainer = build_trainer(config, base_source, tokenizer, rows, output_dir, placement, processes, callbacks)
     result = trainer.train()
 
     if processes.is_main:
         trained = trainer.model
-        if peft_config is not None:
+        if config.lora_rank > 0:
             trained = trained.merge_and_unload()
-        trained.save_pretrained(output_dir)
+        trained.to(placement.dtype).save_pretrained(output_dir)  # the dtype every stage loads it in
         tokenizer.save_pretrained(output_dir)
         del trained
-    del trainer, model
+    del trainer
     processes.wait_for_everyone()
     if not processes.is_main:
         return {}  # only the first process's result is reported
 
     [callback] = callbacks
-    scorer = RewardScorer(str(output_dir), placement, batch_size=config.eval_batch_size)
+    scorer = RewardScorer(
+        str(output_dir),
+        placement,
+        batch_size=config.eval_batch_size,
+        max_tokens=config.max_length,
+        use_chat_template=config.use_chat_template,
+    )
     eval_pairs = (
         read_canonical_rows(eval_path, PREFERENCE_FIELDS, needed_for="reward-model evaluation")
         if Path(eval_path).is_file() and Path(eval_path).stat().st_size

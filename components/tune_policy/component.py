@@ -14,6 +14,8 @@ def tune_policy(
     ppo_epochs: int,
     ppo_minibatch_size: int,
     sampling_temperature: float,
+    missing_eos_penalty: float,
+    use_chat_template: str,
     prompt_sequence_length: int,
     target_sequence_length: int,
     policy_lora_rank: int,
@@ -36,7 +38,6 @@ def tune_policy(
     from components.common.models import model_source
     from components.tune_policy.config import PPOConfig
     from components.tune_policy.ppo import train_policy
-    from components.tune_policy.prompt_data import read_training_prompts
 
     config = PPOConfig(
         steps=reinforcement_learning_train_steps,
@@ -46,12 +47,13 @@ def tune_policy(
         ppo_epochs=ppo_epochs,
         minibatch_size=ppo_minibatch_size,
         temperature=sampling_temperature,
+        missing_eos_penalty=missing_eos_penalty,
+        use_chat_template=use_chat_template,
         max_prompt_tokens=prompt_sequence_length,
         max_new_tokens=target_sequence_length,
         lora_rank=policy_lora_rank,
         seed=seed,
     )
-    prompts = read_training_prompts(os.path.join(prompt_data.path, "train.jsonl"))
     os.makedirs(policy.path, exist_ok=True)
     os.makedirs(tensorboard_logs.path, exist_ok=True)
     final_metrics = run_on_every_gpu(
@@ -59,7 +61,7 @@ def tune_policy(
         config,
         policy_source=model_source(base_model.path),
         reward_source=model_source(reward_model.path),
-        prompts=prompts,
+        prompts_path=os.path.join(prompt_data.path, "train.jsonl"),
         output_dir=policy.path,
         log_dir=tensorboard_logs.path,
     )

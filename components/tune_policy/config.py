@@ -3,6 +3,7 @@
 from dataclasses import dataclass
 
 from components.common import defaults
+from components.common.chat_templates import USE_CHAT_TEMPLATE_VALUES
 from components.common.steps import DEFAULT_BATCH_SIZE
 
 LR_SCHEDULES = ("constant", "linear")
@@ -37,7 +38,8 @@ class PPOConfig:
     gamma: float = 1.0
     gae_lambda: float = 0.95
     whiten_advantages: bool = True
-    missing_eos_penalty: float = 0.0  # subtracted from the score of a response cut at max_new_tokens
+    missing_eos_penalty: float = defaults.MISSING_EOS_PENALTY  # subtracted from the score of a response cut at max_new_tokens
+    use_chat_template: str = defaults.USE_CHAT_TEMPLATE  # "auto", "true" or "false", for each model on its own
     temperature: float = 1.0
     max_new_tokens: int = defaults.TARGET_SEQUENCE_LENGTH
     max_prompt_tokens: int = defaults.PROMPT_SEQUENCE_LENGTH
@@ -63,8 +65,10 @@ class PPOConfig:
 
     @property
     def reward_max_tokens(self) -> int:
-        """Longest text the reward model reads: a full prompt, a full response and its EOS."""
-        return self.max_prompt_tokens + self.max_new_tokens + 1
+        """Longest text the reward model reads: the same budget it was trained and evaluated with."""
+        from components.common.reward_scoring import reward_model_token_budget
+
+        return reward_model_token_budget(self.max_prompt_tokens, self.max_new_tokens)
 
     def validate(self, processes: int = 1) -> None:
         """Raise UserInputError naming every setting no PPO run can use on `processes` GPUs."""
@@ -99,6 +103,10 @@ class PPOConfig:
             problems.append(f"temperature (sampling_temperature) must be > 0 for PPO sampling, got {self.temperature}")
         if self.lora_rank < 0:
             problems.append(f"lora_rank (policy_lora_rank) must be >= 0, got {self.lora_rank}")
+        if self.missing_eos_penalty < 0:
+            problems.append(f"missing_eos_penalty must be >= 0, got {self.missing_eos_penalty}")
+        if self.use_chat_template not in USE_CHAT_TEMPLATE_VALUES:
+            problems.append(f"use_chat_template must be one of {USE_CHAT_TEMPLATE_VALUES}, got {self.use_chat_template!r}")
         if self.lr_schedule not in LR_SCHEDULES:
             problems.append(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
         if not 0 <= self.warmup_fraction < 1:

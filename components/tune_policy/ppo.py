@@ -6,6 +6,8 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from components.common.chat_templates import PromptFormatter
+from components.common.data.transcripts import Prompt
 from components.common.distributed import TrainingProcesses
 from components.common.models import Placement, load_tokenizer
 from components.common.reward_scoring import RewardScorer
@@ -14,7 +16,7 @@ from components.tune_policy.optimization import build_optimizer
 from components.tune_policy.policy_model import load_policy, make_reference, save_policy
 from components.tune_policy.ppo_math import masked_moments
 from components.tune_policy.ppo_update import ppo_update
-from components.tune_policy.prompt_data import prompt_batches
+from components.tune_policy.prompt_data import prompt_batches, read_training_prompts
 from components.tune_policy.rollout import Rollout, collect_rollout
 
 SAMPLES_LOGGED = 3  # responses shown in TensorBoard's text tab at each sample step
@@ -49,9 +51,9 @@ def rollout_statistics(
     }
 
 
-def log_samples(writer, rollout: Rollout, prompts: list[str], step: int) -> None:
+def log_samples(writer, rollout: Rollout, prompts: list[Prompt], step: int) -> None:
     rows = [
-        f"**prompt** {prompts[i]!r}\n\n**response** {rollout.texts[i]!r}\n\n**score** {float(rollout.scores[i]):.4f}"
+        f"**prompt** {prompts[i].text!r}\n\n**response** {rollout.texts[i]!r}\n\n**score** {float(rollout.scores[i]):.4f}"
         for i in range(min(SAMPLES_LOGGED, rollout.size))
     ]
     writer.add_text("samples", "\n\n---\n\n".join(rows), step)
@@ -88,12 +90,13 @@ def train_policy(
     config: PPOConfig,
     policy_source: str,
     reward_source: str,
-    prompts: list[str],
+    prompts_path: str | Path,
     output_dir: str | Path,
     log_dir: str | Path,
     placement: Placement | None = None,
 ) -> dict[str, float]:
-    """Tune the policy at `policy_source` with PPO against the reward model at `reward_source`.
+    """Tune the policy at `policy_source` with PPO against the reward model at `reward_source`,
+    on the canonical prompt rows at `prompts_path`.
 
     Saves the tuned policy (LoRA merged) with its tokenizer to `output_dir`, writes TensorBoard
     logs to `log_dir` and returns the final metrics. Deterministic for a given seed on the CPU.
@@ -109,11 +112,17 @@ def train_policy(
     placement = placement or Placement.detect()
     torch.manual_seed(config.seed + processes.rank)  # each process samples its own responses
     tokenizer = load_tokenizer(policy_source, padding_side="left")
+    formatter = PromptFormatter(tokenizer, config.use_chat_template, policy_source)
+    prompts = read_training_prompts(prompts_path)
     policy = load_policy(policy_source, config, placement)
     reference = make_reference(policy, policy_source, config, placement)
     trained_policy = processes.data_parallel(policy)
     scorer = RewardScorer(
-        reward_source, placement, batch_size=config.forward_batch_size, max_tokens=config.reward_max_tokens
+        reward_source,
+        placement,
+        batch_size=config.forward_batch_size,
+        max_tokens=config.reward_max_tokens,
+        use_chat_template=config.use_chat_template,
     )
     optimizer, scheduler = build_optimizer(policy, config)
     generator = torch.Generator().manual_seed(config.seed)
@@ -126,7 +135,7 @@ def train_policy(
         for step in progress:
             step_prompts = processes.shard(next(batches))
             learning_rate = scheduler.get_last_lr()[0]
-            rollout = collect_rollout(policy, reference, scorer.score, tokenizer, step_prompts, config, processes)
+            rollout = collect_rollout(policy, reference, scorer.score, formatter, step_prompts, config, processes)
             update_started = time.perf_counter()
             update_stats = ppo_update(trained_policy, optimizer, scheduler, rollout, config, generator, processes)
             update_seconds = time.perf_counter() - update_started

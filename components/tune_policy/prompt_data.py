@@ -5,14 +5,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from components.common.canonical_data import PROMPT_FIELDS, read_canonical_rows
+from components.common.data.transcripts import Prompt
 
 
-def read_training_prompts(path: str | Path) -> list[str]:
-    """The `prompt` of every row of a canonical JSONL file."""
-    return [row["prompt"] for row in read_canonical_rows(path, PROMPT_FIELDS, needed_for="policy tuning")]
+def read_training_prompts(path: str | Path) -> list[Prompt]:
+    """The prompt of every row of a canonical JSONL file (with its conversation, when it has one)."""
+    return [Prompt.from_row(row) for row in read_canonical_rows(path, PROMPT_FIELDS, needed_for="policy tuning")]
 
 
-def prompt_batches(prompts: list[str], batch_size: int, seed: int) -> Iterator[list[str]]:
+def prompt_batches(prompts: list[Prompt], batch_size: int, seed: int) -> Iterator[list[Prompt]]:
     """Endless batches of `batch_size` prompts: each pass over the data is a fresh seeded shuffle.
 
     A batch that reaches the end of one pass continues into the next, so every batch is full and

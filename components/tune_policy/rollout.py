@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 import torch
 
+from components.common.chat_templates import PromptFormatter
+from components.common.data.transcripts import Prompt
 from components.common.distributed import TrainingProcesses
 from components.common.generation import generate_responses
 from components.common.log_probs import token_log_probs
@@ -18,7 +20,7 @@ from components.tune_policy.ppo_math import (
 )
 
 # (prompts, responses) -> one float score per pair; RewardScorer.score in production.
-ScoreFunction = Callable[[list[str], list[str]], torch.Tensor]
+ScoreFunction = Callable[[list[Prompt], list[str]], torch.Tensor]
 
 
 @dataclass
@@ -80,12 +82,15 @@ def collect_rollout(
     policy: PolicyWithValueHead,
     reference: ReferenceLogprobs | None,
     score: ScoreFunction,
-    tokenizer,
-    prompts: list[str],
+    formatter: PromptFormatter,
+    prompts: list[Prompt],
     config: PPOConfig,
     processes: TrainingProcesses = TrainingProcesses(),
 ) -> Rollout:
     """Sample one response per prompt and compute its rewards, advantages and returns.
+
+    The policy reads each prompt as `formatter` renders it (its chat template, or plain text); the
+    score function receives the prompts themselves, so a reward model renders them its own way.
 
     With several training processes each collects its own share of the batch's prompts, and the
     advantages are whitened with the statistics of the whole batch.
@@ -97,8 +102,8 @@ def collect_rollout(
     with policy.autocast():
         batch = generate_responses(
             policy.language_model,
-            tokenizer,
-            prompts,
+            formatter.tokenizer,
+            formatter.prompts(prompts),
             max_new_tokens=config.max_new_tokens,
             max_prompt_tokens=config.max_prompt_tokens,
             temperature=config.temperature,
@@ -111,8 +116,7 @@ def collect_rollout(
     if reference is not None:
         ref_logprobs = reference_logprobs_of(reference, input_ids, attention_mask, response_ids, config)
 
-    ends_with_eos = ((response_ids == tokenizer.eos_token_id) & response_mask.bool()).any(dim=1)
-    truncated = ~ends_with_eos
+    truncated = ~batch.ended
     scores = score(prompts, batch.texts).to(logprobs.device, torch.float32)
     scores = scores - config.missing_eos_penalty * truncated.float()
 

@@ -27,6 +27,7 @@ def add_parser(subparsers) -> None:
 
 
 def main(args) -> int:
+    from components.evaluate.report_content import section_estimate
     from pipeline.submission.parameter_file import load_parameter_values
     from pipeline.submission.validation import validate_for_pipeline
 
@@ -37,11 +38,15 @@ def main(args) -> int:
         runner=args.runner, output_dir=args.output_dir, enable_caching=not args.no_cache, image=args.image
     )
     result = run_locally(values, config)
-    policy = result.summary["policy"]
-    print(f"reward model eval accuracy: {result.summary['reward_model']['eval_accuracy']:.3f}")
-    print(f"mean reward: base {policy['base_mean_reward']:.3f} -> tuned {policy['tuned_mean_reward']:.3f}; "
-          f"win rate {policy['win_rate']:.3f}; KL to base {policy['kl_to_base']:.3f}")
+    reward_model, policy = result.summary["reward_model"], result.summary["policy"]
+    print(f"reward model eval accuracy: {section_estimate(reward_model, 'eval_accuracy')}")
+    print(f"mean reward: base {section_estimate(policy, 'base_mean_reward')} "
+          f"-> tuned {section_estimate(policy, 'tuned_mean_reward')}")
+    print(f"win rate {section_estimate(policy, 'win_rate')}; KL to base {policy['kl_to_base']:.3f}")
+    print(f"responses cut at the length limit: base {policy['base_truncated_fraction']:.0%}, "
+          f"tuned {policy['tuned_truncated_fraction']:.0%}")
     print(f"run directory: {result.run_dir}")
     print(f"summary: {result.summary_path}")
     print(f"report: {result.summary['paths']['report_html']}")
     return 0
+

@@ -9,6 +9,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from components.common.chat_templates import USE_CHAT_TEMPLATE_VALUES
 from pipeline.submission.resources import accelerator_problem
 
 KMS_KEY = re.compile(r"projects/[^/]+/locations/[^/]+/keyRings/[^/]+/cryptoKeys/[^/]+\Z")
@@ -62,6 +63,8 @@ RULES: dict[str, Rule] = {
     "ppo_epochs": at_least(1),
     "ppo_minibatch_size": at_least(1),
     "sampling_temperature": above(0),
+    "missing_eos_penalty": at_least(0),
+    "use_chat_template": Rule(lambda v: v in USE_CHAT_TEMPLATE_VALUES, f"one of {', '.join(USE_CHAT_TEMPLATE_VALUES)}"),
     "eval_split_fraction": Rule(lambda v: 0 <= v < 1, "in [0, 1)"),
     "max_eval_prompts": at_least(1),
     "seed": at_least(0),

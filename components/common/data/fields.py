@@ -30,6 +30,15 @@ def present(record: RawRecord, field: str) -> bool:
     return value is not None and not (record.from_text and value.strip() == "")
 
 
+def first_present(record: RawRecord, names: tuple[str, ...]) -> str:
+    """Which of `names`, the accepted names of one field, the row gives: the first present one."""
+    for name in names:
+        if present(record, name):
+            return name
+    others = ", ".join(f"'{name}'" for name in names[1:])
+    raise RowError(reasons.MISSING_FIELD, names[0], f"the field '{names[0]}' (or {others}) is missing")
+
+
 def raw(record: RawRecord, field: str) -> Any:
     if field not in record.value or record.value[field] is None:
         raise RowError(reasons.MISSING_FIELD, field, f"the field '{field}' is missing")

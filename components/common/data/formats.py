@@ -6,12 +6,16 @@ Preference layouts (each turns into `PreferencePair`s):
 - explicit: `prompt`, `chosen`, `rejected`, strings or role/content message lists.
 - implicit: `chosen` and `rejected` as whole transcripts sharing the prompt (Anthropic HH).
 - scored: explicit or implicit plus `score_chosen`/`score_rejected` or `margin` (kept as a margin).
-- ranking: `prompt` and `responses` (or `completions`) with `ranks` (1 is best) or `scores`
-  (higher is better), or responses as objects with `text` and `rank`/`score`: every ordered
-  pair of responses that do not tie.
+- ranking: `prompt` and `responses` (or `completions`) with `ranks` or `rankings` (1 is best) or
+  `scores` (higher is better), or responses as objects with `text` and `rank`/`score`: every
+  ordered pair of responses that do not tie.
 - unpaired: `prompt`, `completion`, `label` (true/false, the KTO layout): within each prompt,
   every good completion against every bad one.
 Prompt layouts (each turns into `PromptRow`s): `input_text`, `prompt` (string or messages), `messages`.
+Wherever a layout has `prompt`, it may be called `query` instead, as in seed notebooks.
+
+A prompt that came as a conversation (messages, or an HH transcript that parses cleanly) keeps its
+messages beside its text; every example is checked for what the stages after this one refuse.
 """
 
 import itertools
@@ -20,16 +24,16 @@ from typing import Iterable
 
 from components.common.data import fields, reasons
 from components.common.data.fields import RowError
-from components.common.data.records import Conversion, PreferencePair, PromptRow, RawRecord, Reject
+from components.common.data.records import Conversion, PreferencePair, PromptRow, RawRecord, Reject, text_fault
 from components.common.data.transcripts import (
     MessageError,
+    Prompt,
+    chat_prompt,
     render_answer,
     render_answer_messages,
-    render_prompt,
     split_shared_messages,
     split_shared_prompt,
 )
-from components.common.prompts import apply_instruction
 
 AUTO = "auto"
 VERTEX_TEXT, VERTEX_CHAT, EXPLICIT, IMPLICIT, SCORED, RANKING, UNPAIRED = (
@@ -39,19 +43,21 @@ PROMPT_FIELD_FORMAT = "prompt"
 PREFERENCE_FORMATS: dict[str, str] = {
     VERTEX_TEXT: "input_text, candidate_0, candidate_1, choice",
     VERTEX_CHAT: "messages (+ context), candidate_0, candidate_1, choice",
-    EXPLICIT: "prompt, chosen, rejected",
+    EXPLICIT: "prompt (or query), chosen, rejected",
     IMPLICIT: "chosen, rejected (whole transcripts sharing the prompt)",
-    SCORED: "[prompt,] chosen, rejected, and score_chosen + score_rejected or margin",
-    RANKING: "prompt, responses (or completions), and ranks or scores",
-    UNPAIRED: "prompt, completion, label",
+    SCORED: "[prompt (or query),] chosen, rejected, and score_chosen + score_rejected or margin",
+    RANKING: "prompt (or query), responses (or completions), and ranks (or rankings) or scores",
+    UNPAIRED: "prompt (or query), completion, label",
 }
 PROMPT_FORMATS: dict[str, str] = {
     VERTEX_TEXT: "input_text",
-    PROMPT_FIELD_FORMAT: "prompt (a string or messages)",
+    PROMPT_FIELD_FORMAT: "prompt or query (a string or messages)",
     VERTEX_CHAT: "messages (+ context)",
 }
 VERTEX_PREFERENCE_FIELDS = {"candidate_0", "candidate_1", "choice"}
+PROMPT_FIELDS = ("prompt", "query")
 RESPONSE_LIST_FIELDS = ("responses", "completions")
+RANKING_FIELDS = ("scores", "ranks", "rankings")  # one per response: scores if given, else ranks
 RESPONSE_TEXT_KEYS = ("text", "content", "response", "completion")
 SCORE_FIELDS = ("score_chosen", "score_rejected")
 
@@ -65,22 +71,24 @@ def detect_preference_format(names: Iterable[str]) -> str | None:
         if "input_text" in present:
             return VERTEX_TEXT
         return None
-    if "prompt" in present and present & set(RESPONSE_LIST_FIELDS):
+    prompt = bool(present & set(PROMPT_FIELDS))
+    if prompt and present & set(RESPONSE_LIST_FIELDS):
         return RANKING
-    if {"prompt", "completion", "label"} <= present:
+    if prompt and {"completion", "label"} <= present:
         return UNPAIRED
     if {"chosen", "rejected"} <= present:
         if set(SCORE_FIELDS) <= present or "margin" in present:
             return SCORED
-        return EXPLICIT if "prompt" in present else IMPLICIT
+        return EXPLICIT if prompt else IMPLICIT
     return None
 
 
 def detect_prompt_format(names: Iterable[str]) -> str | None:
     """The prompt layout a row's field names match, or None."""
     present = set(names)
-    for name, field in ((VERTEX_TEXT, "input_text"), (PROMPT_FIELD_FORMAT, "prompt"), (VERTEX_CHAT, "messages")):
-        if field in present:
+    for name, accepted in ((VERTEX_TEXT, {"input_text"}), (PROMPT_FIELD_FORMAT, set(PROMPT_FIELDS)),
+                           (VERTEX_CHAT, {"messages"})):
+        if present & accepted:
             return name
     return None
 
@@ -105,24 +113,55 @@ class Converter:
     def _convert(self, record: RawRecord) -> Conversion:
         raise NotImplementedError
 
-    def _prompt(self, text: str) -> str:
-        return apply_instruction(text, self.instruction)
-
-    def _pair(self, record, prompt, chosen, rejected, margin=None, names=("chosen", "rejected")) -> PreferencePair:
+    def _pair(self, record, prompt: Prompt, chosen: str, rejected: str, margin=None,
+              names=("chosen", "rejected")) -> PreferencePair:
+        """The canonical pair; `names` are the row's fields the answers came from, for the rejects."""
         if chosen == rejected:
             raise RowError(reasons.IDENTICAL_ANSWERS, ", ".join(names),
                            f"'{names[0]}' and '{names[1]}' are identical: the pair says nothing")
-        return PreferencePair(self._prompt(prompt), chosen, rejected, record.ref, margin)
+        prompt = prompt.with_instruction(self.instruction)
+        pair = PreferencePair(prompt.text, chosen, rejected, record.ref, margin, prompt.messages)
+        return _usable(pair, dict(zip(("chosen", "rejected"), names)))
+
+    def _prompt_row(self, record, prompt: Prompt) -> PromptRow:
+        prompt = prompt.with_instruction(self.instruction)
+        return _usable(PromptRow(prompt.text, record.ref, prompt.messages), {})
 
 
-def _prompt_text(record: RawRecord, field: str) -> str:
-    """A prompt given as a string (used as is) or as messages (rendered as a transcript)."""
+def _usable(example, sources: dict[str, str]):
+    """`example`, when the stages after this one can take every text of it; otherwise its row is wrong.
+
+    Every example passes here, whatever its layout, so that no rule of the trainers is left for them
+    to find; `sources` names the row's field an answer came from (the prompt is named 'prompt').
+    """
+    fault = text_fault(example)
+    if fault is None:
+        return example
+    name, reason, what = fault
+    field = sources.get(name, name)
+    raise RowError(reason, field, f"the {'prompt' if name == 'prompt' else 'answer'} taken from '{field}' {what}")
+
+
+def _chat_prompt(record: RawRecord, field: str, context: str | None = None) -> Prompt:
+    try:
+        return chat_prompt(fields.messages(record, field), context)
+    except MessageError as error:
+        raise RowError(reasons.BAD_MESSAGES, field, f"'{field}': {error}") from None
+
+
+def _prompt(record: RawRecord, field: str | None = None) -> Prompt:
+    """The prompt in `field` (by default `prompt` or `query`): a string is used as is (an HH transcript
+    also keeps its turns), messages are rendered as a transcript and kept."""
+    field = field or fields.first_present(record, PROMPT_FIELDS)
     if fields.is_message_list(record, field):
-        try:
-            return render_prompt(fields.messages(record, field))
-        except MessageError as error:
-            raise RowError(reasons.BAD_MESSAGES, field, f"'{field}': {error}") from None
-    return fields.text(record, field)
+        return _chat_prompt(record, field)
+    return Prompt.of_text(fields.text(record, field))
+
+
+def _vertex_chat_prompt(record: RawRecord) -> Prompt:
+    """Vertex's chat prompt: `messages`, after the optional `context`."""
+    context = fields.text(record, "context") if fields.present(record, "context") else None
+    return _chat_prompt(record, "messages", context)
 
 
 def _answer_text(record: RawRecord, field: str, prompt_is_chat: bool) -> str:
@@ -137,7 +176,7 @@ def _answer_text(record: RawRecord, field: str, prompt_is_chat: bool) -> str:
 
 class VertexText(Converter):
     def _convert(self, record):
-        prompt = fields.text(record, "input_text")
+        prompt = Prompt.of_text(fields.text(record, "input_text"))
         candidates = fields.text(record, "candidate_0"), fields.text(record, "candidate_1")
         choice = fields.choice(record)
         self.labels[f"choice={choice}"] += 1
@@ -148,11 +187,7 @@ class VertexText(Converter):
 
 class VertexChat(Converter):
     def _convert(self, record):
-        context = fields.text(record, "context") if fields.present(record, "context") else None
-        try:
-            prompt = render_prompt(fields.messages(record, "messages"), context)
-        except MessageError as error:
-            raise RowError(reasons.BAD_MESSAGES, "messages", f"'messages': {error}") from None
+        prompt = _vertex_chat_prompt(record)
         candidates = [render_answer(fields.text(record, f"candidate_{i}")) for i in (0, 1)]
         choice = fields.choice(record)
         self.labels[f"choice={choice}"] += 1
@@ -162,14 +197,14 @@ class VertexChat(Converter):
 
 
 class Explicit(Converter):
-    def _parts(self, record) -> tuple[str, str, str]:
-        if not fields.present(record, "prompt"):
+    def _parts(self, record) -> tuple[Prompt, str, str]:
+        if not any(fields.present(record, field) for field in PROMPT_FIELDS):
             return self._implicit_parts(record)
-        chat = fields.is_message_list(record, "prompt")
-        prompt = _prompt_text(record, "prompt")
+        prompt = _prompt(record)
+        chat = prompt.messages is not None
         return prompt, _answer_text(record, "chosen", chat), _answer_text(record, "rejected", chat)
 
-    def _implicit_parts(self, record) -> tuple[str, str, str]:
+    def _implicit_parts(self, record) -> tuple[Prompt, str, str]:
         if fields.is_message_list(record, "chosen") and fields.is_message_list(record, "rejected"):
             try:
                 return split_shared_messages(fields.messages(record, "chosen"), fields.messages(record, "rejected"))
@@ -182,7 +217,7 @@ class Explicit(Converter):
         if parts is None:
             raise RowError(reasons.NO_SHARED_PROMPT, "chosen, rejected",
                            "'chosen' and 'rejected' share no beginning that ends with an '\\n\\nAssistant:' turn; "
-                           "give the prompt in a 'prompt' field")
+                           "give the prompt in a 'prompt' (or 'query') field")
         return parts
 
     def _margin(self, record) -> float | None:
@@ -213,7 +248,7 @@ class Scored(Explicit):
 class Ranking(Converter):
     def _responses(self, record) -> tuple[str, list, list[float], bool]:
         """(field, response values, one sort key per response (higher is better), keys are scores)."""
-        field = next(f for f in RESPONSE_LIST_FIELDS if fields.present(record, f))
+        field = fields.first_present(record, RESPONSE_LIST_FIELDS)
         responses = fields.structured(record, field)
         if not isinstance(responses, list) or len(responses) < 2:
             raise RowError(reasons.WRONG_TYPE, field, f"'{field}' must be a list of at least 2 responses")
@@ -222,7 +257,7 @@ class Ranking(Converter):
             values = [r.get(by) for r in responses]
             texts = [next((r[k] for k in RESPONSE_TEXT_KEYS if k in r), None) for r in responses]
         else:
-            by = "scores" if fields.present(record, "scores") else "ranks"
+            by = fields.first_present(record, RANKING_FIELDS)
             values = fields.structured(record, by)
             texts = responses
             if not isinstance(values, list) or len(values) != len(responses):
@@ -235,10 +270,9 @@ class Ranking(Converter):
         return field, texts, keys if scores else [-k for k in keys], scores
 
     def _convert(self, record):
-        prompt_chat = fields.is_message_list(record, "prompt")
-        prompt = _prompt_text(record, "prompt")
+        prompt = _prompt(record)
         field, texts, keys, scores = self._responses(record)
-        answers = [render_answer(t) if prompt_chat else t for t in texts]
+        answers = [render_answer(t) if prompt.messages is not None else t for t in texts]
         self.labels[f"{len(answers)} responses"] += 1
         conversion = Conversion(rows_paired=1)
         for i, j in itertools.combinations(range(len(answers)), 2):
@@ -263,29 +297,28 @@ class Unpaired(Converter):
 
     def __init__(self, instruction):
         super().__init__(instruction)
-        self.groups: dict[str, dict[bool, list[tuple[str, RawRecord]]]] = {}
+        self.groups: dict[str, dict[bool, list[tuple[Prompt, str, RawRecord]]]] = {}  # by prompt text
 
     def _convert(self, record):
-        prompt_chat = fields.is_message_list(record, "prompt")
-        prompt = _prompt_text(record, "prompt")
-        completion = _answer_text(record, "completion", prompt_chat)
+        prompt = _prompt(record)
+        completion = _answer_text(record, "completion", prompt.messages is not None)
         good = fields.label(record)
         self.labels["label=true" if good else "label=false"] += 1
-        self.groups.setdefault(prompt, {True: [], False: []})[good].append((completion, record))
+        self.groups.setdefault(prompt.text, {True: [], False: []})[good].append((prompt, completion, record))
         return Conversion()
 
     def finish(self) -> Conversion:
         conversion = Conversion()
-        for prompt, group in self.groups.items():
+        for group in self.groups.values():
             goods, bads = group[True], group[False]
             if not goods or not bads:
                 missing = "false" if goods else "true"
-                for _, record in goods + bads:
+                for _, _, record in goods + bads:
                     conversion.rejects.append(Reject(record.ref, reasons.NO_PARTNER, "label",
                                                      f"no completion labelled {missing} for this prompt: no pair"))
                 continue
             conversion.rows_paired += len(goods) + len(bads)
-            for (chosen, record), (rejected, _) in itertools.product(goods, bads):
+            for (prompt, chosen, record), (_, rejected, _) in itertools.product(goods, bads):
                 conversion.pairs_made += 1
                 try:
                     conversion.examples.append(self._pair(record, prompt, chosen, rejected,
@@ -303,14 +336,10 @@ class PromptConverter(Converter):
 
     def _convert(self, record):
         if self.layout == VERTEX_CHAT:
-            context = fields.text(record, "context") if fields.present(record, "context") else None
-            try:
-                prompt = render_prompt(fields.messages(record, "messages"), context)
-            except MessageError as error:
-                raise RowError(reasons.BAD_MESSAGES, "messages", f"'messages': {error}") from None
+            prompt = _vertex_chat_prompt(record)
         else:
-            prompt = _prompt_text(record, "input_text" if self.layout == VERTEX_TEXT else "prompt")
-        return Conversion(examples=[PromptRow(self._prompt(prompt), record.ref)])
+            prompt = _prompt(record, "input_text" if self.layout == VERTEX_TEXT else None)
+        return Conversion(examples=[self._prompt_row(record, prompt)])
 
 
 PREFERENCE_CONVERTERS = {VERTEX_TEXT: VertexText, VERTEX_CHAT: VertexChat, EXPLICIT: Explicit,

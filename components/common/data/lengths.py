@@ -12,9 +12,11 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from components.common.data import reasons
-from components.common.data.records import PreferencePair, Reject
+from components.common.data.records import PreferencePair, Reject, text_fault
 
 TRUNCATE, DROP = "truncate", "drop"
+LIMIT_SETTINGS = {"prompt": "prompt_sequence_length", "chosen": "target_sequence_length",
+                  "rejected": "target_sequence_length"}
 LENGTH_POLICIES = (TRUNCATE, DROP)
 HUB_PROBE_TIMEOUT_S = 3.0
 DEFAULT_HUB_ENDPOINT = "https://huggingface.co"
@@ -127,11 +129,25 @@ class LengthChecker:
             return text[offsets[-limit][0]:]
         return text[: offsets[limit - 1][1]]
 
+    def _limit(self, name: str) -> str:
+        return f"{LIMIT_SETTINGS[name]}={self.limits[name]}"
+
+    def _unusable_once_cut(self, example) -> Reject | None:
+        """Why a truncated example cannot be used: a text cut down to whitespace, or answers made identical."""
+        fault = text_fault(example)
+        if fault:
+            name, reason, what = fault
+            return Reject(example.ref, reason, name, f"'{name}' {what} once truncated to {self._limit(name)} tokens")
+        if isinstance(example, PreferencePair) and example.chosen == example.rejected:
+            return Reject(example.ref, reasons.IDENTICAL_ANSWERS, "chosen, rejected",
+                          f"the answers are identical once truncated to {self._limit('chosen')} tokens")
+        return None
+
     def check(self, examples: list) -> tuple[list, list[Reject]]:
         """(examples kept, possibly truncated; rejects for those dropped). Without a tokenizer: all kept."""
         if self.backend is None or not examples:
             return examples, []
-        names = ["prompt", "chosen", "rejected"] if isinstance(examples[0], PreferencePair) else ["prompt"]
+        names = examples[0].TEXT_FIELDS
         first = self.stats.examples
         self.stats.examples += len(examples)
         sampled = [self._in_sample(first + i) for i in range(len(examples))]
@@ -151,17 +167,15 @@ class LengthChecker:
             elif self.policy == DROP:
                 name = too_long[0]
                 reason = reasons.PROMPT_TOO_LONG if name == "prompt" else reasons.ANSWER_TOO_LONG
-                limit_name = "prompt_sequence_length" if name == "prompt" else "target_sequence_length"
                 rejects.append(Reject(example.ref, reason, name, f"'{name}' has {counts[name][index]} tokens, over "
-                                                                 f"{limit_name}={self.limits[name]}"))
+                                                                 f"{self._limit(name)}"))
             else:
                 for name in too_long:
                     setattr(example, name, self._cut(name, getattr(example, name)))
                     self.stats.count(self.stats.truncated, name)
-                if isinstance(example, PreferencePair) and example.chosen == example.rejected:
-                    rejects.append(Reject(example.ref, reasons.IDENTICAL_ANSWERS, "chosen, rejected",
-                                          "the answers are identical once truncated to target_sequence_length="
-                                          f"{self.limits['chosen']} tokens"))
+                reject = self._unusable_once_cut(example)
+                if reject:
+                    rejects.append(reject)
                 else:
                     kept.append(example)
         return kept, rejects

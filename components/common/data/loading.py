@@ -115,7 +115,7 @@ class PromptsOfPairs(Converter):
 
     @staticmethod
     def _prompts(conversion: Conversion) -> Conversion:
-        conversion.examples = [PromptRow(pair.prompt, pair.ref) for pair in conversion.examples]
+        conversion.examples = [PromptRow(p.prompt, p.ref, p.prompt_messages) for p in conversion.examples]
         return conversion
 
 

@@ -28,7 +28,7 @@ NO_PARTNER = "no_partner"
 DESCRIPTIONS: dict[str, str] = {
     MALFORMED_JSON: "not valid JSON",
     MALFORMED_CSV: "not a valid CSV record",
-    NOT_UTF8: "bytes that are not UTF-8",
+    NOT_UTF8: "bytes that are not UTF-8, or a lone surrogate UTF-8 cannot encode",
     ROW_TOO_LARGE: "a row larger than the size limit",
     NOT_AN_OBJECT: "not a JSON object",
     MISSING_FIELD: "a required field is missing",

@@ -1,7 +1,14 @@
 """The values that flow through data preparation: raw rows, rejects and canonical examples."""
 
+import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
+
+from components.common import canonical_data
+from components.common.data import reasons
+from components.common.data.transcripts import MESSAGES_FIELD, Message
+
+SHOWN_CHARACTERS = 20  # of a blank text, in its reject
 
 
 @dataclass(frozen=True)
@@ -49,21 +56,33 @@ class Reject:
         return f"{where}: {self.detail}"
 
 
+def _with_messages(row: dict[str, Any], messages: tuple[Message, ...] | None) -> dict[str, Any]:
+    if messages is not None:
+        row[MESSAGES_FIELD] = [m.to_json() for m in messages]
+    return row
+
+
 @dataclass
 class PreferencePair:
-    """The canonical form the reward trainer reads: a prompt (instruction included) and two answers."""
+    """The canonical form the reward trainer reads: a prompt (instruction included) and two answers.
+
+    `prompt_messages` is the prompt's conversation when it came as one, for models with a chat template.
+    """
+
+    TEXT_FIELDS: ClassVar = canonical_data.PREFERENCE_FIELDS
 
     prompt: str
     chosen: str
     rejected: str
     ref: RowRef
     margin: float | None = None
+    prompt_messages: tuple[Message, ...] | None = None
 
     def to_json(self) -> dict[str, Any]:
         row: dict[str, Any] = {"prompt": self.prompt, "chosen": self.chosen, "rejected": self.rejected}
         if self.margin is not None:
             row["margin"] = self.margin
-        return row
+        return _with_messages(row, self.prompt_messages)
 
     def key(self) -> tuple[str, str, str]:
         return (self.prompt, self.chosen, self.rejected)
@@ -71,16 +90,39 @@ class PreferencePair:
 
 @dataclass
 class PromptRow:
-    """The canonical form the policy trainer reads: one prompt, instruction included."""
+    """The canonical form the policy trainer reads: one prompt, instruction included (and its conversation)."""
+
+    TEXT_FIELDS: ClassVar = canonical_data.PROMPT_FIELDS
 
     prompt: str
     ref: RowRef
+    prompt_messages: tuple[Message, ...] | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {"prompt": self.prompt}
+        return _with_messages({"prompt": self.prompt}, self.prompt_messages)
 
     def key(self) -> tuple[str]:
         return (self.prompt,)
+
+
+def text_fault(example: PreferencePair | PromptRow) -> tuple[str, str, str] | None:
+    """(field, reason code, what is wrong) of the first text of `example` the stages after this one
+    cannot take, or None.
+
+    The trainers refuse a blank field (`canonical_data.read_canonical_rows`), and a lone surrogate (a
+    JSON escape such as \\ud800) cannot be written as UTF-8: validation refuses both, on the user's row.
+    """
+    for name in example.TEXT_FIELDS:
+        text = getattr(example, name)
+        if not text.strip():
+            return name, reasons.EMPTY_FIELD, f"is only whitespace ({json.dumps(text[:SHOWN_CHARACTERS])})"
+        if not text.isascii():
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError as error:
+                return name, reasons.NOT_UTF8, (f"holds a lone surrogate (\\u{ord(text[error.start]):04x}), "
+                                                "which UTF-8 cannot encode")
+    return None
 
 
 @dataclass

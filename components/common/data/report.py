@@ -4,14 +4,13 @@ import statistics
 from pathlib import Path
 
 from components.common.data import reasons
+from components.common.data.lengths import LIMIT_SETTINGS
 from components.common.data.loading import PREFERENCE
 from components.common.data.preparation import FROM_EVAL_DATASET, PreparedData
 
 PERCENTILES = (50, 90, 99)
 FIRST_REJECTS_SHOWN = 10
 FIRST_LEAKS_SHOWN = 5
-LENGTH_LIMIT_FIELDS = {"prompt": "prompt_sequence_length", "chosen": "target_sequence_length",
-                       "rejected": "target_sequence_length"}
 
 
 def percentile(values: list[int], q: int) -> int:
@@ -110,7 +109,7 @@ def _split(prepared: PreparedData) -> list[str]:
 def render_report(prepared: PreparedData, prompt_sequence_length: int, target_sequence_length: int) -> str:
     title = "Preference data" if prepared.kind == PREFERENCE else "Prompt data"
     limits = {name: prompt_sequence_length if setting == "prompt_sequence_length" else target_sequence_length
-              for name, setting in LENGTH_LIMIT_FIELDS.items()}
+              for name, setting in LIMIT_SETTINGS.items()}
     lines = [f"# {title} report", ""]
     lines += _split(prepared) + _books(prepared) + _rejects(prepared) + _lengths(prepared, limits) + _balance(prepared)
     return "\n".join(lines)
