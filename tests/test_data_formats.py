@@ -15,6 +15,7 @@ import pyarrow.parquet
 import pytest
 
 from components.common.models import write_model_reference
+from pipeline.commands import validate_data
 from components.prepare_preference_data.component import prepare_preference_data
 from components.prepare_prompt_data.component import prepare_prompt_data
 from validate_data_calls import validate
@@ -37,7 +38,8 @@ PREFERENCE_SAMPLES = {
     "query_ranking_preferences": ("ranking", 2, 9, 0, 7),  # `rankings` (1 is best): 3 + 6 pairs
 }
 PROMPT_SAMPLES = {"vertex_text_prompts": ("vertex-text", 20), "explicit_prompts": ("prompt", 12),
-                  "vertex_chat_prompts": ("vertex-chat", 4), "query_prompts": ("prompt", 5)}
+                  "vertex_chat_prompts": ("vertex-chat", 4), "query_prompts": ("prompt", 5),
+                  "gsm8k_prompts": ("gsm8k", 6)}
 PLAIN_TEXT_SAMPLES = ("vertex_text_preferences", "explicit_preferences", "scored_preferences", "ranking_preferences",
                       "ranking_scores_preferences", "unpaired_preferences", "query_preferences",
                       "query_ranking_preferences")
@@ -277,3 +279,140 @@ def test_every_layout_goes_through_the_pipeline_stages(tmp_path, name):
         SimpleNamespace(path=str(prompts)), SimpleNamespace(path=str(tmp_path / "prompts.md")))
     pair_prompts = {p["prompt"] for p in canonical_pairs(data)}
     assert outputs.train_rows == 12 and {p["prompt"] for p in read_jsonl(prompts / "eval.jsonl")} == pair_prompts
+
+
+GSM8K_TRUTHS = ["21", "60", "1200", "72", "15", "11.75"]
+
+
+def test_gsm8k_rows_become_a_user_message_with_the_final_number_as_ground_truth(tmp_path):
+    code, out = validate(tmp_path, prompt_dataset=str(SAMPLES / "gsm8k_prompts.jsonl"))
+    rows, source = canonical_pairs(out / "prompt_data"), read_jsonl(SAMPLES / "gsm8k_prompts.jsonl")
+    assert code == 0 and rows[0] == {
+        "prompt": f"Human: {source[0]['question']}\n\nAssistant:",
+        "prompt_messages": turns(("user", source[0]["question"])),
+        "columns": {"answer": source[0]["answer"], "ground_truth": "21"}}  # the answer stays a column
+    assert [r["columns"]["ground_truth"] for r in rows] == GSM8K_TRUTHS  # "#### 1,200" gives "1200"
+    report = (out / "prompt_data_report.md").read_text()
+    assert "## Columns for a reward function" in report and "- `ground_truth`: 6 of 6 prompts" in report
+
+
+@pytest.mark.parametrize("container", CONTAINERS)
+def test_gsm8k_rows_give_the_same_prompts_and_columns_in_every_container(tmp_path, container):
+    _, out = validate(tmp_path / "jsonl", prompt_dataset=str(SAMPLES / "gsm8k_prompts.jsonl"))
+    path = write_container(read_jsonl(SAMPLES / "gsm8k_prompts.jsonl"), container, tmp_path / "in", "gsm8k")
+    code, out_of_container = validate(tmp_path, prompt_dataset=str(path))
+    key = lambda row: json.dumps(row, sort_keys=True)  # noqa: E731  (shards interleave the rows)
+    assert code == 0 and sorted(canonical_pairs(out_of_container / "prompt_data"), key=key) == sorted(
+        canonical_pairs(out / "prompt_data"), key=key)
+
+
+def test_prompts_with_a_ground_truth_keep_it_and_every_other_column(tmp_path):
+    code, out = validate(tmp_path, prompt_dataset=str(SAMPLES / "ground_truth_prompts.jsonl"), instruction="Be exact.")
+    rows = canonical_pairs(out / "prompt_data")
+    assert code == 0 and rows[0] == {"prompt": "Be exact.\n\nWhat is 7 * 8? Put the final answer in \\boxed{}.",
+                                     "columns": {"ground_truth": "56", "id": "arith-1"}}
+    assert rows[2]["prompt_messages"] == turns(
+        ("system", "Reason step by step, then give the answer in \\boxed{}."),
+        ("user", "Be exact.\n\nHow many minutes are in 3 hours?"))
+    assert rows[2]["columns"] == {"ground_truth": 180, "id": "time-1", "difficulty": 1}  # kept as given
+    assert rows[3]["columns"]["tags"] == ["geography", "capitals"]
+    assert rows[4]["columns"] == {"ground_truth": "5000", "id": "arith-3"}  # `query` is the prompt, not a column
+    report = (out / "prompt_data_report.md").read_text()
+    assert "- `ground_truth`: 5 of 5 prompts" in report and "- `difficulty`: 1 of 5 prompts" in report
+    # CSV has only text: the same columns, their values as written in the cells; an empty cell is no value
+    code, out = validate(tmp_path, prompt_dataset=str(write_container(
+        read_jsonl(SAMPLES / "ground_truth_prompts.jsonl"), "csv", tmp_path / "in", "ground_truth")))
+    csv_rows = canonical_pairs(out / "prompt_data")
+    assert code == 0 and csv_rows[2]["columns"] == {"ground_truth": "180", "id": "time-1", "difficulty": "1"}
+    assert csv_rows[0]["columns"] == {"ground_truth": "56", "id": "arith-1"}
+
+
+def test_plain_prompts_have_no_columns_and_nulls_are_left_out(tmp_path):
+    path = write_rows(tmp_path / "prompts.jsonl", [{"prompt": "Hi?"}, {"prompt": "Bye?", "ground_truth": None,
+                                                                        "source": None}])
+    code, out = validate(tmp_path, prompt_dataset=str(path))
+    assert code == 0 and canonical_pairs(out / "prompt_data") == [{"prompt": "Hi?"}, {"prompt": "Bye?"}]
+    assert "None: a reward function receives the prompts and completions only." in (
+        out / "prompt_data_report.md").read_text()
+
+
+def test_a_repeated_prompt_is_a_duplicate_only_with_the_same_ground_truth(tmp_path):
+    path = write_rows(tmp_path / "prompts.jsonl", [
+        {"prompt": "2 + 2?", "ground_truth": "4", "id": 1}, {"prompt": "2 + 2?", "ground_truth": "4", "id": 2},
+        {"prompt": "2 + 2?", "ground_truth": "5"}])
+    code, out = validate(tmp_path, prompt_dataset=str(path))
+    books = json.loads((out / "prompt_data" / "accounting.json").read_text())["datasets"][0]
+    assert code == 0 and (books["used"], books["duplicates"], books["balanced"]) == (2, 1, True)
+    assert [r["columns"] for r in canonical_pairs(out / "prompt_data")] == [{"ground_truth": "4", "id": 1},
+                                                                           {"ground_truth": "5"}]
+
+
+def test_a_gsm8k_row_may_give_its_own_ground_truth(tmp_path):
+    path = write_rows(tmp_path / "gsm8k.jsonl", [{"question": "How many legs has a cat?", "answer": "Four.",
+                                                  "ground_truth": "4"}])
+    code, out = validate(tmp_path, prompt_dataset=str(path))
+    assert code == 0 and canonical_pairs(out / "prompt_data")[0]["columns"] == {"answer": "Four.", "ground_truth": "4"}
+
+
+GOOD_GSM8K = {"question": "Ann has 3 apples and buys 4 more. How many apples has she?",
+              "answer": "3 + 4 = <<3+4=7>>7\n#### 7"}
+GOOD_TRUTH = {"prompt": "What is 3 + 4?", "ground_truth": "7"}
+# (case, good row, bad row, reason, field)
+BAD_PROMPT_ROWS = [
+    ("gsm8k answer without ####", GOOD_GSM8K, {**GOOD_GSM8K, "answer": "She has 7 apples."}, "bad_ground_truth",
+     "answer"),
+    ("gsm8k answer not a number", GOOD_GSM8K, {**GOOD_GSM8K, "answer": "3 + 4\n#### seven"}, "bad_ground_truth",
+     "answer"),
+    ("gsm8k without answer", GOOD_GSM8K, {"question": GOOD_GSM8K["question"]}, "missing_field", "answer"),
+    ("gsm8k empty question", GOOD_GSM8K, {**GOOD_GSM8K, "question": " "}, "empty_field", "question"),
+    ("empty ground truth", GOOD_TRUTH, {**GOOD_TRUTH, "ground_truth": ""}, "bad_ground_truth", "ground_truth"),
+    ("boolean ground truth", GOOD_TRUTH, {**GOOD_TRUTH, "ground_truth": True}, "bad_ground_truth", "ground_truth"),
+    ("object ground truth", GOOD_TRUTH, {**GOOD_TRUTH, "ground_truth": {"value": 7}}, "bad_ground_truth",
+     "ground_truth"),
+    ("reserved column", GOOD_TRUTH, {**GOOD_TRUTH, "completions": ["7"]}, "reserved_column", "completions"),
+    ("columns too large", GOOD_TRUTH, {**GOOD_TRUTH, "notes": "x" * 70_000}, "row_too_large", "ground_truth, notes"),
+    ("lone surrogate in a column", GOOD_TRUTH, {**GOOD_TRUTH, "source": "web\ud800"}, "not_utf8", "source"),
+]
+
+
+@pytest.mark.parametrize("case, good, bad, reason, field", BAD_PROMPT_ROWS, ids=[c[0] for c in BAD_PROMPT_ROWS])
+def test_a_bad_prompt_row_is_rejected_with_its_file_line_field_and_reason(tmp_path, capsys, case, good, bad, reason,
+                                                                          field):
+    text = "question" if "question" in good else "prompt"
+    rows = [{**good, text: f"{good[text]} ({i})"} for i in range(3)] + [bad]
+    path = tmp_path / "prompts.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    code, out = validate(tmp_path, prompt_dataset=str(path), max_bad_row_fraction=0.5)
+    assert code == 0
+    rejects = read_jsonl(out / "prompt_data" / "rejects.jsonl")
+    assert [(r["file"], r["line"], r["field"], r["reason"]) for r in rejects] == [(str(path), 4, field, reason)]
+    books = json.loads((out / "prompt_data" / "accounting.json").read_text())["datasets"][0]
+    assert (books["input_rows"], books["used"], books["rejected"], books["balanced"]) == (4, 3, 1, True)
+    code, _ = validate(tmp_path, prompt_dataset=str(path))  # over the default tolerance: not usable, and why
+    output = capsys.readouterr().out
+    assert code == 1 and f"{path}, line 4, field '{field}'" in output and reason in output
+
+
+def test_validate_data_takes_a_prompt_dataset_alone(capsys):
+    code = validate_data.run_standalone(["--prompt-dataset", str(SAMPLES / "gsm8k_prompts.jsonl")])
+    output = capsys.readouterr().out
+    assert code == 0 and "format gsm8k" in output and "6 rows: 6 used, 0 rejected" in output
+    assert "preference" not in output and output.rstrip().endswith("result: usable")
+
+
+def test_the_prompt_stage_writes_the_columns_for_the_reward_function(tmp_path):
+    base_model = tmp_path / "base_model"
+    write_model_reference(base_model, str(SAMPLES / "tokenizer"), "test tokenizer")
+    prompts, report = tmp_path / "prompts", tmp_path / "prompts.md"
+    outputs = prepare_prompt_data(
+        prompt_dataset=str(SAMPLES / "gsm8k_prompts.jsonl"), eval_dataset="",
+        instruction="Solve it. End with '#### N'.",
+        prompt_sequence_length=512, batch_size=2, reinforcement_learning_train_epochs=1,
+        reinforcement_learning_train_steps=0, eval_split_fraction=0.2, max_eval_prompts=200, seed=0,
+        code_version="test", base_model=SimpleNamespace(path=str(base_model)),
+        prompt_data=SimpleNamespace(path=str(prompts)), data_report=SimpleNamespace(path=str(report)))
+    rows = canonical_pairs(prompts)
+    assert outputs.train_rows + outputs.eval_rows == 6 and outputs.eval_rows > 0
+    assert sorted(r["columns"]["ground_truth"] for r in rows) == sorted(GSM8K_TRUTHS)
+    assert all(r["prompt_messages"][0]["content"].startswith("Solve it. End with '#### N'.\n\n") for r in rows)
+    assert "- `ground_truth`: 6 of 6 prompts" in report.read_text()

@@ -5,7 +5,7 @@ import math
 from typing import Any
 
 from components.common.data import reasons
-from components.common.data.records import RawRecord
+from components.common.data.records import GROUND_TRUTH, RawRecord
 from components.common.data.transcripts import Message, MessageError, parse_messages
 
 TRUE_TEXTS = frozenset({"true", "1", "yes", "good"})
@@ -116,3 +116,14 @@ def label(record: RawRecord, field: str = "label") -> bool:
         if lowered in FALSE_TEXTS:
             return False
     raise RowError(reasons.BAD_LABEL, field, f"'{field}' must be true or false, got {_shown(value)}")
+
+
+def ground_truth(record: RawRecord, field: str = GROUND_TRUTH) -> str | int | float:
+    """A reference answer, kept as given: a non-empty string or a finite number."""
+    value = raw(record, field)
+    if isinstance(value, str) and value.strip():
+        return value
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        return value
+    raise RowError(reasons.BAD_GROUND_TRUTH, field,
+                   f"'{field}' must be a non-empty string or a finite number, got {_shown(value)}")

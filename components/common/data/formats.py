@@ -11,7 +11,12 @@ Preference layouts (each turns into `PreferencePair`s):
   ordered pair of responses that do not tie.
 - unpaired: `prompt`, `completion`, `label` (true/false, the KTO layout): within each prompt,
   every good completion against every bad one.
-Prompt layouts (each turns into `PromptRow`s): `input_text`, `prompt` (string or messages), `messages`.
+Prompt layouts (each turns into `PromptRow`s): `input_text`, `prompt` (string or messages), `messages`,
+and GSM8K's `question` + `answer` (the question becomes the user's message, the number after the
+answer's last `####` the `ground_truth`, unless the row gives one). Every other field of a prompt row
+is kept, as given, among the row's `columns`, which reach a reward function as keyword arguments the
+way TRL passes dataset columns: `ground_truth` (a non-empty string or a number) and anything else.
+Null values and empty CSV cells are left out; CSV cells stay text.
 Wherever a layout has `prompt`, it may be called `query` instead, as in seed notebooks.
 
 A prompt that came as a conversation (messages, or an HH transcript that parses cleanly) keeps its
@@ -19,13 +24,25 @@ messages beside its text; every example is checked for what the stages after thi
 """
 
 import itertools
+import json
 from collections import Counter
 from typing import Iterable
 
 from components.common.data import fields, reasons
+from components.common.data.answers import GSM8K_MARKER, gsm8k_final_answer
 from components.common.data.fields import RowError
-from components.common.data.records import Conversion, PreferencePair, PromptRow, RawRecord, Reject, text_fault
+from components.common.data.records import (
+    GROUND_TRUTH,
+    Conversion,
+    PreferencePair,
+    PromptRow,
+    RawRecord,
+    Reject,
+    text_fault,
+)
 from components.common.data.transcripts import (
+    USER,
+    Message,
     MessageError,
     Prompt,
     chat_prompt,
@@ -34,11 +51,12 @@ from components.common.data.transcripts import (
     split_shared_messages,
     split_shared_prompt,
 )
+from components.common.reward_functions import CALL_ARGUMENTS
 
 AUTO = "auto"
 VERTEX_TEXT, VERTEX_CHAT, EXPLICIT, IMPLICIT, SCORED, RANKING, UNPAIRED = (
     "vertex-text", "vertex-chat", "explicit", "implicit", "scored", "ranking", "unpaired")
-PROMPT_FIELD_FORMAT = "prompt"
+PROMPT_FIELD_FORMAT, GSM8K = "prompt", "gsm8k"
 
 PREFERENCE_FORMATS: dict[str, str] = {
     VERTEX_TEXT: "input_text, candidate_0, candidate_1, choice",
@@ -51,8 +69,9 @@ PREFERENCE_FORMATS: dict[str, str] = {
 }
 PROMPT_FORMATS: dict[str, str] = {
     VERTEX_TEXT: "input_text",
-    PROMPT_FIELD_FORMAT: "prompt or query (a string or messages)",
+    PROMPT_FIELD_FORMAT: "prompt or query (a string or messages), optional ground_truth",
     VERTEX_CHAT: "messages (+ context)",
+    GSM8K: f"question, answer ending in '{GSM8K_MARKER} N' (N becomes the ground_truth)",
 }
 VERTEX_PREFERENCE_FIELDS = {"candidate_0", "candidate_1", "choice"}
 PROMPT_FIELDS = ("prompt", "query")
@@ -60,6 +79,8 @@ RESPONSE_LIST_FIELDS = ("responses", "completions")
 RANKING_FIELDS = ("scores", "ranks", "rankings")  # one per response: scores if given, else ranks
 RESPONSE_TEXT_KEYS = ("text", "content", "response", "completion")
 SCORE_FIELDS = ("score_chosen", "score_rejected")
+GSM8K_FIELDS = {"question", "answer"}
+MAX_COLUMNS_BYTES = 64 * 1024  # a prompt's columns as JSON: they travel with every one of its completions
 
 
 def detect_preference_format(names: Iterable[str]) -> str | None:
@@ -90,7 +111,7 @@ def detect_prompt_format(names: Iterable[str]) -> str | None:
                            (VERTEX_CHAT, {"messages"})):
         if present & accepted:
             return name
-    return None
+    return GSM8K if GSM8K_FIELDS <= present else None
 
 
 class Converter:
@@ -123,9 +144,9 @@ class Converter:
         pair = PreferencePair(prompt.text, chosen, rejected, record.ref, margin, prompt.messages)
         return _usable(pair, dict(zip(("chosen", "rejected"), names)))
 
-    def _prompt_row(self, record, prompt: Prompt) -> PromptRow:
+    def _prompt_row(self, record, prompt: Prompt, columns: dict) -> PromptRow:
         prompt = prompt.with_instruction(self.instruction)
-        return _usable(PromptRow(prompt.text, record.ref, prompt.messages), {})
+        return _usable(PromptRow(prompt.text, record.ref, prompt.messages, columns), {})
 
 
 def _usable(example, sources: dict[str, str]):
@@ -330,16 +351,89 @@ class Unpaired(Converter):
 
 
 class PromptConverter(Converter):
-    def __init__(self, instruction, layout: str):
-        super().__init__(instruction)
-        self.layout = layout
+    """Prompt rows of one layout: the prompt read from the fields `PROMPT_SOURCES`, every other field a column."""
+
+    PROMPT_SOURCES: tuple[str, ...] = ()
 
     def _convert(self, record):
-        if self.layout == VERTEX_CHAT:
-            prompt = _vertex_chat_prompt(record)
-        else:
-            prompt = _prompt(record, "input_text" if self.layout == VERTEX_TEXT else None)
-        return Conversion(examples=[self._prompt_row(record, prompt)])
+        prompt = self._prompt(record)
+        columns = _checked_columns(self._columns(record))
+        return Conversion(examples=[self._prompt_row(record, prompt, columns)])
+
+    def _prompt(self, record) -> Prompt:
+        raise NotImplementedError
+
+    def _columns(self, record) -> dict:
+        columns = {name: value for name, value in record.value.items()
+                   if name not in self.PROMPT_SOURCES and fields.present(record, name)}
+        if GROUND_TRUTH in columns:
+            fields.ground_truth(record)
+        return columns
+
+
+class TextPrompts(PromptConverter):
+    PROMPT_SOURCES = ("input_text",)
+
+    def _prompt(self, record):
+        return _prompt(record, "input_text")
+
+
+class FieldPrompts(PromptConverter):
+    PROMPT_SOURCES = PROMPT_FIELDS
+
+    def _prompt(self, record):
+        return _prompt(record)
+
+
+class ChatPrompts(PromptConverter):
+    PROMPT_SOURCES = ("messages", "context")
+
+    def _prompt(self, record):
+        return _vertex_chat_prompt(record)
+
+
+class Gsm8kPrompts(PromptConverter):
+    """GSM8K's rows: the question as the user's message; the answer's final number as the ground truth."""
+
+    PROMPT_SOURCES = ("question",)
+
+    def _prompt(self, record):
+        return chat_prompt([Message(USER, fields.text(record, "question"))])
+
+    def _columns(self, record):
+        columns = super()._columns(record)
+        if GROUND_TRUTH not in columns:
+            truth = gsm8k_final_answer(fields.text(record, "answer"))
+            if truth is None:
+                raise RowError(reasons.BAD_GROUND_TRUTH, "answer",
+                               f"'answer' does not end in '{GSM8K_MARKER} N' (GSM8K's final answer, a number): "
+                               "no ground truth; give such rows as prompt + ground_truth")
+            columns[GROUND_TRUTH] = truth
+        return columns
+
+
+def _checked_columns(columns: dict) -> dict:
+    """`columns`, when a reward function can be called with them and they can be written as UTF-8 JSON."""
+    size = 0
+    for name, value in columns.items():
+        if name in CALL_ARGUMENTS:
+            raise RowError(reasons.RESERVED_COLUMN, name,
+                           f"the column '{name}' is named like an argument reward functions are called with "
+                           f"({', '.join(CALL_ARGUMENTS)}); rename it")
+        try:
+            size += len(json.dumps(value, ensure_ascii=False).encode("utf-8"))
+        except TypeError:
+            raise RowError(reasons.WRONG_TYPE, name, f"the column '{name}' holds a {type(value).__name__}, "
+                                                     "which cannot be passed on as JSON") from None
+        except UnicodeEncodeError as error:
+            raise RowError(reasons.NOT_UTF8, name, f"the column '{name}' holds a lone surrogate "
+                                                   f"(\\u{ord(error.object[error.start]):04x}), which UTF-8 "
+                                                   "cannot encode") from None
+    if size > MAX_COLUMNS_BYTES:
+        raise RowError(reasons.ROW_TOO_LARGE, ", ".join(columns),
+                       f"the columns passed on to the reward function take {size} bytes as JSON, over "
+                       f"{MAX_COLUMNS_BYTES}; leave out those it does not need")
+    return columns
 
 
 PREFERENCE_CONVERTERS = {VERTEX_TEXT: VertexText, VERTEX_CHAT: VertexChat, EXPLICIT: Explicit,
@@ -350,5 +444,9 @@ def preference_converter(layout: str, instruction: str | None) -> Converter:
     return PREFERENCE_CONVERTERS[layout](instruction)
 
 
+PROMPT_CONVERTERS = {VERTEX_TEXT: TextPrompts, PROMPT_FIELD_FORMAT: FieldPrompts, VERTEX_CHAT: ChatPrompts,
+                     GSM8K: Gsm8kPrompts}
+
+
 def prompt_converter(layout: str, instruction: str | None) -> Converter:
-    return PromptConverter(instruction, layout)
+    return PROMPT_CONVERTERS[layout](instruction)

@@ -19,6 +19,8 @@ BAD_SCORE = "bad_score"
 BAD_MESSAGES = "bad_messages"
 IDENTICAL_ANSWERS = "identical_answers"
 NO_SHARED_PROMPT = "no_shared_prompt"
+BAD_GROUND_TRUTH = "bad_ground_truth"
+RESERVED_COLUMN = "reserved_column"
 
 PROMPT_TOO_LONG = "prompt_too_long"
 ANSWER_TOO_LONG = "answer_too_long"
@@ -40,6 +42,9 @@ DESCRIPTIONS: dict[str, str] = {
     BAD_MESSAGES: "a malformed message list",
     IDENTICAL_ANSWERS: "chosen and rejected are identical",
     NO_SHARED_PROMPT: "chosen and rejected share no prompt ending in an assistant turn",
+    BAD_GROUND_TRUTH: "no usable ground truth: `ground_truth` not a string or number, or a GSM8K `answer` "
+                      "without a final `#### N`",
+    RESERVED_COLUMN: "a column named like an argument reward functions are called with",
     PROMPT_TOO_LONG: "prompt over prompt_sequence_length tokens (dropped)",
     ANSWER_TOO_LONG: "answer over target_sequence_length tokens (dropped)",
     ALL_TIED: "every response of the ranking ties: no pair",

@@ -9,6 +9,8 @@ from components.common.data import reasons
 from components.common.data.transcripts import MESSAGES_FIELD, Message
 
 SHOWN_CHARACTERS = 20  # of a blank text, in its reject
+COLUMNS_FIELD = "columns"  # the canonical prompt rows' field holding the columns a reward function receives
+GROUND_TRUTH = "ground_truth"  # the column the built-in reward functions compare answers with
 
 
 @dataclass(frozen=True)
@@ -90,19 +92,29 @@ class PreferencePair:
 
 @dataclass
 class PromptRow:
-    """The canonical form the policy trainer reads: one prompt, instruction included (and its conversation)."""
+    """The canonical form the policy trainer reads: one prompt, instruction included (and its conversation).
+
+    `columns` are the row's other fields, passed to a reward function as keyword arguments, the way
+    TRL passes a dataset's columns (`ground_truth` among them, when the row has one).
+    """
 
     TEXT_FIELDS: ClassVar = canonical_data.PROMPT_FIELDS
 
     prompt: str
     ref: RowRef
     prompt_messages: tuple[Message, ...] | None = None
+    columns: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
-        return _with_messages({"prompt": self.prompt}, self.prompt_messages)
+        row = _with_messages({"prompt": self.prompt}, self.prompt_messages)
+        if self.columns:
+            row[COLUMNS_FIELD] = self.columns
+        return row
 
-    def key(self) -> tuple[str]:
-        return (self.prompt,)
+    def key(self) -> tuple[str, ...]:
+        """A prompt repeats another when its text and its ground truth do; its other columns (an id...) do not count."""
+        truth = self.columns.get(GROUND_TRUTH)
+        return (self.prompt,) if truth is None else (self.prompt, str(truth))
 
 
 def text_fault(example: PreferencePair | PromptRow) -> tuple[str, str, str] | None:

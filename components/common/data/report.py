@@ -1,6 +1,8 @@
-"""The Markdown data report the pipeline UI shows: counts, books, rejects, token lengths, label balance."""
+"""The Markdown data report the pipeline UI shows: counts, books, rejects, token lengths, label balance,
+and for prompts the columns a reward function receives."""
 
 import statistics
+from collections import Counter
 from pathlib import Path
 
 from components.common.data import reasons
@@ -90,6 +92,21 @@ def _balance(prepared: PreparedData) -> list[str]:
     return lines + [""]
 
 
+def _columns(prepared: PreparedData) -> list[str]:
+    """Which columns of the prompts a reward function will receive, and how many prompts have each."""
+    if prepared.kind == PREFERENCE:
+        return []
+    prompts = prepared.train + prepared.eval
+    counts = Counter(name for prompt in prompts for name in prompt.columns)
+    lines = ["## Columns for a reward function", ""]
+    if not counts:
+        return lines + ["None: a reward function receives the prompts and completions only.", ""]
+    lines += ["Passed to a reward function as keyword arguments, one value per completion (None where a prompt "
+              "has no value):", ""]
+    lines += [f"- `{name}`: {count} of {len(prompts)} prompts" for name, count in counts.most_common()]
+    return lines + [""]
+
+
 def _split(prepared: PreparedData) -> list[str]:
     unit = "pairs" if prepared.kind == PREFERENCE else "prompts"
     if prepared.eval_origin == FROM_EVAL_DATASET:
@@ -112,6 +129,7 @@ def render_report(prepared: PreparedData, prompt_sequence_length: int, target_se
               for name, setting in LIMIT_SETTINGS.items()}
     lines = [f"# {title} report", ""]
     lines += _split(prepared) + _books(prepared) + _rejects(prepared) + _lengths(prepared, limits) + _balance(prepared)
+    lines += _columns(prepared)
     return "\n".join(lines)
 
 
