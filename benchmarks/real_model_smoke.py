@@ -316,8 +316,8 @@ def run_pipeline(values: dict, sets: list[str], work: Path) -> tuple[int, Path, 
     """`python -m pipeline run`, streamed to our stdout and to pipeline.log; (exit code, log, seconds)."""
     params = work / "params.json"
     params.write_text(json.dumps(values, indent=2) + "\n")
-    command = [sys.executable, "-m", "pipeline", "run", "--params", str(params), "--output-dir", str(work / "runs"),
-               "--no-cache"]
+    command = [sys.executable, "-m", "pipeline", "run", "--verbose", "--params", str(params),
+               "--output-dir", str(work / "runs"), "--no-cache"]
     for item in sets:
         command += ["--set", item]
     log = work / "pipeline.log"

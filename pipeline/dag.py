@@ -24,6 +24,9 @@ from pipeline.parameters import PARAMETERS
 from pipeline.submission.resources import apply_training_resources
 
 PIPELINE_NAME = "rlhf-pipeline"
+# A training step that fails (a preempted VM on Vertex) runs again this many times, resuming from its
+# last checkpoint.
+TRAINING_RETRIES = 2
 PIPELINE_DESCRIPTION = (
     "Reinforcement learning from human feedback: prepares preference and prompt data, trains a reward "
     "model on the pairs, tunes the policy with PPO against it (minus a KL penalty to the initial "
@@ -98,6 +101,12 @@ def build_pipeline(image: str = DEFAULT_IMAGE, version: str | None = None):
     def rlhf_pipeline(*args):
         p = dict(zip(names, args))
         common = {"seed": p["seed"], "code_version": version}
+        # Where the training steps keep checkpoints: a retried or rerun step with equal inputs resumes.
+        checkpointing = {
+            "checkpoint_root": p["checkpoint_root"],
+            "pipeline_root": dsl.PIPELINE_ROOT_PLACEHOLDER,
+            "checkpoint_interval_steps": p["checkpoint_interval_steps"],
+        }
 
         base = components["resolve"](
             model_reference=p["large_model_reference"], **common
@@ -117,6 +126,7 @@ def build_pipeline(image: str = DEFAULT_IMAGE, version: str | None = None):
             length_policy=p["length_policy"],
             dataset_format=p["dataset_format"],
             use_chat_template=p["use_chat_template"],
+            dataset_fingerprint=p["preference_data_fingerprint"],
             base_model=base.outputs["model"],
             **common,
         ).set_display_name(DISPLAY_NAMES["preference"])
@@ -134,6 +144,7 @@ def build_pipeline(image: str = DEFAULT_IMAGE, version: str | None = None):
             max_bad_row_fraction=p["max_bad_row_fraction"],
             length_policy=p["length_policy"],
             use_chat_template=p["use_chat_template"],
+            dataset_fingerprint=p["prompt_data_fingerprint"],
             base_model=base.outputs["model"],
             **common,
         ).set_display_name(DISPLAY_NAMES["prompts"])
@@ -151,7 +162,8 @@ def build_pipeline(image: str = DEFAULT_IMAGE, version: str | None = None):
             prompt_sequence_length=p["prompt_sequence_length"],
             target_sequence_length=p["target_sequence_length"],
             **common,
-        ).set_display_name(DISPLAY_NAMES["reward"])
+            **checkpointing,
+        ).set_display_name(DISPLAY_NAMES["reward"]).set_retry(num_retries=TRAINING_RETRIES)
         apply_training_resources(
             reward, p["accelerator_type"], p["accelerator_count"], p["cpu_limit"], p["memory_limit"]
         )
@@ -173,7 +185,8 @@ def build_pipeline(image: str = DEFAULT_IMAGE, version: str | None = None):
             target_sequence_length=p["target_sequence_length"],
             policy_lora_rank=p["policy_lora_rank"],
             **common,
-        ).set_display_name(DISPLAY_NAMES["policy"])
+            **checkpointing,
+        ).set_display_name(DISPLAY_NAMES["policy"]).set_retry(num_retries=TRAINING_RETRIES)
         apply_training_resources(
             policy, p["accelerator_type"], p["accelerator_count"], p["cpu_limit"], p["memory_limit"]
         )
@@ -186,7 +199,7 @@ def build_pipeline(image: str = DEFAULT_IMAGE, version: str | None = None):
             location=p["location"],
             pipeline_job_name=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
             code_version=version,
-        ).set_display_name(DISPLAY_NAMES["logs"])
+        ).set_display_name(DISPLAY_NAMES["logs"]).set_caching_options(False)  # a side effect: never cached
 
         upload = components["upload"](
             policy=policy.outputs["policy"],
@@ -197,7 +210,7 @@ def build_pipeline(image: str = DEFAULT_IMAGE, version: str | None = None):
             encryption_spec_key_name=p["encryption_spec_key_name"],
             model_display_name=p["model_display_name"],
             code_version=version,
-        ).set_display_name(DISPLAY_NAMES["upload"])
+        ).set_display_name(DISPLAY_NAMES["upload"]).set_caching_options(False)  # a side effect: never cached
 
         evaluation = components["evaluate"](
             base_model=base.outputs["model"],

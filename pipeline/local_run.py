@@ -1,9 +1,27 @@
-"""Running the whole DAG on this machine through kfp.local."""
+"""Running the whole DAG on this machine through kfp.local.
 
+The pipeline runs in a child process (pipeline/local_child.py) whose stdout and stderr come back
+through a pipe: this process splits that stream into `<run dir>/logs/<task>.log` (and the whole of
+it into `logs/pipeline.log`) and shows one line per stage, with progress (pipeline/kfp_stream.py,
+pipeline/console.py). A run directory holds, whether its stages ran or came from the cache:
+
+    parameters.json  the values the pipeline ran with (dataset fingerprints included)
+    summary.json     the headline figures; its `paths` say where every output lives
+    report.html      the evaluation report, to open in a browser (report.md: the same in Markdown)
+    stages.json      each stage: ran / cached (and from which run), seconds, log
+    logs/            kfp's whole output and each stage's part of it
+    artifacts/       the outputs of the stages that ran in this run
+"""
+
+import functools
 import json
+import os
+import re
 import shutil
+import subprocess
+import sys
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +30,10 @@ from pipeline.image import DEFAULT_IMAGE
 
 RUNNERS = ("subprocess", "docker")
 DATASET_PARAMETERS = ("preference_dataset", "prompt_dataset", "eval_dataset")
+CACHE_DIR = ".kfp_cache"
+CHECKPOINTS_DIR = "checkpoints"  # under the output dir: training checkpoints that survive a rerun
+OUTCOME_FILE = "outcome.json"
+RUN_DIR_NAME = re.compile(r"/(run-\d{8}-\d{6}(?:-\d+)?)/")
 
 
 @dataclass
@@ -27,6 +49,16 @@ class LocalRunResult:
     run_dir: Path
     summary_path: Path
     summary: dict[str, Any]
+    report_path: Path | None = None
+    stages: list[dict] = field(default_factory=list)
+
+
+class RunFailed(Exception):
+    """A stage failed: its title, the one-line reason and where its full log is."""
+
+    def __init__(self, title: str, reason: str, log_path: Path):
+        super().__init__(f"{title} failed: {reason}")
+        self.title, self.reason, self.log_path = title, reason, log_path
 
 
 def embedded_default_values() -> dict[str, Any]:
@@ -49,28 +81,12 @@ def with_embedded_default(user_values: dict[str, Any]) -> dict[str, Any]:
     return {**embedded_default_values(), **user_values}
 
 
-def preflight(values: dict[str, Any]) -> None:
-    """Fail in seconds, before any training, on a missing dataset or an unusable model reference."""
-    from components.common.data.sources import resolve
-    from components.resolve_base_model.references import resolve_model_reference
-
-    for name in DATASET_PARAMETERS:
-        if values.get(name):
-            try:
-                resolve(str(values[name]))
-            except UserInputError as error:
-                raise UserInputError(f"{name}: {error}") from None
-    resolve_model_reference(values.get("large_model_reference", ""))
-    if values.get("reward_model_reference"):
-        resolve_model_reference(values["reward_model_reference"])
-
-
-def _init_kfp_local(config: LocalRunConfig, run_dir: Path) -> None:
-    from kfp import local
-
+def check_runner(config: LocalRunConfig) -> None:
+    """Refuse a runner that cannot start, before a run directory is made."""
+    if config.runner not in RUNNERS:
+        raise UserInputError(f"unknown runner '{config.runner}'; accepted: {', '.join(RUNNERS)}")
     if config.runner == "docker":
         try:
-            runner = local.DockerRunner()
             import docker
 
             docker.from_env().ping()
@@ -80,15 +96,17 @@ def _init_kfp_local(config: LocalRunConfig, run_dir: Path) -> None:
                 f"build the image with `docker build -t {config.image} .` on a machine with Docker, "
                 "or use the default subprocess runner"
             ) from None
-    elif config.runner == "subprocess":
-        runner = local.SubprocessRunner(use_venv=False)
-    else:
-        raise UserInputError(f"unknown runner '{config.runner}'; accepted: {', '.join(RUNNERS)}")
+
+
+def _init_kfp_local(config: LocalRunConfig, run_dir: Path) -> None:
+    from kfp import local
+
+    runner = local.DockerRunner() if config.runner == "docker" else local.SubprocessRunner(use_venv=False)
     local.init(
         runner=runner,
         pipeline_root=str(run_dir / "artifacts"),
         enable_caching=config.enable_caching,
-        cache_root=str(config.output_dir.resolve() / ".kfp_cache"),
+        cache_root=str(config.output_dir.resolve() / CACHE_DIR),
         raise_on_error=True,
     )
 
@@ -110,16 +128,151 @@ def explicit_values(values: dict[str, Any]) -> dict[str, Any]:
     return {**unset, **values}
 
 
-def run_locally(values: dict[str, Any], config: LocalRunConfig) -> LocalRunResult:
-    """Run the DAG with `values`; write `summary.json` into a new run directory and return it."""
-    run_dir = (config.output_dir / time.strftime("run-%Y%m%d-%H%M%S")).resolve()
-    run_dir.mkdir(parents=True, exist_ok=False)
-    (run_dir / "parameters.json").write_text(json.dumps(values, indent=2, sort_keys=True) + "\n")
+def new_run_dir(output_dir: Path) -> Path:
+    """A new, empty run directory `run-YYYYmmdd-HHMMSS`, with `-2`, `-3`... when runs start in the same
+    second (mkdir is atomic: two processes never get the same directory)."""
+    output_dir = Path(output_dir).resolve()
+    output_dir.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("run-%Y%m%d-%H%M%S")
+    for attempt in range(1, 10_000):
+        run_dir = output_dir / (stamp if attempt == 1 else f"{stamp}-{attempt}")
+        try:
+            run_dir.mkdir()
+            return run_dir
+        except FileExistsError:
+            continue
+    raise UserInputError(f"{output_dir}: cannot make a new run directory for {stamp}")
+
+
+@functools.lru_cache(maxsize=4)
+def stage_titles(image: str = DEFAULT_IMAGE) -> dict[str, str]:
+    """Task name -> the display name the pipeline UI shows, for every task of the DAG."""
+    from pipeline.dag import build_pipeline
+
+    tasks = build_pipeline(image).pipeline_spec.root.dag.tasks
+    return {name: task.task_info.name or name for name, task in tasks.items()}
+
+
+def cache_origin(cache_root: Path, key_prefix: str) -> str:
+    """The run directory whose outputs a cache entry holds, or "" when it cannot be told."""
+    try:
+        for entry in Path(cache_root).glob(f"{key_prefix}*.json"):
+            match = RUN_DIR_NAME.search(entry.read_text(encoding="utf-8"))
+            if match:
+                return match.group(1)
+    except OSError:
+        pass
+    return ""
+
+
+# --- the child process ----------------------------------------------------------------------------
+
+def execute_pipeline(values: dict[str, Any], config: LocalRunConfig, run_dir: Path) -> Path:
+    """Run the DAG in this process (the child); the path of the `run_summary` artifact."""
     from pipeline.dag import build_pipeline
 
     _init_kfp_local(config, run_dir)
     pipeline_func = build_pipeline(config.image)
     task = pipeline_func(**explicit_values(values))
+    return Path(task.outputs["run_summary"].path)
+
+
+# --- the parent -----------------------------------------------------------------------------------
+
+def _start_child(values: dict[str, Any], config: LocalRunConfig, run_dir: Path) -> subprocess.Popen:
+    request = run_dir / "logs" / "request.json"
+    request.write_text(json.dumps({
+        "values": values, "run_dir": str(run_dir),
+        "config": {**asdict(config), "output_dir": str(Path(config.output_dir).resolve())},
+    }, indent=2, sort_keys=True) + "\n")
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "pipeline.local_child", str(request)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        text=True, encoding="utf-8", errors="replace", bufsize=1, env=env,
+    )
+
+
+def _follow(process: subprocess.Popen, splitter) -> int:
+    try:
+        for line in process.stdout:
+            splitter.feed(line)
+        return process.wait()
+    except KeyboardInterrupt:
+        # Ctrl-C reached the child's process group too; let it stop its task, then report.
+        try:
+            process.wait(timeout=30)
+        except (subprocess.TimeoutExpired, KeyboardInterrupt):
+            process.kill()
+        raise
+    finally:
+        splitter.close()
+
+
+def finalize(run_dir: Path, summary_artifact: Path, stages: list[dict]) -> LocalRunResult:
+    """Make `run_dir` complete: summary.json, report.html / report.md and stages.json in it."""
+    summary = json.loads(Path(summary_artifact).read_text(encoding="utf-8"))
+    paths = dict(summary.get("paths", {}))
+    report = None
+    artifact = Path(paths.get("report_html", ""))
+    if artifact.is_file():
+        report = run_dir / "report.html"
+        shutil.copyfile(artifact, report)
+        paths["report_html_artifact"] = str(artifact)
+        paths["report_html"] = str(report)
+        markdown = artifact.with_name("report_markdown")
+        if markdown.is_file():
+            shutil.copyfile(markdown, run_dir / "report.md")
+            paths["report_markdown"] = str(run_dir / "report.md")
+    summary["paths"] = paths
     summary_path = run_dir / "summary.json"
-    shutil.copyfile(task.outputs["run_summary"].path, summary_path)
-    return LocalRunResult(run_dir, summary_path, json.loads(summary_path.read_text()))
+    summary_path.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    (run_dir / "stages.json").write_text(json.dumps(stages, indent=2) + "\n")
+    return LocalRunResult(run_dir, summary_path, summary, report, stages)
+
+
+def with_local_checkpoints(values: dict[str, Any], output_dir: Path) -> dict[str, Any]:
+    """`values` with the training checkpoints under `<output dir>/checkpoints` unless the user chose a place.
+
+    kfp.local's pipeline root is the run's own folder, so a rerun would never find the checkpoints
+    of the run it follows there; under the output dir, a rerun with equal inputs resumes.
+    """
+    checkpoint_root = values.get("checkpoint_root") or str(Path(output_dir).resolve() / CHECKPOINTS_DIR)
+    return {**values, "checkpoint_root": checkpoint_root}
+
+
+def run_locally(values: dict[str, Any], config: LocalRunConfig, console=None,
+                run_dir: Path | None = None) -> LocalRunResult:
+    """Run the DAG with `values` in a new run directory, following it on `console`.
+
+    Raises RunFailed when a stage fails (its reason and log), UserInputError when the run could
+    not start."""
+    from pipeline.console import PlainConsole
+    from pipeline.kfp_stream import StreamSplitter
+
+    console = console or PlainConsole()
+    run_dir = run_dir or new_run_dir(config.output_dir)
+    logs = run_dir / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    values = with_local_checkpoints(values, config.output_dir)
+    (run_dir / "parameters.json").write_text(json.dumps(values, indent=2, sort_keys=True) + "\n")
+    cache_root = Path(config.output_dir).resolve() / CACHE_DIR
+    splitter = StreamSplitter(logs, stage_titles(config.image), console,
+                              origin_of=lambda key: cache_origin(cache_root, key))
+    with console:
+        code = _follow(_start_child(values, config, run_dir), splitter)
+    stages = [stage.record() for stage in splitter.stages.values()]
+    outcome_path = logs / OUTCOME_FILE
+    outcome = json.loads(outcome_path.read_text()) if outcome_path.is_file() else {}
+    if code == 0 and outcome.get("status") == "succeeded":
+        return finalize(run_dir, Path(outcome["summary_artifact"]), stages)
+    (run_dir / "stages.json").write_text(json.dumps(stages, indent=2) + "\n")
+    if outcome.get("status") == "input-error":
+        raise UserInputError(outcome["message"])
+    failed = splitter.failed
+    if failed is not None:
+        raise RunFailed(failed.title, failed.reason, failed.log_path)
+    from pipeline.kfp_stream import failure_reason
+
+    reason = outcome.get("message") or failure_reason(list(splitter.tail))
+    raise RunFailed("the local run", reason, logs / "pipeline.log")

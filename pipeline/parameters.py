@@ -142,7 +142,25 @@ OUR_PARAMETERS: tuple[Parameter, ...] = (
               "per GPU (batch_size and ppo_minibatch_size must be multiples of it)."),
     Parameter("cpu_limit", str, DEFAULT_CPU_LIMIT, "CPU limit of each training step ('8', '500m')."),
     Parameter("memory_limit", str, DEFAULT_MEMORY_LIMIT, "Memory limit of each training step ('32G', '64Gi')."),
+    Parameter("checkpoint_interval_steps", int, 0,
+              "Steps between two checkpoints of the reward-model and PPO training (0: about every 10% of "
+              "each stage's steps; the reward model's fall on its logging steps, every 5). A training step "
+              "retried or run again with the same inputs resumes from its last checkpoint and ends as an "
+              "uninterrupted run would."),
+    Parameter("checkpoint_root", str, "",
+              "Where the training steps keep their checkpoints: a gs:// URI (through Vertex's /gcs/ mount) or "
+              "a folder every training step can write, one subfolder per task and inputs, deleted when the "
+              "step succeeds. Empty: `checkpoints/` under the pipeline root; `rlhf-pipeline run` uses "
+              "`<output dir>/checkpoints`. A Kubeflow pipeline root that is not gs:// gives no checkpoints."),
     Parameter("seed", int, 0, "Seed of every random choice: data split, initialisation, sampling."),
+    Parameter("preference_data_fingerprint", str, "",
+              "Filled in automatically by `rlhf-pipeline run` and `submit`; leave it empty. A fingerprint of "
+              "the files preference_dataset and eval_dataset name (name, size and SHA-256 of local files; "
+              "name, generation and size of gs:// objects), so that the preference-data step's cache reruns "
+              "it when the data changes in place."),
+    Parameter("prompt_data_fingerprint", str, "",
+              "Filled in automatically by `rlhf-pipeline run` and `submit`; leave it empty. The same for the "
+              "files prompt_dataset and eval_dataset name and the prompt-data step."),
 )
 
 PARAMETERS: tuple[Parameter, ...] = VERTEX_PARAMETERS + OUR_PARAMETERS

@@ -5,7 +5,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -159,10 +158,9 @@ def test_a_dataset_that_is_all_too_long_is_not_usable(tmp_path, capsys):
 
 
 def expect_unusable(tmp_path, capsys, path, *fragments, **options):
-    start = time.monotonic()
     code, _ = validate(tmp_path, preference_dataset=str(path), **options)
     output = capsys.readouterr().out
-    assert code == 1 and time.monotonic() - start < 10
+    assert code == 1
     for fragment in fragments:
         assert fragment in output, output
     return output
@@ -257,9 +255,7 @@ def test_a_gs_uri_without_credentials_is_one_line_and_no_traceback(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("GOOGLE_", "CLOUDSDK_", "GCE_"))}
     env.update(CLOUDSDK_CONFIG=str(tmp_path / "gcloud"), GCE_METADATA_HOST="127.0.0.1:9",
                GCE_METADATA_IP="127.0.0.1:9", NO_GCE_CHECK="True")
-    start = time.monotonic()
     result = run_command("--preference-dataset", "gs://no-such-bucket-for-tests/prefs.jsonl", env=env)
-    assert time.monotonic() - start < 30
     assert result.returncode != 0 and "Traceback" not in result.stdout + result.stderr
     message = [line for line in result.stdout.splitlines() if "gs://no-such-bucket-for-tests/prefs.jsonl" in line]
     assert message and "cannot read from Cloud Storage" in message[0]

@@ -86,6 +86,10 @@ INVALID_FILES = {
                             "'NVIDIA_GTX_1080' is not an accelerator"),
     "bad kms key": ({**BASE, "encryption_spec_key_name": "my-key"}, "encryption_spec_key_name: 'my-key'"),
     "bad tensorboard": ({**BASE, "tensorboard_resource_id": "tb-one"}, "tensorboard_resource_id: 'tb-one'"),
+    "unknown chat template setting": ({**BASE, "use_chat_template": "yes"},
+                                      "use_chat_template: 'yes' is not allowed: must be one of auto, true, false"),
+    "negative missing-eos penalty": ({**BASE, "missing_eos_penalty": -1.0},
+                                     "missing_eos_penalty: -1.0 is not allowed: must be at least 0"),
 }
 INVALID_TEXT = {
     "malformed yaml": ("kl_coeff: [0.1\n", "line 2, column 1: not valid YAML"),

@@ -27,7 +27,7 @@ from components.tune_policy.ppo_math import (
     kl_shaped_rewards,
     masked_whiten,
 )
-from components.tune_policy.prompt_data import prompt_batches, read_training_prompts
+from components.tune_policy.prompt_data import PromptBatches, read_training_prompts
 from tiny_models import length_score
 
 CPU = Placement(torch.device("cpu"), torch.float32)
@@ -152,15 +152,26 @@ def test_config_rejects_unusable_settings_naming_each_one():
 
 def test_prompt_batches_cover_each_prompt_once_per_pass_in_a_seeded_order():
     prompts = [f"p{i}" for i in range(5)]
-    stream = prompt_batches(prompts, batch_size=3, seed=7)
+    stream = PromptBatches(prompts, batch_size=3, seed=7)
     batches = [next(stream) for _ in range(10)]  # 30 prompts = 6 full passes
     drawn = [p for batch in batches for p in batch]
     for one_pass in range(6):
         assert sorted(drawn[5 * one_pass : 5 * one_pass + 5]) == prompts
-    again = prompt_batches(prompts, batch_size=3, seed=7)
+    again = PromptBatches(prompts, batch_size=3, seed=7)
     assert [next(again) for _ in range(10)] == batches
-    other = prompt_batches(prompts, batch_size=3, seed=8)
+    other = PromptBatches(prompts, batch_size=3, seed=8)
     assert [next(other) for _ in range(10)] != batches
+
+
+def test_prompt_batches_continue_from_a_saved_position():
+    prompts = [f"p{i}" for i in range(5)]
+    stream = PromptBatches(prompts, batch_size=3, seed=7)
+    [next(stream) for _ in range(4)]  # mid-pass: part of an order is pending
+    saved = json.loads(json.dumps(stream.state()))  # as a checkpoint stores it
+    expected = [next(stream) for _ in range(6)]
+    resumed = PromptBatches(prompts, batch_size=3, seed=123)
+    resumed.restore(saved)
+    assert [next(resumed) for _ in range(6)] == expected
 
 
 def test_reading_prompts_names_the_bad_row(tmp_path):
@@ -354,9 +365,11 @@ def test_component_tunes_the_policy_towards_the_reward_model(tmp_path, tiny_caus
         ppo_epochs=2, ppo_minibatch_size=8, sampling_temperature=1.0, missing_eos_penalty=0.0,
         use_chat_template="auto", prompt_sequence_length=32,
         target_sequence_length=8, policy_lora_rank=0, seed=0, code_version="test",
+        checkpoint_root=str(tmp_path / "checkpoints"), pipeline_root="", checkpoint_interval_steps=0,
         policy=Model(uri=str(out / "policy")), metrics=Metrics(uri=str(out / "metrics")),
         tensorboard_logs=Artifact(uri=str(out / "logs")),
     )
+    assert list((tmp_path / "checkpoints").iterdir()) == []  # saved along the way, deleted at the end
 
     metrics = json.loads((out / "metrics").read_text())
     assert metrics["steps"] == steps

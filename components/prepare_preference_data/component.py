@@ -24,8 +24,11 @@ def prepare_preference_data(
     length_policy: str = "truncate",
     dataset_format: str = "auto",
     use_chat_template: str = "auto",
+    dataset_fingerprint: str = "",
 ) -> NamedTuple("Outputs", [("train_rows", int), ("eval_rows", int), ("reward_model_train_steps", int)]):
     """Validates the preference pairs and writes train.jsonl / eval.jsonl, rejects, accounting and a report."""
+    # dataset_fingerprint is read by nothing here: it puts the data's contents into the step's cache
+    # key, so that a dataset edited in place reruns the step (pipeline/fingerprint.py).
     from collections import namedtuple
 
     from components.prepare_preference_data.stage import PreferenceDataConfig, run

@@ -17,6 +17,9 @@ def train_reward_model(
     target_sequence_length: int,
     seed: int,
     code_version: str,
+    checkpoint_root: str,
+    pipeline_root: str,
+    checkpoint_interval_steps: int,
     reward_model: Output[Model],
     metrics: Output[Metrics],
     tensorboard_logs: Output[Artifact],
@@ -24,10 +27,17 @@ def train_reward_model(
     """Train the reward model on the prepared pairs; returns its eval pairwise accuracy.
 
     The reward model starts from `reward_model_reference` when one is given, else from the base model.
+
+    Saves a checkpoint about every `checkpoint_interval_steps` steps (0: about every 10% of them;
+    always at a logging step) under `checkpoint_root` (empty: `checkpoints/` under `pipeline_root`),
+    in a folder named after this task's inputs, so that a retry with the same inputs resumes from
+    the last one.
     """
+    import dataclasses
     import os
     import tempfile
 
+    from components.common.checkpoints import task_checkpoint_dir
     from components.common.distributed import run_on_every_gpu
     from components.common.kfp_outputs import record_metrics
     from components.common.models import model_source
@@ -45,6 +55,16 @@ def train_reward_model(
         max_response_tokens=target_sequence_length,
         seed=seed,
     )
+    train_path = os.path.join(preference_data.path, "train.jsonl")
+    eval_path = os.path.join(preference_data.path, "eval.jsonl")
+    checkpoint_dir = task_checkpoint_dir(
+        checkpoint_root,
+        pipeline_root,
+        stage="train_reward_model",
+        code_version=code_version,
+        settings={**dataclasses.asdict(config), "reward_model_reference": reward_model_reference},
+        inputs={"base_model": base_model.path, "train": train_path, "eval": eval_path},
+    )
     with tempfile.TemporaryDirectory() as scratch:
         source = model_source(base_model.path)
         if reward_model_reference:
@@ -56,10 +76,12 @@ def train_reward_model(
             train,
             config,
             base_source=source,
-            train_path=os.path.join(preference_data.path, "train.jsonl"),
-            eval_path=os.path.join(preference_data.path, "eval.jsonl"),
+            train_path=train_path,
+            eval_path=eval_path,
             output_dir=reward_model.path,
             log_dir=tensorboard_logs.path,
+            checkpoint_dir=checkpoint_dir,
+            checkpoint_interval_steps=checkpoint_interval_steps,
         )
     record_metrics(metrics, results)
     return results["eval_accuracy"]

@@ -12,11 +12,22 @@ import torch
 
 from components.common.canonical_data import PREFERENCE_FIELDS, read_canonical_rows
 from components.common.chat_templates import PromptFormatter
+from components.common.checkpoints import (
+    checkpoint_to_resume,
+    remove_event_files,
+    remove_task_checkpoints,
+    steps_done,
+)
 from components.common.data.transcripts import Prompt
 from components.common.distributed import TrainingProcesses
 from components.common.errors import UserInputError
 from components.common.models import Placement, load_tokenizer
 from components.common.reward_scoring import RewardScorer, reward_model_ids
+from components.train_reward_model.checkpointing import (
+    CHECKPOINTS_KEPT,
+    checkpoint_bookkeeping,
+    checkpoint_interval,
+)
 from components.train_reward_model.config import RewardTrainingConfig
 
 RANK_LOSS_TAG = "rank_loss"  # the tag Vertex's reward trainer writes
@@ -60,17 +71,25 @@ def _tensorboard_callback(log_dir: Path):
     from transformers import TrainerCallback
 
     class TensorBoardTags(TrainerCallback):
-        """Writes the trainer's logs under Vertex's tag names (`loss` -> `rank_loss`)."""
+        """Writes the trainer's logs under Vertex's tag names (`loss` -> `rank_loss`).
+
+        A resumed run first writes again what the Trainer logged before its checkpoint.
+        """
 
         def __init__(self):
             self.writer = SummaryWriter(str(log_dir))
-            self.history: list[dict] = []
+
+        def write(self, logs: dict, step: int) -> None:
+            for key, value in logs.items():
+                if isinstance(value, (int, float)):
+                    self.writer.add_scalar(RANK_LOSS_TAG if key == "loss" else key, value, step)
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            for logged in state.log_history:  # empty unless resumed
+                self.write({key: value for key, value in logged.items() if key != "step"}, logged["step"])
 
         def on_log(self, args, state, control, logs=None, **kwargs):
-            for key, value in (logs or {}).items():
-                if isinstance(value, (int, float)):
-                    self.writer.add_scalar(RANK_LOSS_TAG if key == "loss" else key, value, state.global_step)
-            self.history.append({"step": state.global_step, **(logs or {})})
+            self.write(logs or {}, state.global_step)
 
         def on_train_end(self, args, state, control, **kwargs):
             self.writer.flush()
@@ -101,12 +120,16 @@ def build_trainer(
     base_source: str,
     tokenizer,
     rows: list[dict],
-    output_dir: Path,
+    trainer_dir: Path,
     placement: Placement,
     processes: TrainingProcesses,
     callbacks: list,
+    checkpoint_steps: int = 0,
 ):
-    """TRL's RewardTrainer on the tokenized pairs `rows`, every trainable weight in float32."""
+    """TRL's RewardTrainer on the tokenized pairs `rows`, every trainable weight in float32.
+
+    With `checkpoint_steps`, it saves a checkpoint every that many steps in `trainer_dir`.
+    """
     from datasets import Dataset
     from peft import LoraConfig
     from transformers import AutoModelForSequenceClassification
@@ -116,8 +139,11 @@ def build_trainer(
         base_source, num_labels=1, dtype=weights_dtype(placement, config.lora_rank)
     )
     model.config.pad_token_id = tokenizer.pad_token_id
+    saving = {"save_strategy": "no"}
+    if checkpoint_steps:
+        saving = {"save_strategy": "steps", "save_steps": checkpoint_steps, "save_total_limit": CHECKPOINTS_KEPT}
     args = RewardConfig(
-        output_dir=str(output_dir / "_trainer"),
+        output_dir=str(trainer_dir),
         max_steps=config.steps,
         per_device_train_batch_size=config.micro_batch_size(processes.count),
         gradient_accumulation_steps=config.gradient_accumulation_steps(processes.count),
@@ -127,7 +153,7 @@ def build_trainer(
         weight_decay=config.weight_decay,
         max_length=config.max_length,
         logging_steps=config.logging_steps,
-        save_strategy="no",
+        **saving,
         report_to="none",
         seed=config.seed,
         data_seed=config.seed,
@@ -165,11 +191,17 @@ def train_reward_model(
     output_dir: str | Path,
     log_dir: str | Path,
     placement: Placement | None = None,
+    checkpoint_dir: str = "",
+    checkpoint_interval_steps: int = 0,
 ) -> dict[str, float]:
     """Train a reward model from `base_source` on the canonical pairs; save it as an HF directory.
 
     Returns the metrics a person reads: final train loss, eval pairwise accuracy and margin,
     and how many pairs were too long to use.
+
+    With a `checkpoint_dir`, saves a checkpoint there about every `checkpoint_interval_steps` steps
+    (0: about every 10% of them; see `checkpoint_interval`), resumes from the last one it finds, and
+    deletes them at the end: a resumed run ends as an uninterrupted one would.
 
     Launched once per GPU (components.common.distributed), the Trainer trains with DDP, each
     process taking an equal share of every batch; the first process saves, evaluates and reports.
@@ -194,9 +226,26 @@ def train_reward_model(
     formatter = PromptFormatter(tokenizer, config.use_chat_template, base_source)
     rows = tokenized_pairs(train_pairs, formatter, config.use_margin)
     overlength = count_overlength_pairs(rows, config.max_length)
+    resumed_from = checkpoint_to_resume(checkpoint_dir, processes) if checkpoint_dir else None
+    if processes.is_main:
+        remove_event_files(log_dir)
     callbacks = [_tensorboard_callback(log_dir)] if processes.is_main else []
-    trainer = build_trainer(config, base_source, tokenizer, rows, output_dir, placement, processes, callbacks)
-    result = trainer.train()
+    trainer_dir = Path(checkpoint_dir) if checkpoint_dir else output_dir / "_trainer"
+    checkpoint_steps = (
+        checkpoint_interval(checkpoint_interval_steps, config.steps, config.logging_steps) if checkpoint_dir else 0
+    )
+    trainer = build_trainer(
+        config, base_source, tokenizer, rows, trainer_dir, placement, processes, callbacks, checkpoint_steps
+    )
+    if checkpoint_dir:
+        trainer.add_callback(checkpoint_bookkeeping(trainer, checkpoint_dir, processes, resumed_from))
+    if resumed_from is not None and processes.is_main:
+        print(
+            f"resuming reward-model training from step {steps_done(resumed_from)} of {config.steps} "
+            f"(checkpoint {resumed_from})",
+            flush=True,
+        )
+    result = trainer.train(resume_from_checkpoint=str(resumed_from) if resumed_from else None)
 
     if processes.is_main:
         trained = trainer.model
@@ -227,6 +276,8 @@ def train_reward_model(
     callback.writer.add_scalar("eval_accuracy", accuracy, config.steps)
     callback.writer.add_scalar("eval_margin", margin, config.steps)
     callback.writer.close()
+    if checkpoint_dir:
+        remove_task_checkpoints(checkpoint_dir)  # the stage is done: nothing left to resume
     return {
         "train_loss": float(result.training_loss),
         "eval_accuracy": accuracy,

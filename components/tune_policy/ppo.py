@@ -7,16 +7,18 @@ import torch
 from tqdm.auto import tqdm
 
 from components.common.chat_templates import PromptFormatter
+from components.common.checkpoints import interval_steps, remove_event_files, remove_task_checkpoints
 from components.common.data.transcripts import Prompt
 from components.common.distributed import TrainingProcesses
 from components.common.models import Placement, load_tokenizer
 from components.common.reward_scoring import RewardScorer
+from components.tune_policy.checkpointing import Progress, TrainingState, resume, save_checkpoint
 from components.tune_policy.config import PPOConfig
 from components.tune_policy.optimization import build_optimizer
 from components.tune_policy.policy_model import load_policy, make_reference, save_policy
 from components.tune_policy.ppo_math import masked_moments
 from components.tune_policy.ppo_update import ppo_update
-from components.tune_policy.prompt_data import prompt_batches, read_training_prompts
+from components.tune_policy.prompt_data import PromptBatches, read_training_prompts
 from components.tune_policy.rollout import Rollout, collect_rollout
 
 SAMPLES_LOGGED = 3  # responses shown in TensorBoard's text tab at each sample step
@@ -51,12 +53,27 @@ def rollout_statistics(
     }
 
 
-def log_samples(writer, rollout: Rollout, prompts: list[Prompt], step: int) -> None:
+def sample_text(rollout: Rollout, prompts: list[Prompt]) -> str:
+    """The first responses of a rollout with their prompts and scores, for TensorBoard's text tab."""
     rows = [
         f"**prompt** {prompts[i].text!r}\n\n**response** {rollout.texts[i]!r}\n\n**score** {float(rollout.scores[i]):.4f}"
         for i in range(min(SAMPLES_LOGGED, rollout.size))
     ]
-    writer.add_text("samples", "\n\n---\n\n".join(rows), step)
+    return "\n\n---\n\n".join(rows)
+
+
+def log_step(writer, step: int, stats: dict[str, float], samples: str | None) -> None:
+    for name, value in stats.items():
+        writer.add_scalar(name, value, step)
+    if samples is not None:
+        writer.add_text("samples", samples, step)
+
+
+def log_progress(writer, progress: Progress) -> None:
+    """Write the steps a resumed run skipped again, as the killed run logged them."""
+    samples = dict(progress.samples)
+    for step, stats in enumerate(progress.history):
+        log_step(writer, step, stats, samples.get(step))
 
 
 def summarize(history: list[dict[str, float]]) -> dict[str, float]:
@@ -94,12 +111,18 @@ def train_policy(
     output_dir: str | Path,
     log_dir: str | Path,
     placement: Placement | None = None,
+    checkpoint_dir: str = "",
+    checkpoint_interval_steps: int = 0,
 ) -> dict[str, float]:
     """Tune the policy at `policy_source` with PPO against the reward model at `reward_source`,
     on the canonical prompt rows at `prompts_path`.
 
     Saves the tuned policy (LoRA merged) with its tokenizer to `output_dir`, writes TensorBoard
     logs to `log_dir` and returns the final metrics. Deterministic for a given seed on the CPU.
+
+    With a `checkpoint_dir`, saves a checkpoint there every `checkpoint_interval_steps` steps (0:
+    about every 10% of them), resumes from the last one it finds, and deletes them at the end: a
+    resumed run ends as an uninterrupted one would.
 
     Launched once per GPU (components.common.distributed), each process rolls out its share of
     every batch of prompts with its own copies of the models, and DDP combines the gradients; the
@@ -125,19 +148,39 @@ def train_policy(
         use_chat_template=config.use_chat_template,
     )
     optimizer, scheduler = build_optimizer(policy, config)
-    generator = torch.Generator().manual_seed(config.seed)
-    batches = prompt_batches(prompts, config.batch_size, config.seed)
+    state = TrainingState(
+        policy=policy,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        minibatch_order=torch.Generator().manual_seed(config.seed),
+        prompt_batches=PromptBatches(prompts, config.batch_size, config.seed),
+        processes=processes,
+    )
+    progress = resume(checkpoint_dir, state, config.steps) if checkpoint_dir else Progress()
+    interval = interval_steps(checkpoint_interval_steps, config.steps)
 
-    history: list[dict[str, float]] = []
-    writer = SummaryWriter(log_dir=str(log_dir)) if processes.is_main else None
-    progress = tqdm(range(config.steps), desc="PPO", unit="step", disable=not processes.is_main)
+    writer = None
+    if processes.is_main:
+        remove_event_files(log_dir)
+        writer = SummaryWriter(log_dir=str(log_dir))
+        log_progress(writer, progress)
+    bar = tqdm(
+        range(progress.steps_done, config.steps),
+        initial=progress.steps_done,
+        total=config.steps,
+        desc="PPO",
+        unit="step",
+        disable=not processes.is_main,
+    )
     try:
-        for step in progress:
-            step_prompts = processes.shard(next(batches))
+        for step in bar:
+            step_prompts = processes.shard(next(state.prompt_batches))
             learning_rate = scheduler.get_last_lr()[0]
             rollout = collect_rollout(policy, reference, scorer.score, formatter, step_prompts, config, processes)
             update_started = time.perf_counter()
-            update_stats = ppo_update(trained_policy, optimizer, scheduler, rollout, config, generator, processes)
+            update_stats = ppo_update(
+                trained_policy, optimizer, scheduler, rollout, config, state.minibatch_order, processes
+            )
             update_seconds = time.perf_counter() - update_started
             step_seconds = rollout.seconds + update_seconds
             rollout_stats = rollout_statistics(rollout, config.kl_coeff, processes)
@@ -152,17 +195,20 @@ def train_policy(
                 "time/step_seconds": step_seconds,
                 "time/rollout_fraction": rollout.seconds / step_seconds,
             }
+            logs_samples = step % SAMPLE_LOG_INTERVAL == 0 or step == config.steps - 1
+            samples = sample_text(rollout, step_prompts) if logs_samples else None
+            progress.record(stats, samples)
             if writer is not None:
-                for name, value in stats.items():
-                    writer.add_scalar(name, value, step)
-                if step % SAMPLE_LOG_INTERVAL == 0 or step == config.steps - 1:
-                    log_samples(writer, rollout, step_prompts, step)
-            history.append(stats)
-            progress.set_postfix(reward=f"{stats['reward']:.3f}", kl=f"{stats['kl']:.3f}")
+                log_step(writer, step, stats, samples)
+            if checkpoint_dir and progress.steps_done % interval == 0 and progress.steps_done < config.steps:
+                save_checkpoint(checkpoint_dir, progress, state)
+            bar.set_postfix(reward=f"{stats['reward']:.3f}", kl=f"{stats['kl']:.3f}")
     finally:
         if writer is not None:
             writer.close()
     if processes.is_main:
         save_policy(policy, tokenizer, output_dir)
     processes.wait_for_everyone()
-    return summarize(history)
+    if processes.is_main and checkpoint_dir:
+        remove_task_checkpoints(checkpoint_dir)
+    return summarize(progress.history)

@@ -1,7 +1,6 @@
 """The training prompts of the PPO stage: reading them, and the order the rollouts take them in."""
 
 import random
-from collections.abc import Iterator
 from pathlib import Path
 
 from components.common.canonical_data import PROMPT_FIELDS, read_canonical_rows
@@ -13,20 +12,42 @@ def read_training_prompts(path: str | Path) -> list[Prompt]:
     return [Prompt.from_row(row) for row in read_canonical_rows(path, PROMPT_FIELDS, needed_for="policy tuning")]
 
 
-def prompt_batches(prompts: list[Prompt], batch_size: int, seed: int) -> Iterator[list[Prompt]]:
+class PromptBatches:
     """Endless batches of `batch_size` prompts: each pass over the data is a fresh seeded shuffle.
 
     A batch that reaches the end of one pass continues into the next, so every batch is full and
-    every prompt is used once per pass, whatever the ratio of data size to batch size.
+    every prompt is used once per pass, whatever the ratio of data size to batch size. Its position
+    (the shuffler's state and the rest of the current order) can be saved and restored, so that a
+    resumed run draws the batches an uninterrupted one would.
     """
-    if not prompts:
-        raise ValueError("no prompts to draw batches from")
-    shuffler = random.Random(seed)
-    order: list[int] = []
-    while True:
-        while len(order) < batch_size:
-            one_pass = list(range(len(prompts)))
-            shuffler.shuffle(one_pass)
-            order.extend(one_pass)
-        yield [prompts[i] for i in order[:batch_size]]
-        del order[:batch_size]
+
+    def __init__(self, prompts: list[Prompt], batch_size: int, seed: int):
+        if not prompts:
+            raise ValueError("no prompts to draw batches from")
+        self.prompts = prompts
+        self.batch_size = batch_size
+        self.shuffler = random.Random(seed)
+        self.order: list[int] = []
+
+    def __iter__(self) -> "PromptBatches":
+        return self
+
+    def __next__(self) -> list[Prompt]:
+        while len(self.order) < self.batch_size:
+            one_pass = list(range(len(self.prompts)))
+            self.shuffler.shuffle(one_pass)
+            self.order.extend(one_pass)
+        batch = [self.prompts[i] for i in self.order[: self.batch_size]]
+        del self.order[: self.batch_size]
+        return batch
+
+    def state(self) -> dict:
+        """The position, as JSON values."""
+        version, internal, gauss = self.shuffler.getstate()
+        return {"shuffler": [version, list(internal), gauss], "order": list(self.order)}
+
+    def restore(self, state: dict) -> None:
+        """Continue from a position `state()` returned."""
+        version, internal, gauss = state["shuffler"]
+        self.shuffler.setstate((version, tuple(internal), gauss))
+        self.order = list(state["order"])

@@ -1,8 +1,15 @@
-"""`rlhf-pipeline run`: the whole DAG on this machine, through kfp.local."""
+"""`rlhf-pipeline run`: the whole DAG on this machine, through kfp.local.
 
+Before any stage starts, the parameters, the datasets (as validate-data reads them) and the model
+references are checked: bad input fails in seconds with one line. Then one line per stage as it
+starts and ends (cached or not, how long it took), a progress line for the long ones, and the
+results; every stage's full output is in `<run dir>/logs/`. `--verbose` shows kfp's whole stream.
+"""
+
+import sys
 from pathlib import Path
 
-from pipeline.local_run import RUNNERS, LocalRunConfig, preflight, run_locally, with_embedded_default
+from pipeline.local_run import RUNNERS, LocalRunConfig
 
 
 def add_parser(subparsers) -> None:
@@ -10,7 +17,8 @@ def add_parser(subparsers) -> None:
         "run",
         help="run the whole pipeline locally (the embedded sample task when no dataset is given)",
         description="Runs every stage of the pipeline on this machine with kfp.local. With no "
-        "preference_dataset or prompt_dataset given, runs the embedded sample task.",
+        "preference_dataset or prompt_dataset given, runs the embedded sample task. Prints one line "
+        "per stage and the results; each stage's full output goes to <run dir>/logs/<stage>.log.",
     )
     parser.add_argument("--params", metavar="FILE", help="YAML or JSON file of pipeline parameter values")
     parser.add_argument(
@@ -23,21 +31,14 @@ def add_parser(subparsers) -> None:
                         help="where run directories and the local cache go (default: rlhf-runs)")
     parser.add_argument("--no-cache", action="store_true", help="run every step even if a cached result exists")
     parser.add_argument("--image", default=LocalRunConfig.image, help="component image for --runner docker")
+    parser.add_argument("--verbose", action="store_true",
+                        help="print kfp's and every stage's full output as it comes (it is in the logs either way)")
     parser.set_defaults(func=main)
 
 
-def main(args) -> int:
+def print_results(result) -> None:
     from components.evaluate.report_content import section_estimate
-    from pipeline.submission.parameter_file import load_parameter_values
-    from pipeline.submission.validation import validate_for_pipeline
 
-    values = with_embedded_default(load_parameter_values(args.params, args.sets))
-    values = validate_for_pipeline(values)
-    preflight(values)
-    config = LocalRunConfig(
-        runner=args.runner, output_dir=args.output_dir, enable_caching=not args.no_cache, image=args.image
-    )
-    result = run_locally(values, config)
     reward_model, policy = result.summary["reward_model"], result.summary["policy"]
     print(f"reward model eval accuracy: {section_estimate(reward_model, 'eval_accuracy')}")
     print(f"mean reward: base {section_estimate(policy, 'base_mean_reward')} "
@@ -48,5 +49,37 @@ def main(args) -> int:
     print(f"run directory: {result.run_dir}")
     print(f"summary: {result.summary_path}")
     print(f"report: {result.summary['paths']['report_html']}")
-    return 0
 
+
+def main(args) -> int:
+    from pipeline.console import make_console
+    from pipeline.fingerprint import data_fingerprints
+    from pipeline.local_run import RunFailed, check_runner, new_run_dir, run_locally, stage_titles, with_embedded_default
+    from pipeline.preflight import check_before_run
+    from pipeline.submission.parameter_file import load_parameter_values
+    from pipeline.submission.validation import validate_for_pipeline
+
+    given = load_parameter_values(args.params, args.sets)
+    values = validate_for_pipeline(with_embedded_default(given))
+    config = LocalRunConfig(
+        runner=args.runner, output_dir=args.output_dir, enable_caching=not args.no_cache, image=args.image
+    )
+    check_runner(config)
+    checks = check_before_run(values)
+    values.update(data_fingerprints(values))
+    for line in checks.checked:
+        print(line)
+    for line in checks.warnings:
+        print(line, file=sys.stderr)
+    run_dir = new_run_dir(config.output_dir)
+    embedded = not any(given.get(name) for name in ("preference_dataset", "prompt_dataset"))
+    print(f"{'embedded sample task: ' if embedded else ''}{len(stage_titles(config.image))} stages, "
+          f"run directory {run_dir}{'' if config.enable_caching else ' (cache off)'}", flush=True)
+    try:
+        result = run_locally(values, config, make_console(args.verbose), run_dir=run_dir)
+    except RunFailed as failure:
+        print(f"error: {failure}", file=sys.stderr)
+        print(f"full log: {failure.log_path}", file=sys.stderr)
+        return 1
+    print_results(result)
+    return 0

@@ -160,7 +160,21 @@ def prepare(args):
     settings = _vertex_settings(args, values, inputs) if args.target == VERTEX else _kubeflow_settings(args)
     if not args.skip_data_check:
         check_datasets(values, report=_note)
+        _fill_fingerprints(values, inputs)
     return spec, values, settings
+
+
+def _fill_fingerprints(values: dict[str, Any], inputs) -> None:
+    """The data stages' cache keys see the data, not only its path (pipeline/fingerprint.py).
+
+    Only with the data check: with --skip-data-check the paths may exist only inside the image,
+    and the data stages' cache then keys on the dataset paths alone."""
+    from pipeline.fingerprint import FINGERPRINTED, fingerprint
+    from pipeline.submission.datasets import as_gcs_uri
+
+    for name, datasets in FINGERPRINTED.items():
+        if name in inputs:
+            values[name] = fingerprint([as_gcs_uri(str(values[d])) for d in datasets if values.get(d)])
 
 
 def _task_count(spec: dict) -> int:

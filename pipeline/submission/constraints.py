@@ -69,6 +69,7 @@ RULES: dict[str, Rule] = {
     "max_eval_prompts": at_least(1),
     "seed": at_least(0),
     "accelerator_count": at_least(1),
+    "checkpoint_interval_steps": at_least(0, " (0 checkpoints about every 10% of the steps)"),
     "cpu_limit": matching(CPU_QUANTITY, "a CPU count such as '8', '0.5' or '500m'", allow_empty=False),
     "memory_limit": matching(MEMORY_QUANTITY, "a memory size such as '32G' or '64Gi'", allow_empty=False),
     "encryption_spec_key_name": matching(

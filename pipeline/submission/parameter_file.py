@@ -85,8 +85,11 @@ def read_parameter_file(params_file: str | Path) -> dict[str, Any]:
     except UnicodeDecodeError:
         raise UserInputError(f"{path}: not UTF-8 text; {FORMAT_HINT}") from None
     document = _parse_json(path, text) if path.suffix.lower() == ".json" else _parse_yaml(path, text)
-    if document is None:
-        return {}
+    if document is None or document == {}:
+        # An empty file is a mistake, not a request for the defaults: `run` would quietly run the
+        # embedded sample task instead of the user's data.
+        raise UserInputError(f"{path}: holds no parameters ({'empty' if document is None else 'an empty mapping'}); "
+                             f"{FORMAT_HINT}. To run the embedded sample task, leave out --params")
     if not isinstance(document, dict):
         raise UserInputError(f"{path}: holds {type(document).__name__} at the top level; {FORMAT_HINT}")
     not_names = [repr(key) for key in document if not isinstance(key, str) or not NAME_PATTERN.match(key)]

@@ -1,0 +1,163 @@
+"""`rlhf-pipeline run` before and around its stages: checks, run directories, what is never cached."""
+
+import json
+import threading
+
+import pytest
+
+from components.common.errors import UserInputError
+from conftest import REPO_ROOT
+from pipeline.local_run import cache_origin, new_run_dir
+from pipeline.preflight import check_before_run, check_model_reference
+from pipeline.submission.parameter_file import load_parameter_values
+from tiny_models import build_causal_lm
+
+GOOD_PAIR = {"input_text": "a post [summary]: ", "candidate_0": "good", "candidate_1": "bad", "choice": 0}
+
+
+def write_jsonl(path, rows):
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    return build_causal_lm(tmp_path_factory.mktemp("model") / "model")
+
+
+def values_for(tmp_path, model_dir, pairs=80, prompts=40, **extra):
+    return {
+        "preference_dataset": write_jsonl(tmp_path / "prefs.jsonl", [
+            {**GOOD_PAIR, "input_text": f"post {i} [summary]: "} for i in range(pairs)]),
+        "prompt_dataset": write_jsonl(tmp_path / "prompts.jsonl", [
+            {"input_text": f"prompt {i} [summary]: "} for i in range(prompts)]),
+        "large_model_reference": str(model_dir), **extra,
+    }
+
+
+@pytest.mark.parametrize("text, suffix, what", [("", ".yaml", "empty"), ("# only a comment\n", ".yaml", "empty"),
+                                                ("{}", ".json", "an empty mapping")])
+def test_an_empty_params_file_is_an_error_not_the_sample_task(tmp_path, text, suffix, what):
+    path = tmp_path / f"params{suffix}"
+    path.write_text(text)
+    with pytest.raises(UserInputError, match=f"params{suffix}: holds no parameters \\({what}\\).*leave out --params"):
+        load_parameter_values(path, [])
+
+
+def test_the_checks_report_each_dataset_and_the_model(tmp_path, model_dir):
+    result = check_before_run(values_for(tmp_path, model_dir, batch_size=8))
+    assert result.checked == [
+        "checked preference_dataset: 72 train + 8 eval pairs (80 rows read)",
+        "checked prompt_dataset: 36 train + 4 eval prompts (40 rows read)",
+        f"checked large_model_reference: local directory {model_dir}",
+    ]
+    assert result.warnings == []
+
+
+def test_a_dataset_smaller_than_one_batch_is_a_warning_with_the_numbers(tmp_path, model_dir):
+    result = check_before_run(values_for(tmp_path, model_dir, pairs=20, prompts=10))
+    assert result.warnings == [
+        "warning: preference_dataset: 18 training pairs, fewer than one batch (batch_size=64): every reward-model "
+        "step sees the same 18 pairs",
+        "warning: prompt_dataset: 9 training prompts, fewer than one batch (batch_size=64): every PPO batch repeats "
+        "prompts",
+    ]
+
+
+def test_broken_data_fails_with_the_validate_data_message(tmp_path, model_dir):
+    values = values_for(tmp_path, model_dir)
+    bad = write_jsonl(tmp_path / "bad.jsonl", [{**GOOD_PAIR, "choice": 7}] * 5)
+    with pytest.raises(UserInputError) as caught:
+        check_before_run({**values, "preference_dataset": bad})
+    assert str(caught.value).startswith(f"preference_dataset: {bad}: 5 of 5 rows are bad (100.0%), more than "
+                                        "max_bad_row_fraction=0.01: 5 bad_choice. First: ")
+
+
+@pytest.mark.parametrize("reference, message", [
+    ("builtin:tiny-summarizer", None),
+    ("builtin:nothing", "unknown built-in model 'builtin:nothing'"),
+    ("text-bison@001", "not supported: PaLM 2 weights are not public"),
+    ("/no/such/model", "model directory '/no/such/model' does not exist"),
+])
+def test_model_references_are_checked_without_loading_anything(reference, message):
+    if message is None:
+        assert check_model_reference("large_model_reference", reference).startswith("builtin:tiny-summarizer")
+    else:
+        with pytest.raises(UserInputError, match=f"^large_model_reference: .*{message}"):
+            check_model_reference("large_model_reference", reference)
+
+
+def test_a_model_directory_needs_a_config_and_weights(tmp_path, model_dir):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UserInputError, match="has no config.json"):
+        check_model_reference("large_model_reference", str(tmp_path / "empty"))
+    (tmp_path / "config-only").mkdir()
+    (tmp_path / "config-only" / "config.json").write_text((model_dir / "config.json").read_text())
+    with pytest.raises(UserInputError, match="has a config.json but no weights"):
+        check_model_reference("reward_model_reference", str(tmp_path / "config-only"))
+
+
+def test_a_hub_model_offline_must_be_in_the_local_cache(monkeypatch, tmp_path):
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    with pytest.raises(UserInputError, match="'nosuch/model' is not in the local Hugging Face cache .* HF_HUB_OFFLINE"):
+        check_model_reference("large_model_reference", "nosuch/model")
+    snapshot = tmp_path / "hub" / "models--org--cached" / "snapshots" / "abc"
+    snapshot.mkdir(parents=True)
+    (snapshot / "config.json").write_text("{}")
+    (tmp_path / "hub" / "models--org--cached" / "refs").mkdir()
+    (tmp_path / "hub" / "models--org--cached" / "refs" / "main").write_text("abc")
+    assert check_model_reference("large_model_reference", "org/cached") == "org/cached, in the local Hugging Face cache"
+
+
+def test_runs_started_in_the_same_second_get_their_own_directories(tmp_path):
+    made, lock = [], threading.Lock()
+
+    def make():
+        run_dir = new_run_dir(tmp_path)
+        with lock:
+            made.append(run_dir.name)
+
+    threads = [threading.Thread(target=make) for _ in range(12)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(set(made)) == 12 and all((tmp_path / name).is_dir() for name in made)
+    by_second = {}
+    for name in made:
+        by_second.setdefault(name[:19], []).append(name)
+    for stamp, names in by_second.items():  # in one second: the plain name, then -2, -3...
+        assert sorted(names, key=len)[0] == stamp
+        assert {name.removeprefix(stamp) for name in names} == {""} | {f"-{i}" for i in range(2, len(names) + 1)}
+
+
+def test_a_cache_entry_tells_the_run_that_wrote_it(tmp_path):
+    cache = tmp_path / ".kfp_cache"
+    cache.mkdir()
+    (cache / "2c630d420b9bffff.json").write_text(json.dumps(
+        {"model": {"uri": str(tmp_path / "run-20261202-031226-2" / "artifacts" / "p" / "resolve-base-model" / "model")}}))
+    assert cache_origin(cache, "2c630d420b9b") == "run-20261202-031226-2"
+    assert cache_origin(cache, "000000000000") == ""
+
+
+def test_uploads_are_never_cached_and_the_data_stages_take_the_fingerprints():
+    from pipeline.dag import build_pipeline
+
+    tasks = build_pipeline().pipeline_spec.root.dag.tasks
+    never = {name for name, task in tasks.items() if not task.caching_options.enable_cache}
+    assert never == {"upload-model", "upload-training-logs"}
+    for task, parameter in (("prepare-preference-data", "preference_data_fingerprint"),
+                            ("prepare-prompt-data", "prompt_data_fingerprint")):
+        argument = tasks[task].inputs.parameters["dataset_fingerprint"]
+        assert argument.component_input_parameter == parameter
+
+
+def test_the_committed_pipeline_never_caches_the_uploads():
+    import yaml
+
+    tasks = yaml.safe_load((REPO_ROOT / "pipeline.yaml").read_text())["root"]["dag"]["tasks"]
+    assert {name for name, task in tasks.items() if not task["cachingOptions"].get("enableCache")} == {
+        "upload-model", "upload-training-logs"}
