@@ -36,15 +36,9 @@ from components.train_reward_model.checkpointing import checkpoint_interval
 from components.train_reward_model.config import RewardTrainingConfig
 from components.tune_policy.config import PPOConfig
 from conftest import REPO_ROOT
+from tiny_models import PROMPTS
 
 CPU = Placement(torch.device("cpu"), torch.float32)
-PROMPTS = [
-    "summary about my cat [summary]:",
-    "the dog ran in the park [summary]:",
-    "i was happy today [summary]:",
-    "a short post [summary]:",
-    "my day was good and the cat sat on the mat [summary]:",
-]
 # Logged values that measure time: they differ between any two runs.
 WALL_CLOCK_TAGS = ("time/", "tokens_per_second", "train_runtime", "_per_second")
 WALL_CLOCK_METRICS = ("seconds_per_step", "tokens_per_second", "rollout_time_fraction")

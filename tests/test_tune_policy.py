@@ -28,16 +28,9 @@ from components.tune_policy.ppo_math import (
     masked_whiten,
 )
 from components.tune_policy.prompt_data import PromptBatches, read_training_prompts
-from tiny_models import length_score
+from tiny_models import PROMPTS, length_score
 
 CPU = Placement(torch.device("cpu"), torch.float32)
-PROMPTS = [
-    "summary about my cat [summary]:",
-    "the dog ran in the park [summary]:",
-    "i was happy today [summary]:",
-    "a short post [summary]:",
-    "my day was good and the cat sat on the mat [summary]:",
-]
 
 
 @pytest.fixture(autouse=True, scope="module")

@@ -9,6 +9,14 @@ WORDS = (
     "and it to of in day today happy sad [summary]: yes no"
 ).split()
 SPECIAL_TOKENS = ["<pad>", "<unk>", "<s>", "</s>"]
+# Prompts the policy tests sample from: every word is in WORDS.
+PROMPTS = [
+    "summary about my cat [summary]:",
+    "the dog ran in the park [summary]:",
+    "i was happy today [summary]:",
+    "a short post [summary]:",
+    "my day was good and the cat sat on the mat [summary]:",
+]
 
 
 def build_tokenizer(directory: Path):
