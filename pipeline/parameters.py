@@ -119,6 +119,23 @@ OUR_PARAMETERS: tuple[Parameter, ...] = (
               "LoRA rank of the policy (Vertex uses 1). 0 trains every weight."),
     Parameter("ppo_epochs", int, defaults.PPO_EPOCHS, "PPO optimisation passes over each rollout batch."),
     Parameter("ppo_minibatch_size", int, defaults.PPO_MINIBATCH_SIZE, "Rollouts per PPO gradient step."),
+    Parameter("algorithm", str, defaults.ALGORITHM,
+              "Online RL algorithm of the policy stage: 'ppo' (value head, GAE, clipped surrogate), 'grpo' "
+              "(group-normalised advantages over `num_generations` responses per prompt, no critic) or "
+              "'rloo' (leave-one-out baseline over them). All three tune against the reward model."),
+    Parameter("num_generations", int, defaults.NUM_GENERATIONS,
+              "GRPO/RLOO: responses sampled per prompt. `batch_size` then counts responses (a multiple of "
+              "it), so each step takes batch_size / num_generations prompts; PPO ignores it."),
+    Parameter("loss_type", str, defaults.LOSS_TYPE,
+              "GRPO/RLOO: how token losses are averaged, as TRL names it: 'dapo' (over every token of the "
+              "minibatch), 'grpo' (per response, then over responses) or 'dr_grpo' (sum over a fixed length)."),
+    Parameter("epsilon", float, defaults.EPSILON,
+              "GRPO/RLOO: the probability ratio is clipped below at 1 - epsilon (PPO uses 0.2 as well)."),
+    Parameter("epsilon_high", float, defaults.EPSILON_HIGH,
+              "GRPO/RLOO: the ratio is clipped above at 1 + epsilon_high (DAPO's clip-higher); 0 means epsilon."),
+    Parameter("scale_rewards", str, defaults.SCALE_REWARDS,
+              "GRPO: advantages are divided by the standard deviation of the prompt's group ('group'), of "
+              "the whole batch ('batch'), or not at all ('none', Dr. GRPO)."),
     Parameter("sampling_temperature", float, 1.0, "Sampling temperature of the PPO rollouts."),
     Parameter("missing_eos_penalty", float, defaults.MISSING_EOS_PENALTY,
               "Subtracted from the reward of a PPO response that reached target_sequence_length without "

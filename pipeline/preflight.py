@@ -48,7 +48,7 @@ def _stage_configs(values: dict[str, Any]):
         reinforcement_learning_train_steps=v["reinforcement_learning_train_steps"],
         eval_split_fraction=v["eval_split_fraction"], max_eval_prompts=v["max_eval_prompts"], seed=v["seed"],
         max_bad_row_fraction=v["max_bad_row_fraction"], length_policy=v["length_policy"],
-        use_chat_template=v["use_chat_template"])
+        use_chat_template=v["use_chat_template"], algorithm=v["algorithm"], num_generations=v["num_generations"])
     return preference, prompts
 
 

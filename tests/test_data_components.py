@@ -124,6 +124,17 @@ def test_prompts_split_when_no_eval_dataset_and_eval_is_capped(tmp_path, base_mo
     assert all(p["prompt"].startswith(f"{INSTRUCTION}\n\nQuestion") for p in train + held_out)
 
 
+@pytest.mark.parametrize("algorithm, expected_steps", [("ppo", 6), ("grpo", 12), ("rloo", 12)])
+def test_rl_steps_are_derived_from_the_prompts_each_step_takes(tmp_path, base_model, algorithm, expected_steps):
+    """PPO takes batch_size prompts a step; GRPO/RLOO batch_size / num_generations (batch_size counts responses)."""
+    outputs, _, report = run_prompts(tmp_path, base_model, SAMPLES / "explicit_prompts.jsonl", max_eval_prompts=1,
+                                     batch_size=4, algorithm=algorithm, num_generations=2)
+    assert outputs.train_rows == 11  # ceil(11 / 4) * 2 epochs = 6 for PPO; ceil(11 / 2) * 2 = 12 for groups of 2
+    assert outputs.reinforcement_learning_train_steps == expected_steps
+    prompts_per_step = 4 if algorithm == "ppo" else 2
+    assert f"ceil(11 / {prompts_per_step}) x 2 epochs" in report.read_text()
+
+
 def test_long_texts_are_truncated_or_dropped_and_counted(tmp_path, base_model):
     outputs, data, report = run_preference(tmp_path, base_model, SAMPLES / "vertex_text_preferences.jsonl",
                                            target_sequence_length=8, prompt_sequence_length=20)

@@ -21,7 +21,7 @@ STAGES = {  # task (its log's name) -> the title its console lines show
     "prepare-preference-data": "Prepare preference data",
     "prepare-prompt-data": "Prepare prompt data",
     "train-reward-model": "Train reward model",
-    "tune-policy": "Tune policy (PPO)",
+    "tune-policy": "Tune policy (RL)",
     "evaluate": "Evaluate base vs tuned policy",
     "summarize-run": "Summarize run",
     "upload-model": "Upload and deploy tuned model",

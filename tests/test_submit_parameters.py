@@ -88,6 +88,9 @@ INVALID_FILES = {
     "bad tensorboard": ({**BASE, "tensorboard_resource_id": "tb-one"}, "tensorboard_resource_id: 'tb-one'"),
     "unknown chat template setting": ({**BASE, "use_chat_template": "yes"},
                                       "use_chat_template: 'yes' is not allowed: must be one of auto, true, false"),
+    "unknown algorithm": ({**BASE, "algorithm": "a2c"}, "algorithm: 'a2c' is not allowed: must be one of ppo, grpo, rloo"),
+    "groups that do not fill the batch": ({**BASE, "algorithm": "grpo", "num_generations": 5},
+                                          "batch_size (64) must be a multiple of num_generations (5) for grpo"),
     "negative missing-eos penalty": ({**BASE, "missing_eos_penalty": -1.0},
                                      "missing_eos_penalty: -1.0 is not allowed: must be at least 0"),
 }

@@ -3,6 +3,17 @@
 import math
 
 DEFAULT_BATCH_SIZE = 64
+GROUP_ALGORITHMS = ("grpo", "rloo")  # several responses per prompt: batch_size counts responses
+
+
+def responses_per_prompt(algorithm: str, num_generations: int) -> int:
+    """How many responses an RL step samples for each of its prompts: 1 for PPO, k for GRPO/RLOO."""
+    return num_generations if algorithm in GROUP_ALGORITHMS else 1
+
+
+def prompts_per_rl_step(batch_size: int, algorithm: str, num_generations: int) -> int:
+    """Prompts one RL step consumes: `batch_size` responses, `responses_per_prompt` for each prompt."""
+    return batch_size // responses_per_prompt(algorithm, num_generations)
 
 
 def derive_train_steps(rows: int, epochs: int, batch_size: int = DEFAULT_BATCH_SIZE) -> int:

@@ -23,6 +23,8 @@ def prepare_prompt_data(
     max_bad_row_fraction: float = 0.01,
     length_policy: str = "truncate",
     use_chat_template: str = "auto",
+    algorithm: str = "ppo",
+    num_generations: int = 4,
     dataset_fingerprint: str = "",
 ) -> NamedTuple("Outputs", [("train_rows", int), ("eval_rows", int), ("reinforcement_learning_train_steps", int)]):
     """Validates the prompts and writes train.jsonl / eval.jsonl, rejects, accounting and a report."""
@@ -38,6 +40,8 @@ def prepare_prompt_data(
         instruction=instruction or None,
         prompt_sequence_length=prompt_sequence_length,
         batch_size=batch_size,
+        algorithm=algorithm,
+        num_generations=num_generations,
         reinforcement_learning_train_epochs=reinforcement_learning_train_epochs,
         reinforcement_learning_train_steps=reinforcement_learning_train_steps,
         eval_split_fraction=eval_split_fraction,

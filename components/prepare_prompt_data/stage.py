@@ -9,7 +9,7 @@ from components.common.data.lengths import TRUNCATE, load_model_tokenizer
 from components.common.data.loading import DEFAULT_MAX_BAD_ROW_FRACTION, DataSettings
 from components.common.data.preparation import PreparedData, describe_steps, prepare_prompts, write_prepared
 from components.common.data.report import write_report
-from components.common.steps import DEFAULT_BATCH_SIZE, resolve_train_steps
+from components.common.steps import DEFAULT_BATCH_SIZE, prompts_per_rl_step, resolve_train_steps
 
 
 @dataclass(frozen=True)
@@ -18,7 +18,9 @@ class PromptDataConfig:
     eval_dataset: str | None = None
     instruction: str | None = None
     prompt_sequence_length: int = defaults.PROMPT_SEQUENCE_LENGTH
-    batch_size: int = DEFAULT_BATCH_SIZE
+    batch_size: int = DEFAULT_BATCH_SIZE  # responses per RL step
+    algorithm: str = defaults.ALGORITHM  # with num_generations: how many prompts one RL step takes
+    num_generations: int = defaults.NUM_GENERATIONS
     reinforcement_learning_train_epochs: int = 1
     reinforcement_learning_train_steps: int = 0
     eval_split_fraction: float = defaults.EVAL_SPLIT_FRACTION
@@ -50,11 +52,12 @@ def run(config: PromptDataConfig, base_model_dir: str | None, output_dir: str | 
                                config.eval_split_fraction, config.max_eval_prompts, config.seed)
     prepared.tokenizer_note = length_tokenizer.note
     prepared.notes.append(rendering_note(config.use_chat_template, length_tokenizer, prepared.train + prepared.eval))
+    prompts_per_step = prompts_per_rl_step(config.batch_size, config.algorithm, config.num_generations)
     steps = resolve_train_steps(config.reinforcement_learning_train_steps, len(prepared.train),
-                                config.reinforcement_learning_train_epochs, config.batch_size)
+                                config.reinforcement_learning_train_epochs, prompts_per_step)
     prepared.notes.append(describe_steps(
         "reinforcement_learning_train_steps", steps, config.reinforcement_learning_train_steps,
-        len(prepared.train), config.batch_size, config.reinforcement_learning_train_epochs))
+        len(prepared.train), prompts_per_step, config.reinforcement_learning_train_epochs))
     write_prepared(prepared, output_dir)
     write_report(prepared, report_path, config.prompt_sequence_length, settings.target_sequence_length)
     return PromptDataResult(len(prepared.train), len(prepared.eval), steps, prepared)

@@ -1,7 +1,8 @@
-"""PPO checkpoints: all a resumed run needs to go on exactly as the killed one would have.
+"""Policy-tuning checkpoints (PPO, GRPO, RLOO): all a resumed run needs to go on exactly as the killed
+one would have.
 
-A checkpoint after `steps_done` steps holds the trainable weights (LoRA adapters and the value head,
-or every weight when lora_rank is 0), the optimizer and the learning-rate schedule, each process's
+A checkpoint after `steps_done` steps holds the trainable weights (LoRA adapters and, for PPO, the value
+head, or every weight when lora_rank is 0), the optimizer and the learning-rate schedule, each process's
 random states (the global CPU and CUDA generators, which sampling draws from, and the generator of
 the minibatch order), and in its marker the loop's progress: the position in the prompt order,
 every step's statistics and the samples logged so far, so that the final metrics and the TensorBoard
@@ -124,12 +125,12 @@ def load_checkpoint(checkpoint: Path, state: TrainingState) -> Progress:
     return Progress(steps_done=record["steps_done"], history=record["history"], samples=samples)
 
 
-def resume(folder: str | Path, state: TrainingState, total_steps: int) -> Progress:
+def resume(folder: str | Path, state: TrainingState, total_steps: int, algorithm: str = "PPO") -> Progress:
     """The loop's record restored from the newest usable checkpoint in `folder`, or a fresh one."""
     checkpoint = checkpoint_to_resume(folder, state.processes)
     if checkpoint is None:
         return Progress()
     progress = load_checkpoint(checkpoint, state)
     if state.processes.is_main:
-        print(f"resuming PPO from step {progress.steps_done} of {total_steps} (checkpoint {checkpoint})", flush=True)
+        print(f"resuming {algorithm} from step {progress.steps_done} of {total_steps} (checkpoint {checkpoint})", flush=True)
     return progress

@@ -1,11 +1,12 @@
-"""KFP wrapper of the PPO policy-tuning stage."""
+"""KFP wrapper of the policy-tuning stage (PPO, GRPO or RLOO)."""
+
+from typing import Optional
 
 from kfp.dsl import Artifact, Dataset, Input, Metrics, Model, Output
 
 
 def tune_policy(
     base_model: Input[Model],
-    reward_model: Input[Model],
     prompt_data: Input[Dataset],
     reinforcement_learning_train_steps: int,
     reinforcement_learning_rate_multiplier: float,
@@ -24,11 +25,27 @@ def tune_policy(
     checkpoint_root: str,
     pipeline_root: str,
     checkpoint_interval_steps: int,
+    algorithm: str,
+    num_generations: int,
+    loss_type: str,
+    epsilon: float,
+    epsilon_high: float,
+    scale_rewards: str,
+    reward_function: str,
     policy: Output[Model],
     metrics: Output[Metrics],
     tensorboard_logs: Output[Artifact],
+    reward_model: Optional[Input[Model]] = None,
 ):
-    """Tune the base model with PPO against the reward model on the training prompts.
+    """Tune the base model with PPO, GRPO or RLOO (`algorithm`) on the training prompts, against the
+    reward model, the `reward_function`, or both (their sum; see components/tune_policy/rewards.py).
+
+    `reward_model` may be left out when `reward_function` is given. GRPO and RLOO sample
+    `num_generations` responses per prompt (`batch_size` counts responses, a multiple of it), clip the
+    ratio to [1 - epsilon, 1 + epsilon_high (0: epsilon)] and average token losses as `loss_type`
+    ("grpo", "dr_grpo", "dapo") says; GRPO divides advantages as `scale_rewards` ("group", "batch",
+    "none") says. `ppo_epochs` and `ppo_minibatch_size` apply to all three; PPO ignores the GRPO/RLOO
+    settings. `kl_coeff` 0 loads no reference model.
 
     Outputs the tuned policy as a plain Hugging Face model directory (LoRA merged), its final
     metrics, and a directory of TensorBoard logs (tags `reward`, `kl_loss`, `rl_loss`,
@@ -50,6 +67,13 @@ def tune_policy(
 
     config = PPOConfig(
         steps=reinforcement_learning_train_steps,
+        algorithm=algorithm,
+        num_generations=num_generations,
+        loss_type=loss_type,
+        epsilon=epsilon,
+        epsilon_high=epsilon_high,
+        scale_rewards=scale_rewards,
+        reward_function=reward_function,
         learning_rate_multiplier=reinforcement_learning_rate_multiplier,
         kl_coeff=kl_coeff,
         batch_size=batch_size,
@@ -64,13 +88,20 @@ def tune_policy(
         seed=seed,
     )
     prompts_path = os.path.join(prompt_data.path, "train.jsonl")
+    reward_path = reward_model.path if reward_model is not None else ""
+    inputs = {"base_model": base_model.path, "prompts": prompts_path}
+    if reward_path:
+        inputs["reward_model"] = reward_path
+    function_file = reward_function.strip().rpartition(":")[0]
+    if function_file.endswith(".py") and os.path.isfile(function_file):
+        inputs["reward_function"] = function_file  # an edited function starts afresh
     checkpoint_dir = task_checkpoint_dir(
         checkpoint_root,
         pipeline_root,
         stage="tune_policy",
         code_version=code_version,
         settings=dataclasses.asdict(config),
-        inputs={"base_model": base_model.path, "reward_model": reward_model.path, "prompts": prompts_path},
+        inputs=inputs,
     )
     os.makedirs(policy.path, exist_ok=True)
     os.makedirs(tensorboard_logs.path, exist_ok=True)
@@ -78,7 +109,7 @@ def tune_policy(
         train_policy,
         config,
         policy_source=model_source(base_model.path),
-        reward_source=model_source(reward_model.path),
+        reward_source=model_source(reward_path) if reward_path else "",
         prompts_path=prompts_path,
         output_dir=policy.path,
         log_dir=tensorboard_logs.path,

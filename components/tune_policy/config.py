@@ -4,22 +4,45 @@ from dataclasses import dataclass
 
 from components.common import defaults
 from components.common.chat_templates import USE_CHAT_TEMPLATE_VALUES
-from components.common.steps import DEFAULT_BATCH_SIZE
+from components.common.steps import DEFAULT_BATCH_SIZE, GROUP_ALGORITHMS, prompts_per_rl_step, responses_per_prompt
 
 LR_SCHEDULES = ("constant", "linear")
+ALGORITHMS = ("ppo", "grpo", "rloo")
+LOSS_TYPES = ("grpo", "dr_grpo", "dapo")  # TRL's names for how token losses are averaged
+SCALE_REWARDS = ("group", "batch", "none")  # TRL's names for what a GRPO advantage is divided by
 
 
 @dataclass
 class PPOConfig:
-    """How the policy is tuned against the reward model with PPO.
+    """How the policy is tuned against the reward (a reward model, a reward function or both) with
+    PPO, GRPO or RLOO (`algorithm`).
 
-    One PPO step = one rollout of `batch_size` prompts, then `ppo_epochs` passes over it in
-    minibatches of `minibatch_size` rollouts (one optimizer step per minibatch). Forward passes
+    One step = one rollout of `batch_size` responses, then `ppo_epochs` passes over it in
+    minibatches of `minibatch_size` responses (one optimizer step per minibatch). Forward passes
     run `forward_batch_size` rows at a time (gradients accumulate inside a minibatch), which
     bounds memory without changing the maths.
+
+    PPO samples one response per prompt (`batch_size` prompts a step) and learns a value head (GAE,
+    clipped value loss, `clip_range`). GRPO and RLOO sample `num_generations` responses per prompt
+    (`batch_size / num_generations` prompts a step), need no critic (no value head is trained or
+    saved) and put one sequence-level advantage on every token of a response: GRPO the reward minus
+    its group's mean, divided as `scale_rewards` says; RLOO the reward minus the mean of the other
+    responses to the same prompt. Both clip the ratio to [1 - epsilon, 1 + epsilon_high] and average
+    token losses as `loss_type` says (TRL's names). `ppo_epochs` is TRL's `num_iterations`.
+    KL to the reference (coefficient `kl_coeff`, 0: no reference loaded): PPO and RLOO subtract it
+    from the reward (PPO per token, RLOO summed over the response, as TRL's RLOOTrainer), GRPO adds
+    `kl_coeff` times the k3 estimate exp(ref - logp) - (ref - logp) - 1 to every token's loss (as
+    TRL's GRPOTrainer's `beta`).
     """
 
     steps: int
+    algorithm: str = defaults.ALGORITHM  # "ppo", "grpo" or "rloo"
+    num_generations: int = defaults.NUM_GENERATIONS  # GRPO/RLOO: responses sampled per prompt; PPO ignores it
+    loss_type: str = defaults.LOSS_TYPE  # GRPO/RLOO token-loss averaging: "grpo", "dr_grpo" or "dapo" (as in TRL)
+    epsilon: float = defaults.EPSILON  # GRPO/RLOO: lower clip of the ratio, 1 - epsilon
+    epsilon_high: float = defaults.EPSILON_HIGH  # GRPO/RLOO: upper clip, 1 + epsilon_high; 0 means the same as epsilon
+    scale_rewards: str = defaults.SCALE_REWARDS  # GRPO: divide advantages by the group's std ("group"), the batch's, or not ("none")
+    reward_function: str = ""  # "" (the reward model only), a built-in name, file.py:name or module:name
     batch_size: int = DEFAULT_BATCH_SIZE  # prompts per rollout (Vertex: 64)
     minibatch_size: int = defaults.PPO_MINIBATCH_SIZE  # rollouts per optimizer step
     forward_batch_size: int = 16  # rows per forward pass; only memory depends on it
@@ -54,6 +77,24 @@ class PPOConfig:
     @property
     def lora_alpha(self) -> float:
         return self.lora_alpha_ratio * self.lora_rank
+
+    @property
+    def grouped(self) -> bool:
+        """GRPO or RLOO: several responses per prompt, sequence-level advantages, no critic."""
+        return self.algorithm in GROUP_ALGORITHMS
+
+    @property
+    def generations_per_prompt(self) -> int:
+        return responses_per_prompt(self.algorithm, self.num_generations)
+
+    @property
+    def prompts_per_step(self) -> int:
+        return prompts_per_rl_step(self.batch_size, self.algorithm, self.num_generations)
+
+    @property
+    def clip_high(self) -> float:
+        """The upper clip of GRPO/RLOO's ratio: 1 + clip_high."""
+        return self.epsilon_high or self.epsilon
 
     @property
     def minibatches_per_epoch(self) -> int:
@@ -115,5 +156,26 @@ class PPOConfig:
             problems.append("clip_range and value_clip_range must be > 0")
         if not (0 <= self.gamma <= 1 and 0 <= self.gae_lambda <= 1):
             problems.append("gamma and gae_lambda must be in [0, 1]")
+        if self.algorithm not in ALGORITHMS:
+            problems.append(f"algorithm must be one of {ALGORITHMS}, got {self.algorithm!r}")
+        if self.grouped:
+            if self.num_generations < 2:
+                problems.append(f"num_generations must be >= 2 for {self.algorithm}, got {self.num_generations}")
+            elif self.batch_size % self.num_generations:
+                problems.append(
+                    f"batch_size {self.batch_size} must be a multiple of num_generations {self.num_generations} "
+                    f"for {self.algorithm} (batch_size counts responses, num_generations of them per prompt)"
+                )
+            elif processes > 1 and (self.batch_size // processes) % self.num_generations:
+                problems.append(
+                    f"batch_size {self.batch_size} must share into {processes} GPUs as whole groups of "
+                    f"num_generations {self.num_generations} responses"
+                )
+            if self.loss_type not in LOSS_TYPES:
+                problems.append(f"loss_type must be one of {LOSS_TYPES}, got {self.loss_type!r}")
+            if self.scale_rewards not in SCALE_REWARDS:
+                problems.append(f"scale_rewards must be one of {SCALE_REWARDS}, got {self.scale_rewards!r}")
+            if self.epsilon <= 0 or self.epsilon_high < 0:
+                problems.append(f"epsilon must be > 0 and epsilon_high >= 0, got {self.epsilon}, {self.epsilon_high}")
         if problems:
             raise UserInputError("policy tuning settings: " + "; ".join(problems))

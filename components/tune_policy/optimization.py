@@ -29,17 +29,15 @@ def trainable_parameters(policy: PolicyWithValueHead) -> list[torch.nn.Parameter
 def build_optimizer(
     policy: PolicyWithValueHead, config: PPOConfig
 ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
-    """AdamW over the trainable weights; the fresh value head learns `value_head_learning_rate_scale` faster."""
-    head = list(policy.value_head.parameters())
+    """AdamW over the trainable weights; the fresh value head (PPO's only) learns
+    `value_head_learning_rate_scale` faster."""
+    head = list(policy.value_head.parameters()) if policy.value_head is not None else []
     head_ids = {id(p) for p in head}
     trunk = [p for p in trainable_parameters(policy) if id(p) not in head_ids]
-    optimizer = torch.optim.AdamW(
-        [
-            {"params": trunk, "lr": config.learning_rate},
-            {"params": head, "lr": config.learning_rate * config.value_head_learning_rate_scale},
-        ],
-        weight_decay=config.weight_decay,
-    )
+    groups = [{"params": trunk, "lr": config.learning_rate}]
+    if head:
+        groups.append({"params": head, "lr": config.learning_rate * config.value_head_learning_rate_scale})
+    optimizer = torch.optim.AdamW(groups, weight_decay=config.weight_decay)
     total = config.optimizer_steps
     warmup = int(config.warmup_fraction * total)
     scheduler = torch.optim.lr_scheduler.LambdaLR(

@@ -24,14 +24,20 @@ from components.tune_policy.config import PPOConfig
 
 
 class PolicyWithValueHead(nn.Module):
-    """A causal LM (optionally wrapped by peft) plus a scalar value head on its last hidden state."""
+    """A causal LM (optionally wrapped by peft) plus a scalar value head on its last hidden state.
 
-    def __init__(self, language_model: nn.Module, hidden_size: int, placement: Placement):
+    Without a value head (`with_value_head=False`: GRPO and RLOO need no critic) the forward pass
+    returns None for the values and asks the model for no hidden states.
+    """
+
+    def __init__(self, language_model: nn.Module, hidden_size: int, placement: Placement, with_value_head: bool = True):
         super().__init__()
         self.language_model = language_model
-        self.value_head = nn.Linear(hidden_size, 1, dtype=torch.float32)
-        nn.init.zeros_(self.value_head.weight)
-        nn.init.zeros_(self.value_head.bias)
+        self.value_head = None
+        if with_value_head:
+            self.value_head = nn.Linear(hidden_size, 1, dtype=torch.float32)
+            nn.init.zeros_(self.value_head.weight)
+            nn.init.zeros_(self.value_head.bias)
         self.placement = placement
 
     @property
@@ -48,8 +54,9 @@ class PolicyWithValueHead(nn.Module):
 
     def forward(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, response_length: int
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Logits predicting each of the last `response_length` tokens, and the value before each.
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Logits predicting each of the last `response_length` tokens, and the value before each
+        (None without a value head).
 
         The value at response position t estimates the return of the state prompt + response[:t],
         read from the same hidden state that produces the logits of token t.
@@ -60,17 +67,20 @@ class PolicyWithValueHead(nn.Module):
                 attention_mask=attention_mask,
                 position_ids=position_ids_for(attention_mask),
                 logits_to_keep=response_length + 1,
-                output_hidden_states=True,
+                output_hidden_states=self.value_head is not None,
                 use_cache=False,
             )
         logits = output.logits[:, :-1].float()
+        if self.value_head is None:
+            return logits, None
         hidden = output.hidden_states[-1][:, -(response_length + 1) : -1]
         values = self.value_head(hidden.float()).squeeze(-1)
         return logits, values
 
 
 def load_policy(source: str, config: PPOConfig, placement: Placement) -> PolicyWithValueHead:
-    """The initial policy: full weights in float32, or frozen weights plus LoRA adapters."""
+    """The initial policy: full weights in float32, or frozen weights plus LoRA adapters; a value head
+    only for PPO."""
     from transformers import AutoModelForCausalLM
 
     if config.lora_rank > 0:
@@ -88,7 +98,9 @@ def load_policy(source: str, config: PPOConfig, placement: Placement) -> PolicyW
         language_model = get_peft_model(base, lora)  # adapters are created in float32
     else:
         language_model = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32)
-    policy = PolicyWithValueHead(language_model, language_model.config.hidden_size, placement)
+    policy = PolicyWithValueHead(
+        language_model, language_model.config.hidden_size, placement, with_value_head=not config.grouped
+    )
     # eval(): no dropout anywhere, so the rollout and the update see the same policy.
     return policy.to(placement.device).eval()
 

@@ -1,24 +1,34 @@
-"""PPO tuning of a causal LM against a reward model: the training loop, its logs and its result."""
+"""Tuning a causal LM with PPO, GRPO or RLOO against a reward model, a reward function or both: the
+training loop, its logs and its result.
+
+Rollout, reward scoring, KL, logging, LoRA, checkpoints and the multi-GPU launcher are shared; what
+differs per algorithm is the advantage estimate (rollout.py, group_math.py) and the loss (ppo_update.py).
+"""
 
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import torch
 from tqdm.auto import tqdm
 
 from components.common.chat_templates import PromptFormatter
+from components.common.reward_functions import check_columns, load_reward_function
 from components.common.checkpoints import interval_steps, remove_event_files, remove_task_checkpoints
 from components.common.data.transcripts import Prompt
 from components.common.distributed import TrainingProcesses
+from components.common.errors import UserInputError
 from components.common.models import Placement, load_tokenizer
 from components.common.reward_scoring import RewardScorer
 from components.tune_policy.checkpointing import Progress, TrainingState, resume, save_checkpoint
 from components.tune_policy.config import PPOConfig
 from components.tune_policy.optimization import build_optimizer
 from components.tune_policy.policy_model import load_policy, make_reference, save_policy
+from components.tune_policy.group_math import group_reward_statistics
 from components.tune_policy.ppo_math import masked_moments
 from components.tune_policy.ppo_update import ppo_update
-from components.tune_policy.prompt_data import PromptBatches, read_training_prompts
+from components.tune_policy.prompt_data import PromptBatches, read_training_rows
+from components.tune_policy.rewards import RolloutRewards
 from components.tune_policy.rollout import Rollout, collect_rollout
 
 SAMPLES_LOGGED = 3  # responses shown in TensorBoard's text tab at each sample step
@@ -27,30 +37,41 @@ SUMMARY_WINDOW_FRACTION = 0.1  # reward_start / reward_end average this share of
 
 
 def rollout_statistics(
-    rollout: Rollout, kl_coeff: float, processes: TrainingProcesses = TrainingProcesses()
+    rollout: Rollout, kl_coeff: float, processes: TrainingProcesses = TrainingProcesses(), num_generations: int = 1
 ) -> dict[str, float]:
-    """What one rollout says about the policy: reward, KL to the reference, lengths, value fit.
+    """What one rollout says about the policy: reward, KL to the reference, lengths, value fit (PPO), and
+    for GRPO/RLOO (`num_generations` > 1) the spread of rewards within groups.
 
     With several training processes, the statistics are those of every process's rollouts together.
+    Responses without a reward (NaN) count in no reward statistic.
     """
     mask = rollout.response_mask.float()
     scores = processes.gather(rollout.scores)
     sequence_kl = processes.gather(rollout.kl.sum(dim=1))
     lengths = processes.gather(mask.sum(dim=1))
     truncated = processes.gather(rollout.truncated.float())
-    _, returns_variance = masked_moments(rollout.returns, mask, processes.total)
-    _, residual_variance = masked_moments(rollout.returns - rollout.values, mask, processes.total)
-    return {
+    rewarded = ~torch.isnan(scores)
+    if not rewarded.all():
+        scores, sequence_kl_of_rewarded = scores[rewarded], sequence_kl[rewarded]
+    else:
+        sequence_kl_of_rewarded = sequence_kl
+    stats = {
         "reward": float(scores.mean()),
         "reward_std": float(scores.std()) if len(scores) > 1 else 0.0,
         "kl": float(sequence_kl.mean()),
         "kl_loss": float(kl_coeff * sequence_kl.mean()),
-        "shaped_reward": float((scores - kl_coeff * sequence_kl).mean()),
+        "shaped_reward": float((scores - kl_coeff * sequence_kl_of_rewarded).mean()),
         "response_length": float(lengths.mean()),
         "response_tokens": float(lengths.sum()),
         "truncated_fraction": float(truncated.mean()),
-        "value_explained_variance": float(1 - residual_variance / returns_variance.clamp(min=1e-8)),
     }
+    if rollout.values is not None:
+        _, returns_variance = masked_moments(rollout.returns, mask, processes.total)
+        _, residual_variance = masked_moments(rollout.returns - rollout.values, mask, processes.total)
+        stats["value_explained_variance"] = float(1 - residual_variance / returns_variance.clamp(min=1e-8))
+    if num_generations > 1:
+        stats.update(group_reward_statistics(processes.gather(rollout.scores), num_generations))
+    return stats
 
 
 def sample_text(rollout: Rollout, prompts: list[Prompt]) -> str:
@@ -106,7 +127,7 @@ def summarize(history: list[dict[str, float]]) -> dict[str, float]:
 def train_policy(
     config: PPOConfig,
     policy_source: str,
-    reward_source: str,
+    reward_source: str | None,
     prompts_path: str | Path,
     output_dir: str | Path,
     log_dir: str | Path,
@@ -114,8 +135,10 @@ def train_policy(
     checkpoint_dir: str = "",
     checkpoint_interval_steps: int = 0,
 ) -> dict[str, float]:
-    """Tune the policy at `policy_source` with PPO against the reward model at `reward_source`,
-    on the canonical prompt rows at `prompts_path`.
+    """Tune the policy at `policy_source` with `config.algorithm` (PPO, GRPO or RLOO) against the reward
+    model at `reward_source` (None or "": no reward model), `config.reward_function`, or their sum
+    (components/tune_policy/rewards.py), on the canonical prompt rows at `prompts_path` (whose
+    `columns` reach the reward function).
 
     Saves the tuned policy (LoRA merged) with its tokenizer to `output_dir`, writes TensorBoard
     logs to `log_dir` and returns the final metrics. Deterministic for a given seed on the CPU.
@@ -136,27 +159,36 @@ def train_policy(
     torch.manual_seed(config.seed + processes.rank)  # each process samples its own responses
     tokenizer = load_tokenizer(policy_source, padding_side="left")
     formatter = PromptFormatter(tokenizer, config.use_chat_template, policy_source)
-    prompts = read_training_prompts(prompts_path)
+    rows = read_training_rows(prompts_path)
+    reward_function = load_reward_function(config.reward_function)
+    if reward_function is not None:
+        check_columns(reward_function, [row.columns for row in rows], str(prompts_path))
+    if not reward_source and reward_function is None:
+        raise UserInputError("policy tuning needs a reward: a reward model, a reward_function, or both")
     policy = load_policy(policy_source, config, placement)
     reference = make_reference(policy, policy_source, config, placement)
     trained_policy = processes.data_parallel(policy)
-    scorer = RewardScorer(
-        reward_source,
-        placement,
-        batch_size=config.forward_batch_size,
-        max_tokens=config.reward_max_tokens,
-        use_chat_template=config.use_chat_template,
-    )
+    model_score = None
+    if reward_source:
+        model_score = RewardScorer(
+            reward_source,
+            placement,
+            batch_size=config.forward_batch_size,
+            max_tokens=config.reward_max_tokens,
+            use_chat_template=config.use_chat_template,
+        ).score
+    rewards = RolloutRewards(model_score, reward_function, conversational=formatter.templated)
+    name = config.algorithm.upper()
     optimizer, scheduler = build_optimizer(policy, config)
     state = TrainingState(
         policy=policy,
         optimizer=optimizer,
         scheduler=scheduler,
         minibatch_order=torch.Generator().manual_seed(config.seed),
-        prompt_batches=PromptBatches(prompts, config.batch_size, config.seed),
+        prompt_batches=PromptBatches(rows, config.prompts_per_step, config.seed),
         processes=processes,
     )
-    progress = resume(checkpoint_dir, state, config.steps) if checkpoint_dir else Progress()
+    progress = resume(checkpoint_dir, state, config.steps, name) if checkpoint_dir else Progress()
     interval = interval_steps(checkpoint_interval_steps, config.steps)
 
     writer = None
@@ -168,22 +200,31 @@ def train_policy(
         range(progress.steps_done, config.steps),
         initial=progress.steps_done,
         total=config.steps,
-        desc="PPO",
+        desc=name,
         unit="step",
         disable=not processes.is_main,
     )
     try:
         for step in bar:
-            step_prompts = processes.shard(next(state.prompt_batches))
+            # GRPO/RLOO: each prompt num_generations times in a row; whole groups go to each process
+            step_rows = [row for row in next(state.prompt_batches) for _ in range(config.generations_per_prompt)]
+            step_rows = processes.shard(step_rows)
+            step_prompts = [row.prompt for row in step_rows]
             learning_rate = scheduler.get_last_lr()[0]
-            rollout = collect_rollout(policy, reference, scorer.score, formatter, step_prompts, config, processes)
+            # what a TRL reward function may read of transformers' TrainerState
+            rewards.trainer_state = SimpleNamespace(global_step=step, max_steps=config.steps, epoch=0.0)
+            rollout = collect_rollout(
+                policy, reference, rewards, formatter, step_prompts, config, processes,
+                columns=[row.columns for row in step_rows],
+            )
             update_started = time.perf_counter()
             update_stats = ppo_update(
                 trained_policy, optimizer, scheduler, rollout, config, state.minibatch_order, processes
             )
             update_seconds = time.perf_counter() - update_started
             step_seconds = rollout.seconds + update_seconds
-            rollout_stats = rollout_statistics(rollout, config.kl_coeff, processes)
+            rollout_stats = rollout_statistics(rollout, config.kl_coeff, processes, config.generations_per_prompt)
+            rollout_stats.update(rewards.take_logged_metrics())
             stats = {
                 **rollout_stats,
                 **update_stats,

@@ -1,4 +1,10 @@
-"""The PPO update: `ppo_epochs` passes of clipped policy and value losses over one rollout."""
+"""The update: `ppo_epochs` passes over one rollout, in minibatches, each an optimizer step.
+
+PPO minimises the clipped policy loss plus the clipped value loss, averaged over real tokens. GRPO and
+RLOO minimise the clipped policy loss with the ratio clipped to [1 - epsilon, 1 + epsilon_high] (plus,
+for GRPO, `kl_coeff` times the k3 KL to the reference), averaged as `loss_type` says. Minibatching,
+chunked forwards, gradient clipping, the schedule and DDP are the same for all three.
+"""
 
 import contextlib
 
@@ -14,10 +20,24 @@ from components.tune_policy.ppo_math import (
     clipped_value_loss,
     entropy_from_logits,
 )
+from components.tune_policy.group_math import aggregated_loss, clipped_ratio_loss, k3_kl
 from components.tune_policy.rollout import Rollout, trim_left_padding
 
 
 STATISTICS = ("rl_loss", "value_loss", "clip_fraction", "value_clip_fraction", "entropy", "approx_kl", "tokens")
+# GRPO and RLOO: no value loss; `kl_penalty` is GRPO's k3 KL term (0 for RLOO, whose KL is in the reward).
+GROUP_STATISTICS = ("rl_loss", "kl_penalty", "clip_fraction", "clip_fraction_low", "clip_fraction_high", "entropy",
+                    "approx_kl", "tokens")
+
+
+def _minibatch_normaliser(config: PPOConfig, token_count: torch.Tensor, rows: int) -> torch.Tensor | float:
+    """What GRPO/RLOO divide a minibatch's loss sum by (see group_math.aggregated_loss): its tokens (dapo),
+    its rows (grpo), or its rows times max_new_tokens (dr_grpo); `rows` counts every process's."""
+    if config.loss_type == "dapo":
+        return token_count
+    if config.loss_type == "grpo":
+        return float(rows)
+    return float(rows * config.max_new_tokens)
 
 
 def ppo_update(
@@ -29,7 +49,8 @@ def ppo_update(
     generator: torch.Generator,
     processes: TrainingProcesses = TrainingProcesses(),
 ) -> dict[str, float]:
-    """Optimise on `rollout` and return token-averaged statistics of the pass.
+    """Optimise on `rollout` and return token-averaged statistics of the pass (PPO, GRPO or RLOO:
+    `config.algorithm`).
 
     Each minibatch's loss is the mean over its real response tokens; it is accumulated over
     forward chunks of `forward_batch_size` rows, so chunking changes memory, not gradients.
@@ -42,6 +63,8 @@ def ppo_update(
     parameters = trainable_parameters(policy)
     response_length = rollout.response_ids.shape[1]
     minibatch_size = config.minibatch_size // processes.count
+    if config.grouped:
+        return _group_update(policy, optimizer, scheduler, rollout, config, generator, processes)
     totals = torch.zeros(len(STATISTICS), dtype=torch.float64, device=rollout.response_mask.device)
     grad_norms = []
     for _ in range(config.ppo_epochs):
@@ -88,5 +111,66 @@ def ppo_update(
     totals = processes.total(totals).cpu()  # read back from the device once, after the update
     tokens = max(float(totals[-1]), 1.0)
     stats = {name: float(value) / tokens for name, value in zip(STATISTICS[:-1], totals[:-1])}
+    stats["grad_norm"] = sum(grad_norms) / len(grad_norms)
+    return stats
+
+
+def _group_update(policy, optimizer, scheduler, rollout: Rollout, config: PPOConfig, generator: torch.Generator,
+                  processes: TrainingProcesses) -> dict[str, float]:
+    """GRPO's and RLOO's update: as PPO's, without a value head, with their clipping and loss averaging.
+
+    Under DDP each process divides its share by the whole minibatch's normaliser times the process
+    count, so the averaged gradient is that of the whole minibatch's loss (as in PPO's update)."""
+    parameters = trainable_parameters(policy)
+    response_length = rollout.response_ids.shape[1]
+    minibatch_size = config.minibatch_size // processes.count
+    device = rollout.response_mask.device
+    totals = torch.zeros(len(GROUP_STATISTICS), dtype=torch.float64, device=device)
+    grad_norms = []
+    for _ in range(config.ppo_epochs):
+        order = torch.randperm(rollout.size, generator=generator)
+        for minibatch in order.split(minibatch_size):
+            minibatch = minibatch.to(device)
+            token_count = processes.total(rollout.response_mask[minibatch].sum().float()).clamp(min=1)
+            normaliser = _minibatch_normaliser(config, token_count, len(minibatch) * processes.count)
+            optimizer.zero_grad(set_to_none=True)
+            chunks = minibatch.split(config.forward_batch_size)
+            for index, rows in enumerate(chunks):
+                is_last = index == len(chunks) - 1
+                synchronising = contextlib.nullcontext() if is_last or processes.count == 1 else policy.no_sync()
+                ids, attention = trim_left_padding(rollout.input_ids[rows], rollout.attention_mask[rows])
+                with synchronising:
+                    logits, _ = policy(ids, attention, response_length)
+                    logits = logits / config.temperature
+                    logprobs = token_log_probs(logits, rollout.response_ids[rows])
+                    mask = rollout.response_mask[rows].float()
+                    policy_loss, low_clipped, high_clipped = clipped_ratio_loss(
+                        logprobs, rollout.logprobs[rows], rollout.advantages[rows], config.epsilon, config.clip_high
+                    )
+                    kl_penalty = torch.zeros_like(policy_loss)
+                    if config.algorithm == "grpo" and rollout.ref_logprobs is not None and config.kl_coeff > 0:
+                        kl_penalty = k3_kl(logprobs, rollout.ref_logprobs[rows])
+                    token_losses = policy_loss + config.kl_coeff * kl_penalty
+                    loss = aggregated_loss(token_losses, mask, config.loss_type, 1.0) * processes.count / normaliser
+                    loss.backward()
+                with torch.no_grad():
+                    log_ratio = logprobs - rollout.logprobs[rows]
+                    per_token = (
+                        policy_loss,
+                        kl_penalty,
+                        low_clipped | high_clipped,
+                        low_clipped,
+                        high_clipped,
+                        entropy_from_logits(logits),
+                        0.5 * log_ratio**2,
+                        torch.ones_like(mask),
+                    )
+                    totals += torch.stack([(value.float() * mask).sum() for value in per_token]).double()
+            grad_norms.append(float(torch.nn.utils.clip_grad_norm_(parameters, config.max_grad_norm)))
+            optimizer.step()
+            scheduler.step()
+    totals = processes.total(totals).cpu()
+    tokens = max(float(totals[-1]), 1.0)
+    stats = {name: float(value) / tokens for name, value in zip(GROUP_STATISTICS[:-1], totals[:-1])}
     stats["grad_norm"] = sum(grad_norms) / len(grad_norms)
     return stats

@@ -1,15 +1,32 @@
 """The training prompts of the PPO stage: reading them, and the order the rollouts take them in."""
 
 import random
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from components.common.canonical_data import PROMPT_FIELDS, read_canonical_rows
+from components.common.data.records import COLUMNS_FIELD
 from components.common.data.transcripts import Prompt
+
+
+@dataclass(frozen=True)
+class PromptRow:
+    """A training prompt and its row's columns (what a reward function receives besides the completions)."""
+
+    prompt: Prompt
+    columns: dict[str, Any] = field(default_factory=dict)
 
 
 def read_training_prompts(path: str | Path) -> list[Prompt]:
     """The prompt of every row of a canonical JSONL file (with its conversation, when it has one)."""
-    return [Prompt.from_row(row) for row in read_canonical_rows(path, PROMPT_FIELDS, needed_for="policy tuning")]
+    return [row.prompt for row in read_training_rows(path)]
+
+
+def read_training_rows(path: str | Path) -> list[PromptRow]:
+    """Every row of a canonical JSONL file: its prompt and its columns (an empty mapping when it has none)."""
+    rows = read_canonical_rows(path, PROMPT_FIELDS, needed_for="policy tuning")
+    return [PromptRow(Prompt.from_row(row), dict(row.get(COLUMNS_FIELD) or {})) for row in rows]
 
 
 class PromptBatches:

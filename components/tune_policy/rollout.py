@@ -1,8 +1,14 @@
-"""One PPO rollout: sample responses, score them, and turn the scores into advantages and returns."""
+"""One rollout: sample responses, score them, and turn the scores into advantages (and PPO's returns).
+
+What differs per algorithm is only how scores become advantages: PPO shapes per-token rewards with the
+KL and runs GAE against its value head; GRPO and RLOO turn each group's rewards into one advantage per
+response (components/tune_policy/group_math.py) and put it on every token of that response.
+"""
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -13,34 +19,46 @@ from components.common.generation import generate_responses
 from components.common.log_probs import token_log_probs
 from components.tune_policy.config import PPOConfig
 from components.tune_policy.policy_model import PolicyWithValueHead, ReferenceLogprobs
+from components.common.errors import UserInputError
+from components.tune_policy.group_math import (
+    check_some_rewarded,
+    group_advantages,
+    leave_one_out_advantages,
+)
 from components.tune_policy.ppo_math import (
     generalized_advantages,
     kl_shaped_rewards,
     masked_whiten,
 )
+from components.tune_policy.rewards import RolloutRewards
 
-# (prompts, responses) -> one float score per pair; RewardScorer.score in production.
+# (prompts, responses) -> one float score per pair (NaN: no reward); RewardScorer.score, or a
+# RolloutRewards, which also reads the responses' token ids and the prompt rows' columns.
 ScoreFunction = Callable[[list[Prompt], list[str]], torch.Tensor]
 
 
 @dataclass
 class Rollout:
-    """Everything the PPO update needs about one batch of sampled responses, plus what is logged."""
+    """Everything the update needs about one batch of sampled responses, plus what is logged.
+
+    GRPO and RLOO rollouts have no values and returns (None), and keep the reference log-probs for
+    GRPO's KL loss term."""
 
     input_ids: torch.Tensor  # (B, P + R) prompt and response
     attention_mask: torch.Tensor  # (B, P + R)
     response_ids: torch.Tensor  # (B, R)
     response_mask: torch.Tensor  # (B, R), 1 up to and including the first EOS
     logprobs: torch.Tensor  # (B, R) under the sampling policy, at the sampling temperature
-    values: torch.Tensor  # (B, R)
-    advantages: torch.Tensor  # (B, R), whitened if the config says so
-    returns: torch.Tensor  # (B, R)
-    scores: torch.Tensor  # (B,) reward-model scores, after the missing-EOS penalty
+    values: torch.Tensor | None  # (B, R); None without a value head
+    advantages: torch.Tensor  # (B, R), whitened if the config says so (PPO); a row's one advantage (GRPO, RLOO)
+    returns: torch.Tensor | None  # (B, R); None without a value head
+    scores: torch.Tensor  # (B,) rewards, after the missing-EOS penalty; NaN: no reward
     kl: torch.Tensor  # (B, R) per-token logp - logp_ref (zeros without a reference)
     truncated: torch.Tensor  # (B,) True where the response hit max_new_tokens without an EOS
     texts: list[str]
     generation_seconds: float
     seconds: float
+    ref_logprobs: torch.Tensor | None = None  # (B, R), kept for GRPO's KL loss term
 
     @property
     def size(self) -> int:
@@ -57,14 +75,15 @@ def trim_left_padding(input_ids: torch.Tensor, attention_mask: torch.Tensor):
 def policy_logprobs_and_values(
     policy: PolicyWithValueHead, input_ids, attention_mask, response_ids, config: PPOConfig
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Log-probabilities of the sampled tokens and the values before them, `forward_batch_size` rows at a time."""
+    """Log-probabilities of the sampled tokens and the values before them (None without a value head),
+    `forward_batch_size` rows at a time."""
     logprobs, values = [], []
     for rows in torch.arange(input_ids.shape[0]).split(config.forward_batch_size):
         ids, mask = trim_left_padding(input_ids[rows], attention_mask[rows])
         logits, row_values = policy(ids, mask, response_ids.shape[1])
         logprobs.append(token_log_probs(logits / config.temperature, response_ids[rows]))
         values.append(row_values)
-    return torch.cat(logprobs), torch.cat(values)
+    return torch.cat(logprobs), (None if values[0] is None else torch.cat(values))
 
 
 @torch.no_grad()
@@ -86,8 +105,12 @@ def collect_rollout(
     prompts: list[Prompt],
     config: PPOConfig,
     processes: TrainingProcesses = TrainingProcesses(),
+    columns: list[Mapping[str, Any]] | None = None,
 ) -> Rollout:
     """Sample one response per prompt and compute its rewards, advantages and returns.
+
+    For GRPO and RLOO `prompts` holds each prompt `num_generations` times in a row (one group), and
+    `columns` (one mapping per entry, the prompt rows' columns) reaches a reward function.
 
     The policy reads each prompt as `formatter` renders it (its chat template, or plain text); the
     score function receives the prompts themselves, so a reward model renders them its own way.
@@ -117,8 +140,37 @@ def collect_rollout(
         ref_logprobs = reference_logprobs_of(reference, input_ids, attention_mask, response_ids, config)
 
     truncated = ~batch.ended
-    scores = score(prompts, batch.texts).to(logprobs.device, torch.float32)
+    if isinstance(score, RolloutRewards):
+        completion_ids = [ids[row_mask.bool()].tolist() for ids, row_mask in zip(response_ids.cpu(), response_mask.cpu())]
+        scores = score(prompts, batch.texts, completion_ids, columns)
+    else:
+        scores = score(prompts, batch.texts)
+    scores = scores.to(logprobs.device, torch.float32)
     scores = scores - config.missing_eos_penalty * truncated.float()
+    if config.grouped:
+        advantages, kl = _group_advantages(scores, logprobs, ref_logprobs, response_mask, config, processes)
+        return Rollout(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            response_ids=response_ids,
+            response_mask=response_mask,
+            logprobs=logprobs,
+            values=None,
+            advantages=advantages,
+            returns=None,
+            scores=scores,
+            kl=kl,
+            truncated=truncated,
+            texts=batch.texts,
+            generation_seconds=generation_seconds,
+            seconds=time.perf_counter() - started,
+            ref_logprobs=ref_logprobs,
+        )
+    if torch.isnan(scores).any():
+        raise UserInputError(
+            "the reward function returned None (no reward) for some responses: PPO needs a reward for every "
+            "response; use algorithm grpo or rloo, which leave them out, or return a number"
+        )
 
     rewards, kl = kl_shaped_rewards(scores, logprobs, ref_logprobs, response_mask, config.kl_coeff)
     advantages, returns = generalized_advantages(
@@ -142,3 +194,18 @@ def collect_rollout(
         generation_seconds=generation_seconds,
         seconds=time.perf_counter() - started,
     )
+
+
+def _group_advantages(scores, logprobs, ref_logprobs, response_mask, config: PPOConfig, processes: TrainingProcesses):
+    """GRPO's or RLOO's advantage of each response, on each of its real tokens, and the per-token KL.
+
+    RLOO subtracts `kl_coeff` times the response's summed KL (logp - logp_ref) from its reward before the
+    baseline, as TRL's RLOOTrainer; GRPO keeps the reward as it is (its KL is a loss term)."""
+    mask = response_mask.to(logprobs.dtype)
+    kl = torch.zeros_like(logprobs) if ref_logprobs is None else (logprobs - ref_logprobs) * mask
+    check_some_rewarded(scores, processes.total)
+    if config.algorithm == "rloo":
+        sequence = leave_one_out_advantages(scores - config.kl_coeff * kl.sum(dim=1), config.num_generations)
+    else:
+        sequence = group_advantages(scores, config.num_generations, config.scale_rewards, processes.total)
+    return sequence[:, None] * mask, kl

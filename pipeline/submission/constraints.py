@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from components.common.chat_templates import USE_CHAT_TEMPLATE_VALUES
+from components.common.steps import GROUP_ALGORITHMS
+from components.tune_policy.config import ALGORITHMS, LOSS_TYPES, SCALE_REWARDS
 from pipeline.submission.resources import accelerator_problem
 
 KMS_KEY = re.compile(r"projects/[^/]+/locations/[^/]+/keyRings/[^/]+/cryptoKeys/[^/]+\Z")
@@ -39,6 +41,10 @@ def non_empty(what: str) -> Rule:
     return Rule(lambda v: bool(v.strip()), f"{what} (it is empty)")
 
 
+def one_of(values: tuple[str, ...]) -> Rule:
+    return Rule(lambda v: v in values, f"one of {', '.join(values)}")
+
+
 def matching(pattern: re.Pattern, what: str, allow_empty: bool = True) -> Rule:
     return Rule(lambda v: (allow_empty and v == "") or bool(pattern.match(v)), what)
 
@@ -63,8 +69,14 @@ RULES: dict[str, Rule] = {
     "ppo_epochs": at_least(1),
     "ppo_minibatch_size": at_least(1),
     "sampling_temperature": above(0),
+    "algorithm": one_of(ALGORITHMS),
+    "num_generations": at_least(2),
+    "loss_type": one_of(LOSS_TYPES),
+    "epsilon": Rule(lambda v: 0 < v < 1, "in (0, 1)"),
+    "epsilon_high": at_least(0, " (0 uses epsilon)"),
+    "scale_rewards": one_of(SCALE_REWARDS),
     "missing_eos_penalty": at_least(0),
-    "use_chat_template": Rule(lambda v: v in USE_CHAT_TEMPLATE_VALUES, f"one of {', '.join(USE_CHAT_TEMPLATE_VALUES)}"),
+    "use_chat_template": one_of(USE_CHAT_TEMPLATE_VALUES),
     "eval_split_fraction": Rule(lambda v: 0 <= v < 1, "in [0, 1)"),
     "max_eval_prompts": at_least(1),
     "seed": at_least(0),
@@ -78,12 +90,16 @@ RULES: dict[str, Rule] = {
         TENSORBOARD, "empty, a TensorBoard id (digits) or projects/P/locations/L/tensorboards/ID"),
 }
 
-# Problems that involve two parameters: (names, predicate on the values, message).
-CROSS_RULES: tuple[tuple[tuple[str, str], Callable[[Any, Any], bool], str], ...] = (
+# Problems that involve several parameters: (names, predicate on their values, message).
+CROSS_RULES: tuple[tuple[tuple[str, ...], Callable[..., bool], str], ...] = (
     (("ppo_minibatch_size", "batch_size"), lambda minibatch, batch: minibatch <= batch,
      "ppo_minibatch_size ({0}) must not exceed batch_size ({1})"),
     (("batch_size", "accelerator_count"), lambda batch, gpus: gpus < 1 or batch % gpus == 0,
      "batch_size ({0}) must be a multiple of accelerator_count ({1}): each GPU takes an equal share of a batch"),
+    (("batch_size", "num_generations", "algorithm"),
+     lambda batch, k, algorithm: algorithm not in GROUP_ALGORITHMS or k < 1 or batch % k == 0,
+     "batch_size ({0}) must be a multiple of num_generations ({1}) for {2}: a batch holds whole groups of "
+     "responses to one prompt"),
     (("ppo_minibatch_size", "accelerator_count"), lambda minibatch, gpus: gpus < 1 or minibatch % gpus == 0,
      "ppo_minibatch_size ({0}) must be a multiple of accelerator_count ({1}): each GPU takes an equal share "
      "of a minibatch"),
@@ -101,8 +117,8 @@ def value_problems(values: dict[str, Any]) -> list[str]:
         problem = accelerator_problem(values["accelerator_type"])
         if problem:
             problems.append(f"accelerator_type: {problem}")
-    for (first, second), accepts, message in CROSS_RULES:
-        if values.get(first) is not None and values.get(second) is not None:
-            if not accepts(values[first], values[second]):
-                problems.append(message.format(values[first], values[second]))
+    for names, accepts, message in CROSS_RULES:
+        given = [values.get(name) for name in names]
+        if None not in given and not accepts(*given):
+            problems.append(message.format(*given))
     return problems

@@ -1,0 +1,282 @@
+"""GRPO and RLOO on the shared RL engine: their maths by hand, short real runs, a rule reward, resume."""
+
+import json
+import math
+
+import pytest
+import torch
+
+from components.common.errors import UserInputError
+from components.common.models import Placement
+from components.tune_policy.config import PPOConfig
+from components.tune_policy.group_math import (
+    aggregated_loss,
+    check_some_rewarded,
+    clipped_ratio_loss,
+    group_advantages,
+    group_reward_statistics,
+    k3_kl,
+    leave_one_out_advantages,
+)
+from tiny_models import PROMPTS
+
+CPU = Placement(torch.device("cpu"), torch.float32)
+NAN = float("nan")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+# ---------------------------------------------------------------- maths, checked by hand
+
+
+def test_group_advantages_centre_on_the_group_and_scale_as_asked():
+    rewards = torch.tensor([1.0, 2.0, 3.0, 6.0, 0.0, 0.0, 0.0, 0.0])
+    # group 0: mean 3, sample std sqrt(14/3); group 1: all equal, advantages 0
+    std0 = math.sqrt(14 / 3)
+    expected_group = torch.tensor([-2 / (std0 + 1e-4), -1 / (std0 + 1e-4), 0.0, 3 / (std0 + 1e-4), 0, 0, 0, 0])
+    assert torch.allclose(group_advantages(rewards, 4, "group"), expected_group)
+    assert torch.allclose(group_advantages(rewards, 4, "none"), torch.tensor([-2.0, -1, 0, 3, 0, 0, 0, 0]))
+    batch_std = float(rewards.std())  # Bessel-corrected over the whole batch
+    expected_batch = torch.tensor([-2.0, -1, 0, 3, 0, 0, 0, 0]) / (batch_std + 1e-4)
+    assert torch.allclose(group_advantages(rewards, 4, "batch"), expected_batch)
+
+
+def test_rloo_baseline_is_the_mean_of_the_other_responses():
+    rewards = torch.tensor([1.0, 2.0, 6.0, 5.0, 5.0, 5.0])
+    # 1 - (2+6)/2 = -3; 2 - (1+6)/2 = -1.5; 6 - (1+2)/2 = 4.5; equal rewards: 0
+    assert torch.allclose(leave_one_out_advantages(rewards, 3), torch.tensor([-3.0, -1.5, 4.5, 0, 0, 0]))
+
+
+def test_responses_without_reward_count_in_no_baseline_and_get_no_advantage():
+    rewards = torch.tensor([1.0, NAN, 3.0, NAN, NAN, 4.0])
+    # group 0 is (1, 3): mean 2, std sqrt(2); group 1 has one reward: no spread, advantage 0
+    grpo = group_advantages(rewards, 3, "none")
+    assert torch.allclose(grpo, torch.tensor([-1.0, 0, 1, 0, 0, 0]))
+    scaled = group_advantages(rewards, 3, "group")
+    assert torch.allclose(scaled, torch.tensor([-1 / (math.sqrt(2) + 1e-4), 0, 1 / (math.sqrt(2) + 1e-4), 0, 0, 0]))
+    rloo = leave_one_out_advantages(rewards, 3)
+    assert torch.allclose(rloo, torch.tensor([-2.0, 0, 2, 0, 0, 0]))  # a lone reward has no baseline: 0
+    assert not torch.isnan(group_advantages(rewards, 3, "batch")).any()
+    statistics = group_reward_statistics(rewards, 3)
+    assert statistics["unrewarded_fraction"] == pytest.approx(0.5)
+    assert statistics["reward_std_within_groups"] == pytest.approx(math.sqrt(2) / 2)
+    check_some_rewarded(rewards)
+    with pytest.raises(UserInputError, match="no response of this step's 4 got a reward"):
+        check_some_rewarded(torch.full((4,), NAN))
+
+
+def test_clipping_uses_epsilon_below_and_epsilon_high_above():
+    ratios = torch.tensor([1.5, 1.25, 0.7, 0.9, 0.7])
+    advantages = torch.tensor([1.0, 1.0, -1.0, -1.0, 1.0])
+    logprobs = ratios.log().requires_grad_()
+    loss, low, high = clipped_ratio_loss(logprobs, torch.zeros(5), advantages, epsilon=0.2, epsilon_high=0.28)
+    # 1.5 > 1.28: clipped at 1.28; 1.25 < 1.28: not clipped (it would be with a symmetric 0.2);
+    # 0.7 < 0.8 with A < 0: clipped at 0.8; 0.9 inside; 0.7 with A > 0: the unclipped term is the larger
+    assert torch.allclose(loss, torch.tensor([-1.28, -1.25, 0.8, 0.9, -0.7]))
+    assert low.tolist() == [False, False, True, False, False]
+    assert high.tolist() == [True, False, False, False, False]
+    loss.sum().backward()
+    assert torch.allclose(logprobs.grad, torch.tensor([0.0, -1.25, 0.0, 0.9, -0.7]))
+    symmetric, _, high = clipped_ratio_loss(ratios.log(), torch.zeros(5), advantages, 0.2, 0.2)
+    assert symmetric[1] == pytest.approx(-1.2) and high[1]
+
+
+def test_loss_types_average_token_losses_as_trl_names_them():
+    losses = torch.tensor([[1.0, 2.0, 3.0], [4.0, 0.0, 0.0]])
+    mask = torch.tensor([[1.0, 1.0, 1.0], [1.0, 0.0, 0.0]])
+    # dapo: token mean over the minibatch (10 / 4); grpo: mean of row means ((2 + 4) / 2); dr_grpo: 10 / (2 * 3)
+    assert float(aggregated_loss(losses, mask, "dapo", 1.0) / 4) == pytest.approx(2.5)
+    assert float(aggregated_loss(losses, mask, "grpo", 2.0)) == pytest.approx(3.0)
+    assert float(aggregated_loss(losses, mask, "dr_grpo", 6.0)) == pytest.approx(10 / 6)
+    assert float(k3_kl(torch.tensor(0.0), torch.tensor(0.0))) == 0.0
+    assert float(k3_kl(torch.tensor(-1.0), torch.tensor(0.0))) == pytest.approx(math.exp(1) - 2)
+
+
+def test_config_validates_the_grouped_settings():
+    PPOConfig(steps=1, algorithm="grpo", batch_size=8, num_generations=4, minibatch_size=8).validate()
+    PPOConfig(steps=1, batch_size=6, minibatch_size=2, num_generations=4).validate()  # PPO ignores it
+    with pytest.raises(UserInputError) as error:
+        PPOConfig(steps=1, algorithm="rloo", batch_size=6, num_generations=4, minibatch_size=2,
+                  loss_type="bnpo", scale_rewards="max").validate()
+    for expected in ("multiple of num_generations 4", "loss_type", "scale_rewards"):
+        assert expected in str(error.value)
+    with pytest.raises(UserInputError, match="algorithm must be one of"):
+        PPOConfig(steps=1, algorithm="dpo").validate()
+    with pytest.raises(UserInputError, match="whole groups"):
+        PPOConfig(steps=1, algorithm="grpo", batch_size=12, num_generations=4, minibatch_size=2).validate(processes=2)
+    assert PPOConfig(steps=1, epsilon=0.2).clip_high == 0.2
+    assert PPOConfig(steps=1, epsilon=0.2, epsilon_high=0.28).clip_high == 0.28
+
+
+# ---------------------------------------------------------------- real runs
+
+
+def _write_prompts(path, rows):
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return path
+
+
+def _grouped_config(algorithm: str, **overrides) -> PPOConfig:
+    settings = dict(
+        steps=10, algorithm=algorithm, batch_size=16, num_generations=4, minibatch_size=8, ppo_epochs=2,
+        max_new_tokens=8, max_prompt_tokens=32, lora_rank=0, kl_coeff=0.02, base_learning_rate=3e-3,
+        missing_eos_penalty=0.0, seed=0,
+    )
+    settings.update(overrides)
+    return PPOConfig(**settings)
+
+
+def _scalars(log_dir):
+    from test_tune_policy import _scalar_events
+
+    return _scalar_events(log_dir)
+
+
+@pytest.mark.parametrize("algorithm", ["grpo", "rloo"])
+def test_grouped_runs_raise_the_reward_of_the_length_reward_model(
+    tmp_path, tiny_causal_lm, length_reward_model, algorithm
+):
+    from components.tune_policy.ppo import train_policy
+
+    prompts = _write_prompts(tmp_path / "prompts.jsonl", [{"prompt": p} for p in PROMPTS])
+    config = _grouped_config(algorithm)
+    metrics = train_policy(config, str(tiny_causal_lm), str(length_reward_model), prompts, tmp_path / "policy",
+                           tmp_path / "logs", placement=CPU)
+    assert metrics["reward_gain"] > 0.2, metrics
+    scalars = _scalars(tmp_path / "logs")
+    for tag in ("reward", "kl_loss", "rl_loss", "learning_rate", "entropy", "clip_fraction", "reward_std_within_groups",
+                "groups_with_equal_rewards", "response_length"):
+        assert len(scalars[tag]) == config.steps, tag
+    assert "value_loss" not in scalars and "value_explained_variance" not in scalars
+    assert all(math.isfinite(v) for values in scalars.values() for v in values)
+    assert (tmp_path / "policy" / "model.safetensors").is_file()
+
+
+def test_grpo_has_no_value_head_and_no_reference_without_kl(tiny_causal_lm, monkeypatch):
+    from components.tune_policy.optimization import build_optimizer
+    from components.tune_policy.policy_model import load_policy, make_reference
+
+    config = _grouped_config("grpo", kl_coeff=0.0, lora_rank=2)
+    policy = load_policy(str(tiny_causal_lm), config, CPU)
+    assert policy.value_head is None
+    assert not any("value_head" in name for name, _ in policy.named_parameters())
+    assert make_reference(policy, str(tiny_causal_lm), config, CPU) is None
+    optimizer, _ = build_optimizer(policy, config)
+    assert len(optimizer.param_groups) == 1
+
+
+SHORT_ANSWER_REWARD = '''
+def short_answer(completions, ground_truth, **kwargs):
+    """TRL-style: 1 for an answer of at most `ground_truth` words, less the longer it is; None without a truth."""
+    rewards = []
+    for completion, limit in zip(completions, ground_truth):
+        if limit is None:
+            rewards.append(None)
+        else:
+            words = len(completion.split())
+            rewards.append(1.0 if words <= int(limit) else -0.25 * (words - int(limit)))
+    return rewards
+'''
+
+
+def test_grpo_with_a_rule_reward_function_reads_the_columns_and_raises_the_reward(tmp_path, tiny_causal_lm):
+    from components.tune_policy.ppo import train_policy
+
+    (tmp_path / "rules.py").write_text(SHORT_ANSWER_REWARD)
+    rows = [{"prompt": p, "columns": {"ground_truth": "2"}} for p in PROMPTS]
+    rows.append({"prompt": PROMPTS[0] + " again", "columns": {}})  # no ground truth: no reward
+    prompts = _write_prompts(tmp_path / "prompts.jsonl", rows)
+    config = _grouped_config("grpo", reward_function=f"{tmp_path / 'rules.py'}:short_answer", kl_coeff=0.0, steps=12)
+    metrics = train_policy(config, str(tiny_causal_lm), "", prompts, tmp_path / "policy", tmp_path / "logs",
+                           placement=CPU)
+    assert metrics["reward_gain"] > 0.2, metrics
+    scalars = _scalars(tmp_path / "logs")
+    assert all(math.isfinite(v) for v in scalars["reward"])
+    assert max(scalars["unrewarded_fraction"]) > 0  # the row without ground truth was drawn and left out
+
+    with pytest.raises(UserInputError, match="needs the column 'ground_truth'"):
+        train_policy(config, str(tiny_causal_lm), "", _write_prompts(tmp_path / "bare.jsonl", [{"prompt": "a"}]),
+                     tmp_path / "p2", tmp_path / "l2", placement=CPU)
+    with pytest.raises(UserInputError, match="needs a reward"):
+        train_policy(_grouped_config("grpo"), str(tiny_causal_lm), "", prompts, tmp_path / "p3", tmp_path / "l3",
+                     placement=CPU)
+
+
+def test_reward_model_and_function_together_are_summed(tiny_causal_lm):
+    from components.common.reward_functions import load_reward_function
+    from components.common.data.transcripts import Prompt
+    from components.tune_policy.rewards import RolloutRewards
+
+    def model_score(prompts, texts):
+        return torch.tensor([10.0] * len(texts))
+
+    rewards = RolloutRewards(model_score, load_reward_function("gsm8k-answer"))
+    scores = rewards([Prompt("q")] * 3, ["#### 4", "#### 5", "#### 4"], [[1], [2], [3]],
+                     [{"ground_truth": "4"}, {"ground_truth": "4"}, {}])
+    assert scores.tolist() == [11.0, 10.0, 10.0]  # no ground truth: the reward model's score alone
+    alone = RolloutRewards(None, load_reward_function("gsm8k-answer"))
+    scores = alone([Prompt("q")] * 2, ["#### 4", "#### 4"], [[1], [2]], [{"ground_truth": "4"}, {}])
+    assert scores[0] == 1.0 and math.isnan(scores[1])
+
+
+def test_grpo_killed_halfway_resumes_and_ends_as_an_uninterrupted_run(
+    tmp_path, tiny_causal_lm, length_reward_model, capsys
+):
+    from components.tune_policy.ppo import train_policy
+    from test_checkpoints import (
+        WALL_CLOCK_METRICS,
+        assert_killed_at_the_second_checkpoint,
+        run_until_blocked,
+        scalars,
+        weight_files,
+    )
+
+    config = _grouped_config("grpo", steps=6, batch_size=8, minibatch_size=4, max_new_tokens=5, lora_rank=2,
+                             kl_coeff=0.1, base_learning_rate=1e-2, seed=5, epsilon_high=0.28)
+    prompts_path = _write_prompts(tmp_path / "prompts.jsonl", [{"prompt": p} for p in PROMPTS])
+    sources = dict(policy_source=str(tiny_causal_lm), reward_source=str(length_reward_model),
+                   prompts_path=str(prompts_path))
+    straight = train_policy(config, **sources, output_dir=tmp_path / "straight" / "policy",
+                            log_dir=tmp_path / "straight" / "logs", placement=CPU)
+
+    folder = tmp_path / "checkpoints" / "tune_policy-0123"
+    attempt = dict(**sources, output_dir=str(tmp_path / "resumed" / "policy"),
+                   log_dir=str(tmp_path / "resumed" / "logs"), checkpoint_dir=str(folder), checkpoint_interval_steps=2)
+    run_until_blocked(tmp_path, "ppo", config, block_at="checkpoint-4", **attempt)
+    assert_killed_at_the_second_checkpoint(folder)
+    saved = torch.load(folder / "checkpoint-2" / "trainable_weights.pt", weights_only=True)
+    assert saved and not any("value_head" in name for name in saved)
+
+    capsys.readouterr()
+    resumed = train_policy(config, placement=CPU, **attempt)
+    assert "resuming GRPO from step 2 of 6" in capsys.readouterr().out
+    deterministic = {name: value for name, value in straight.items() if name not in WALL_CLOCK_METRICS}
+    assert {name: resumed[name] for name in deterministic} == deterministic
+    assert weight_files(tmp_path / "resumed" / "policy") == weight_files(tmp_path / "straight" / "policy")
+    assert scalars(tmp_path / "resumed" / "logs") == scalars(tmp_path / "straight" / "logs")
+    assert not folder.exists()
+
+
+def test_grpo_in_two_processes_keeps_groups_whole_and_logs_once(tmp_path, tiny_causal_lm, length_reward_model):
+    from components.common.distributed import run_in_processes
+    from components.tune_policy.ppo import train_policy
+    from test_tune_policy import _scalar_events
+
+    config = _grouped_config("grpo", steps=2, batch_size=8, minibatch_size=4, forward_batch_size=2, ppo_epochs=1,
+                             lora_rank=2, kl_coeff=0.1, max_new_tokens=5, scale_rewards="batch")
+    prompts_path = _write_prompts(tmp_path / "prompts.jsonl", [{"prompt": p} for p in PROMPTS])
+    metrics = run_in_processes(
+        2, train_policy, config, policy_source=str(tiny_causal_lm), reward_source=str(length_reward_model),
+        prompts_path=str(prompts_path), output_dir=str(tmp_path / "policy"), log_dir=str(tmp_path / "logs"),
+    )
+    assert metrics["steps"] == 2
+    assert len(list((tmp_path / "logs").glob("events.out.tfevents.*"))) == 1
+    scalars = _scalar_events(tmp_path / "logs")
+    assert len(scalars["reward_std_within_groups"]) == 2
+    assert scalars["response_tokens"][0] <= 8 * 5  # every process's responses counted once
