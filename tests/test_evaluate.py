@@ -14,6 +14,7 @@ from components.common.data.transcripts import Prompt
 from components.common.generation import generate_responses
 from components.common.models import Placement
 from components.common.reward_scoring import RewardScorer
+from components.evaluate.accuracy import ACCURACY_KEYS
 from components.evaluate.config import EvaluationConfig
 from components.evaluate.curves import read_curves
 from components.evaluate.eval_data import read_eval_prompts, read_preference_pairs
@@ -417,8 +418,10 @@ def test_component_runs_the_whole_evaluation(tmp_path, models, data):
         "base_mean_reward", "tuned_mean_reward", "win_rate", "kl_to_base", "base_gold_score", "tuned_gold_score",
         "base_mean_response_tokens", "tuned_mean_response_tokens", "eval_prompts", "tuned_minus_base_reward",
         "tuned_minus_base_gold_score", "base_truncated_fraction", "tuned_truncated_fraction", *INTERVAL_KEYS,
+        *ACCURACY_KEYS,
     }
     policy = evaluation["policy"]
+    assert all(policy[key] is None for key in ACCURACY_KEYS)  # no reward function: no accuracy
     assert evaluation["reward_model"]["eval_pairs"] == len(PAIRS)
     assert policy["eval_prompts"] == 5
     assert policy["base_gold_score"] is None and policy["tuned_gold_score"] is None

@@ -6,10 +6,7 @@ from kfp.dsl import HTML, Artifact, Dataset, Input, Markdown, Metrics, Model, Ou
 def evaluate(
     base_model: Input[Model],
     policy: Input[Model],
-    reward_model: Input[Model],
-    preference_data: Input[Dataset],
     prompt_data: Input[Dataset],
-    reward_model_logs: Input[Artifact],
     policy_logs: Input[Artifact],
     prompt_sequence_length: int,
     target_sequence_length: int,
@@ -24,8 +21,17 @@ def evaluate(
     report_markdown: Output[Markdown],
     predictions: Output[Dataset],
     evaluation: Output[Artifact],
+    reward_model: Input[Model] = None,
+    preference_data: Input[Dataset] = None,
+    reward_model_logs: Input[Artifact] = None,
+    reward_function: str = "",
 ):
-    """Compare the tuned policy with the base model on held-out data; write reports and predictions."""
+    """Compare the tuned policy with the base model on held-out data; write reports and predictions.
+
+    Without a reward model (a run tuned with a reward function alone) the reward-model figures are
+    null; preference_data is then not read. With a reward_function (a built-in, file.py:name or
+    module:name) the accuracy of both policies, sampled and greedy, is measured with it.
+    """
     import os
     from pathlib import Path
 
@@ -40,18 +46,23 @@ def evaluate(
         temperature=sampling_temperature,
         max_eval_prompts=max_eval_prompts,
         gold_scorer=gold_scorer,
+        reward_function=reward_function,
         use_chat_template=use_chat_template,
         seed=seed,
     )
     os.makedirs(predictions.path, exist_ok=True)
+    has_reward_model = reward_model is not None
     result = run_evaluation(
         config,
         base_source=model_source(base_model.path),
         tuned_source=model_source(policy.path),
-        reward_source=model_source(reward_model.path),
-        eval_pairs_path=os.path.join(preference_data.path, "eval.jsonl"),
+        reward_source=model_source(reward_model.path) if has_reward_model else None,
+        eval_pairs_path=(
+            os.path.join(preference_data.path, "eval.jsonl") if has_reward_model and preference_data is not None
+            else None
+        ),
         eval_prompts_path=os.path.join(prompt_data.path, "eval.jsonl"),
-        reward_logs_dir=reward_model_logs.path,
+        reward_logs_dir=reward_model_logs.path if reward_model_logs is not None else None,
         policy_logs_dir=policy_logs.path,
         outputs=EvaluationOutputs(
             report_html=Path(report.path),

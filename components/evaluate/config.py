@@ -18,6 +18,9 @@ class EvaluationConfig:
     temperature: float = 1.0
     max_eval_prompts: int = defaults.MAX_EVAL_PROMPTS
     gold_scorer: str = ""  # a name in embedded_default.gold.GOLD_SCORERS; "" = none
+    # a rule reward (components/common/reward_functions.py): a built-in, file.py:name or module:name; "" = none.
+    # When set, the evaluation reports accuracy (mean rule reward), sampled and greedy, of both policies.
+    reward_function: str = ""
     use_chat_template: str = defaults.USE_CHAT_TEMPLATE  # "auto", "true" or "false", for each model on its own
     seed: int = 0
     generation_batch_size: int = 16  # prompts per generate() call and per log-probability pass

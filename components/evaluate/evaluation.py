@@ -3,8 +3,14 @@
 Models are loaded one at a time, each once: the tuned policy (samples and their log-probabilities),
 then the base policy (its own samples, and its log-probabilities of the tuned samples for the KL),
 then the reward model (held-out pairs and both policies' responses).
+
+With a `reward_function` (a rule reward), each policy also decodes the prompts greedily, and both its
+sampled and greedy responses are scored by the function (components/evaluate/accuracy.py). The reward
+model is optional: a run tuned with a rule reward alone may have none, and then every reward-model
+figure is None (null in evaluation.json, "not measured" in the reports).
 """
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,10 +20,12 @@ from tqdm.auto import tqdm
 
 from components.common.data.transcripts import Prompt
 from components.common.models import Placement
+from components.common.reward_functions import RewardFunction, check_columns, load_reward_function
 from components.common.reward_scoring import RewardScorer
+from components.evaluate.accuracy import RuleRewards, accuracy_figures, row_values, rule_rewards
 from components.evaluate.config import EvaluationConfig
 from components.evaluate.curves import read_curves, render_curve_png
-from components.evaluate.eval_data import PreferencePair, read_eval_prompts, read_preference_pairs
+from components.evaluate.eval_data import EvalPrompt, PreferencePair, read_eval_prompt_rows, read_preference_pairs
 from components.evaluate.gold_scoring import GoldScorer, gold_scores, resolve_gold_scorer
 from components.evaluate.metrics import (
     correct_orderings,
@@ -44,6 +52,8 @@ from components.evaluate.uncertainty import Interval, bootstrap_mean_intervals
 
 BASE_PREDICTIONS_FILE = "base_predictions.jsonl"
 TUNED_PREDICTIONS_FILE = "tuned_predictions.jsonl"
+BASE_GREEDY_PREDICTIONS_FILE = "base_greedy_predictions.jsonl"  # written only with a reward function
+TUNED_GREEDY_PREDICTIONS_FILE = "tuned_greedy_predictions.jsonl"
 CURVES_SUBDIR = "curves"
 REWARD_MODEL_STAGE = "reward model"
 POLICY_STAGE = "policy"
@@ -70,17 +80,38 @@ class _PolicyPhase:
     samples: PolicySamples
     kl_log_probs: list[torch.Tensor]  # this policy's log-probabilities of the TUNED samples
     vocabulary: dict[str, int]
+    templated: bool = False  # the policy reads its prompts through its chat template
+    greedy: PolicySamples | None = None  # greedy responses, only with a reward function
 
 
-def _tuned_phase(source: str, prompts: list[Prompt], config: EvaluationConfig, placement: Placement) -> _PolicyPhase:
+def _greedy_samples(
+    model, formatter, prompts: list[Prompt], config: EvaluationConfig, name: str, sampled: PolicySamples, wanted: bool
+) -> PolicySamples | None:
+    """The greedy responses when `wanted` (a reward function is set): the samples themselves at temperature 0."""
+    if not wanted:
+        return None
+    if config.temperature == 0:
+        return sampled
+    return sample_policy(model, formatter, prompts, dataclasses.replace(config, temperature=0.0), f"{name} (greedy)")
+
+
+def _tuned_phase(
+    source: str, prompts: list[Prompt], config: EvaluationConfig, placement: Placement, greedy: bool = False
+) -> _PolicyPhase:
     model, formatter = load_policy(source, placement, config.use_chat_template)
     samples = sample_policy(model, formatter, prompts, config, "tuned")
     log_probs = log_probs_of_samples(model, samples, config.temperature, "tuned")
-    return _PolicyPhase(samples, log_probs, formatter.tokenizer.get_vocab())
+    greedy_samples = _greedy_samples(model, formatter, prompts, config, "tuned", samples, greedy)
+    return _PolicyPhase(samples, log_probs, formatter.tokenizer.get_vocab(), formatter.templated, greedy_samples)
 
 
 def _base_phase(
-    source: str, prompts: list[Prompt], tuned: _PolicyPhase, config: EvaluationConfig, placement: Placement
+    source: str,
+    prompts: list[Prompt],
+    tuned: _PolicyPhase,
+    config: EvaluationConfig,
+    placement: Placement,
+    greedy: bool = False,
 ) -> _PolicyPhase:
     model, formatter = load_policy(source, placement, config.use_chat_template)
     vocabulary = formatter.tokenizer.get_vocab()
@@ -91,7 +122,19 @@ def _base_phase(
         )
     samples = sample_policy(model, formatter, prompts, config, "base")
     log_probs = log_probs_of_samples(model, tuned.samples, config.temperature, "base")
-    return _PolicyPhase(samples, log_probs, vocabulary)
+    greedy_samples = _greedy_samples(model, formatter, prompts, config, "base", samples, greedy)
+    return _PolicyPhase(samples, log_probs, vocabulary, formatter.templated, greedy_samples)
+
+
+def _rule_phase(
+    reward: RewardFunction, rows: list[EvalPrompt], phase: _PolicyPhase, name: str
+) -> RuleRewards:
+    """The reward function's rewards of one policy's sampled and greedy responses."""
+    print(f"{name} policy: scoring sampled and greedy responses with reward function {reward.name}", flush=True)
+    return RuleRewards(
+        sampled=rule_rewards(reward, rows, phase.samples, phase.templated),
+        greedy=rule_rewards(reward, rows, phase.greedy, phase.templated),
+    )
 
 
 def _score(scorer: RewardScorer, prompts: list[Prompt], responses: list[str], batch_size: int, what: str) -> list[float]:
@@ -137,30 +180,61 @@ def _reward_phase(
 
 
 def _policy_intervals(
-    base_rewards: list[float],
-    tuned_rewards: list[float],
+    rewards: "_RewardPhase | None",
     base_gold: list[float] | None,
     tuned_gold: list[float] | None,
     seed: int,
 ) -> dict[str, Interval]:
-    """Bootstrap intervals of the policy figures, by figure name; the gold ones only with gold scores.
+    """Bootstrap intervals of the policy figures, by figure name; the reward ones only with a reward
+    model, the gold ones only with gold scores.
 
     One resampling of the prompts serves every figure, so that base and tuned answers to a prompt
     stay together in the paired ones (win rate, tuned minus base).
     """
-    base, tuned = torch.tensor(base_rewards, dtype=torch.float64), torch.tensor(tuned_rewards, dtype=torch.float64)
-    per_prompt = {
-        "win_rate": win_shares(tuned, base),
-        "base_mean_reward": base,
-        "tuned_mean_reward": tuned,
-        "tuned_minus_base_reward": tuned - base,
-    }
+    per_prompt = {}
+    if rewards is not None:
+        base = torch.tensor(rewards.base, dtype=torch.float64)
+        tuned = torch.tensor(rewards.tuned, dtype=torch.float64)
+        per_prompt.update(
+            win_rate=win_shares(tuned, base), base_mean_reward=base, tuned_mean_reward=tuned,
+            tuned_minus_base_reward=tuned - base,
+        )
     if base_gold is not None and tuned_gold is not None:
         base_g, tuned_g = torch.tensor(base_gold, dtype=torch.float64), torch.tensor(tuned_gold, dtype=torch.float64)
         per_prompt.update(
             base_gold_score=base_g, tuned_gold_score=tuned_g, tuned_minus_base_gold_score=tuned_g - base_g
         )
+    if not per_prompt:
+        return {}
     return dict(zip(per_prompt, bootstrap_mean_intervals(list(per_prompt.values()), seed)))
+
+
+def _reward_model_section(rewards: "_RewardPhase | None", pairs: list[PreferencePair], seed: int) -> dict:
+    """evaluation.json's `reward_model` section; every figure None without a reward model."""
+    if rewards is None:
+        return {"eval_accuracy": None, "eval_accuracy_ci": None, "eval_pairs": None}
+    return {
+        "eval_accuracy": pairwise_accuracy(rewards.chosen, rewards.rejected),
+        "eval_accuracy_ci": bootstrap_mean_intervals([correct_orderings(rewards.chosen, rewards.rejected)], seed)[0],
+        "eval_pairs": len(pairs),
+    }
+
+
+def _reward_figures(rewards: "_RewardPhase | None", policy_ci: dict[str, Interval]) -> dict:
+    """The reward-model figures of the `policy` section; None without a reward model."""
+    if rewards is None:
+        names = ("base_mean_reward", "tuned_mean_reward", "tuned_minus_base_reward", "win_rate")
+        return {key: None for name in names for key in (name, f"{name}_ci")}
+    return {
+        "base_mean_reward": mean(rewards.base),
+        "base_mean_reward_ci": policy_ci["base_mean_reward"],
+        "tuned_mean_reward": mean(rewards.tuned),
+        "tuned_mean_reward_ci": policy_ci["tuned_mean_reward"],
+        "tuned_minus_base_reward": mean(rewards.tuned) - mean(rewards.base),
+        "tuned_minus_base_reward_ci": policy_ci["tuned_minus_base_reward"],
+        "win_rate": win_rate(rewards.tuned, rewards.base),
+        "win_rate_ci": policy_ci["win_rate"],
+    }
 
 
 def _curve_plots(reward_logs_dir, policy_logs_dir, predictions_dir: Path) -> list[CurvePlot]:
@@ -183,8 +257,8 @@ def run_evaluation(
     *,
     base_source: str,
     tuned_source: str,
-    reward_source: str,
-    eval_pairs_path: str | Path,
+    reward_source: str | None,
+    eval_pairs_path: str | Path | None,
     eval_prompts_path: str | Path,
     reward_logs_dir: str | Path | None,
     policy_logs_dir: str | Path | None,
@@ -195,22 +269,38 @@ def run_evaluation(
     """Evaluate the tuned policy against the base model and write every output.
 
     `gold_scorers` replaces the shipped registry (embedded_default.gold.GOLD_SCORERS) when given;
-    `config.gold_scorer` names the one to use ('' = none).
+    `config.gold_scorer` names the one to use ('' = none). Without `reward_source` (None or '') no
+    reward model is loaded and `eval_pairs_path` is not read: the reward-model figures are None.
+    `config.reward_function` adds the accuracy figures (None without it).
     """
     config.validate()
     gold_scorer = resolve_gold_scorer(config.gold_scorer, gold_scorers)
-    pairs = read_preference_pairs(eval_pairs_path)
-    prompts = read_eval_prompts(eval_prompts_path, config.max_eval_prompts, config.seed)
+    reward_function = load_reward_function(config.reward_function)
+    has_reward_model = bool(reward_source)
+    if has_reward_model and eval_pairs_path is None:
+        raise ValueError("a reward model is evaluated on held-out preference pairs: give eval_pairs_path")
+    pairs = read_preference_pairs(eval_pairs_path) if has_reward_model else []
+    rows = read_eval_prompt_rows(eval_prompts_path, config.max_eval_prompts, config.seed)
+    if reward_function is not None:
+        check_columns(reward_function, [row.columns for row in rows], f"the held-out prompts ({eval_prompts_path})")
+    prompts = [row.prompt for row in rows]
     placement = placement or Placement.detect()
 
-    tuned = _tuned_phase(tuned_source, prompts, config, placement)
+    greedy = reward_function is not None
+    tuned = _tuned_phase(tuned_source, prompts, config, placement, greedy)
     free_accelerator_memory()
-    base = _base_phase(base_source, prompts, tuned, config, placement)
+    base = _base_phase(base_source, prompts, tuned, config, placement, greedy)
     free_accelerator_memory()
     base_texts, tuned_texts = base.samples.texts, tuned.samples.texts
     prompt_texts = [prompt.text for prompt in prompts]
-    rewards = _reward_phase(reward_source, pairs, prompts, base_texts, tuned_texts, config, placement)
-    free_accelerator_memory()
+    base_rule = tuned_rule = None
+    if reward_function is not None:
+        tuned_rule = _rule_phase(reward_function, rows, tuned, "tuned")
+        base_rule = _rule_phase(reward_function, rows, base, "base")
+    rewards = None
+    if has_reward_model:
+        rewards = _reward_phase(reward_source, pairs, prompts, base_texts, tuned_texts, config, placement)
+        free_accelerator_memory()
 
     base_gold = tuned_gold = None
     if gold_scorer is not None:
@@ -223,24 +313,11 @@ def run_evaluation(
             for tuned_lp, base_lp, batch in zip(tuned.kl_log_probs, base.kl_log_probs, tuned.samples.batches)
         ]
     )
-    policy_ci = _policy_intervals(rewards.base, rewards.tuned, base_gold, tuned_gold, config.seed)
+    policy_ci = _policy_intervals(rewards, base_gold, tuned_gold, config.seed)
     evaluation = {
-        "reward_model": {
-            "eval_accuracy": pairwise_accuracy(rewards.chosen, rewards.rejected),
-            "eval_accuracy_ci": bootstrap_mean_intervals(
-                [correct_orderings(rewards.chosen, rewards.rejected)], config.seed
-            )[0],
-            "eval_pairs": len(pairs),
-        },
+        "reward_model": _reward_model_section(rewards, pairs, config.seed),
         "policy": {
-            "base_mean_reward": mean(rewards.base),
-            "base_mean_reward_ci": policy_ci["base_mean_reward"],
-            "tuned_mean_reward": mean(rewards.tuned),
-            "tuned_mean_reward_ci": policy_ci["tuned_mean_reward"],
-            "tuned_minus_base_reward": mean(rewards.tuned) - mean(rewards.base),
-            "tuned_minus_base_reward_ci": policy_ci["tuned_minus_base_reward"],
-            "win_rate": win_rate(rewards.tuned, rewards.base),
-            "win_rate_ci": policy_ci["win_rate"],
+            **_reward_figures(rewards, policy_ci),
             "kl_to_base": kl_per_prompt.mean().item(),
             "base_gold_score": mean(base_gold) if base_gold is not None else None,
             "base_gold_score_ci": policy_ci.get("base_gold_score"),
@@ -248,6 +325,7 @@ def run_evaluation(
             "tuned_gold_score_ci": policy_ci.get("tuned_gold_score"),
             "tuned_minus_base_gold_score": mean(tuned_gold) - mean(base_gold) if tuned_gold is not None else None,
             "tuned_minus_base_gold_score_ci": policy_ci.get("tuned_minus_base_gold_score"),
+            **accuracy_figures(base_rule, tuned_rule, config.seed),
             "base_mean_response_tokens": mean(base.samples.token_counts),
             "tuned_mean_response_tokens": mean(tuned.samples.token_counts),
             "base_truncated_fraction": mean(base.samples.truncated),
@@ -260,21 +338,30 @@ def run_evaluation(
     outputs.predictions_dir.mkdir(parents=True, exist_ok=True)
     write_predictions(outputs.predictions_dir / BASE_PREDICTIONS_FILE, prompt_texts, base_texts)
     write_predictions(outputs.predictions_dir / TUNED_PREDICTIONS_FILE, prompt_texts, tuned_texts)
+    if reward_function is not None:
+        write_predictions(outputs.predictions_dir / BASE_GREEDY_PREDICTIONS_FILE, prompt_texts, base.greedy.texts)
+        write_predictions(outputs.predictions_dir / TUNED_GREEDY_PREDICTIONS_FILE, prompt_texts, tuned.greedy.texts)
+    count = len(prompts)
     content = ReportContent(
         evaluation=evaluation,
-        reward_margin=mean_margin(rewards.chosen, rewards.rejected),
+        reward_margin=mean_margin(rewards.chosen, rewards.rejected) if rewards is not None else None,
         base_mean_words=mean([word_count(t) for t in base_texts]),
         tuned_mean_words=mean([word_count(t) for t in tuned_texts]),
         rows=[
             SideBySideRow(*cells)
             for cells in zip(
-                prompt_texts, base_texts, tuned_texts, rewards.base, rewards.tuned,
+                prompt_texts, base_texts, tuned_texts,
+                rewards.base if rewards is not None else no_gold, rewards.tuned if rewards is not None else no_gold,
                 base_gold or no_gold, tuned_gold or no_gold,
+                row_values(base_rule.sampled if base_rule else None, count),
+                row_values(tuned_rule.sampled if tuned_rule else None, count),
             )
         ],
         plots=_curve_plots(reward_logs_dir, policy_logs_dir, outputs.predictions_dir),
         gold_scorer=config.gold_scorer,
         settings=_settings(config, placement, base_source, tuned_source, reward_source),
+        reward_function=config.reward_function,
+        sampling=_sampling(config.temperature),
     )
     for path in (outputs.report_html, outputs.report_markdown, outputs.evaluation_json):
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -284,21 +371,30 @@ def run_evaluation(
     return EvaluationResult(evaluation, _flat_metrics(content))
 
 
+def _sampling(temperature: float) -> str:
+    return f"temperature {temperature:g}" if temperature > 0 else "greedy"
+
+
 def _settings(
-    config: EvaluationConfig, placement: Placement, base_source: str, tuned_source: str, reward_source: str
+    config: EvaluationConfig, placement: Placement, base_source: str, tuned_source: str, reward_source: str | None
 ) -> dict[str, str]:
     """What the report lists under Settings."""
-    return {
+    settings = {
         "Base model": base_source,
         "Tuned policy": tuned_source,
-        "Reward model": reward_source,
-        "Sampling": f"temperature {config.temperature:g}" if config.temperature > 0 else "greedy",
+        "Reward model": reward_source or "none",
+    }
+    if config.reward_function:
+        settings["Reward function (accuracy)"] = config.reward_function
+    settings.update({
+        "Sampling": _sampling(config.temperature),
         "Max new tokens": str(config.max_new_tokens),
         "Max prompt tokens": str(config.max_prompt_tokens),
         "Chat template (use_chat_template)": config.use_chat_template,
         "Seed": str(config.seed),
         "Device": f"{placement.device} ({str(placement.dtype).removeprefix('torch.')})",
-    }
+    })
+    return settings
 
 
 def _flat_metrics(content: ReportContent) -> dict[str, float]:

@@ -28,6 +28,11 @@ class PolicySamples:
         return [text for batch in self.batches for text in batch.texts]
 
     @property
+    def completion_ids(self) -> list[list[int]]:
+        """Per prompt, the response's token ids without padding: up to and including the EOS when it ended."""
+        return [ids[mask.bool()].tolist() for b in self.batches for ids, mask in zip(b.response_ids, b.response_mask)]
+
+    @property
     def token_counts(self) -> list[int]:
         """Response tokens before the closing EOS, per prompt."""
         counts = [b.response_lengths - b.ended.long() for b in self.batches]

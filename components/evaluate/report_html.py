@@ -3,7 +3,7 @@
 import base64
 from html import escape
 
-from components.evaluate.report_content import READING_GUIDE, ReportContent, format_number
+from components.evaluate.report_content import ReportContent, format_number
 
 TITLE = "RLHF evaluation: base vs tuned policy"
 
@@ -39,26 +39,31 @@ def _table(header: list[str], rows: list[list[str]], numeric_from: int = 1, css_
 
 
 def _samples_table(content: ReportContent) -> str:
-    gold = content.has_gold
-    header = ["#", "Prompt", "Base response", "Tuned response", "Base reward", "Tuned reward"]
+    gold, rm, rule = content.has_gold, content.has_reward_model, content.has_accuracy
+    header = ["#", "Prompt", "Base response", "Tuned response"]
+    if rm:
+        header += ["Base reward", "Tuned reward"]
+    if rule:
+        header += ["Base rule reward", "Tuned rule reward"]
     if gold:
         header += ["Base gold", "Tuned gold"]
     rows = []
     for number, row in enumerate(content.rows, start=1):
-        better = "better-tuned" if row.tuned_reward > row.base_reward else (
-            "better-base" if row.base_reward > row.tuned_reward else "tie")
+        preferred = row.preferred(by_reward_model=rm)
+        better = f"better-{preferred}" if preferred != "tie" else "tie"
         cells = [
             f'<td class="num">{number}</td>',
             f'<td class="text">{escape(row.prompt)}</td>',
             f'<td class="text base">{escape(row.base_response)}</td>',
             f'<td class="text tuned">{escape(row.tuned_response)}</td>',
-            f'<td class="num">{escape(format_number(row.base_reward))}</td>',
-            f'<td class="num">{escape(format_number(row.tuned_reward))}</td>',
         ]
-        if gold:
+        pairs = ([(row.base_reward, row.tuned_reward)] if rm else []) + (
+            [(row.base_rule_reward, row.tuned_rule_reward)] if rule else []) + (
+            [(row.base_gold, row.tuned_gold)] if gold else [])
+        for base_value, tuned_value in pairs:
             cells += [
-                f'<td class="num">{escape(format_number(row.base_gold))}</td>',
-                f'<td class="num">{escape(format_number(row.tuned_gold))}</td>',
+                f'<td class="num">{escape(format_number(base_value))}</td>',
+                f'<td class="num">{escape(format_number(tuned_value))}</td>',
             ]
         rows.append(f'<tr class="{better}">{"".join(cells)}</tr>')
     head = "".join(f"<th>{escape(h)}</th>" for h in header)
@@ -86,14 +91,14 @@ def render_html(content: ReportContent) -> str:
     comparison = _table(["Metric", "Base", "Tuned"], [list(r) for r in content.policy_comparison()])
     singles = _table(["Metric", "Value"], [list(r) for r in content.single_metrics()])
     notes = "".join(f'<div class="note">{escape(n)}</div>' for n in content.observations())
-    guide = "".join(f"<li>{escape(p)}</li>" for p in READING_GUIDE)
+    guide = "".join(f"<li>{escape(p)}</li>" for p in content.reading_guide())
     settings = _table(["Setting", "Value"], [[k, v] for k, v in content.settings.items()], numeric_from=2)
     sections = [
         f"<h1>{escape(TITLE)}</h1>",
         "<h2>Headline metrics</h2>", singles, comparison, notes,
         "<h2>How to read this</h2>", f"<ul>{guide}</ul>",
         f"<h2>Side by side ({len(content.rows)} held-out prompts)</h2>",
-        "<p>Green marks the response the reward model prefers.</p>", _samples_table(content),
+        f"<p>{escape(content.side_by_side_note())}</p>", _samples_table(content),
         "<h2>Training curves</h2>", _plots(content),
         "<h2>Settings</h2>", settings,
     ]

@@ -3,7 +3,7 @@
 import re
 from html import escape
 
-from components.evaluate.report_content import READING_GUIDE, ReportContent, format_number
+from components.evaluate.report_content import ReportContent, format_number
 from components.evaluate.report_html import TITLE
 
 MARKDOWN_CELL_CHARS = 300  # longer texts are cut in the Markdown table (the HTML report has them whole)
@@ -32,17 +32,26 @@ def render_markdown(content: ReportContent, max_rows: int) -> str:
     lines += [""]
     for note in content.observations():
         lines += [f"> **Note:** {markdown_cell(note, len(note))}", ""]
-    lines += ["", "## How to read this", ""] + [f"- {p}" for p in READING_GUIDE]
+    lines += ["", "## How to read this", ""] + [f"- {p}" for p in content.reading_guide()]
 
     shown = content.rows[:max_rows]
     lines += ["", f"## Side by side (first {len(shown)} of {len(content.rows)} held-out prompts)", ""]
-    header = ["#", "Prompt", "Base response", "Tuned response", "Base reward", "Tuned reward"]
+    rm, rule = content.has_reward_model, content.has_accuracy
+    header = ["#", "Prompt", "Base response", "Tuned response"]
+    if rm:
+        header += ["Base reward", "Tuned reward"]
+    if rule:
+        header += ["Base rule reward", "Tuned rule reward"]
     if content.has_gold:
         header += ["Base gold", "Tuned gold"]
     rows = []
     for number, row in enumerate(shown, start=1):
         cells = [str(number), markdown_cell(row.prompt), markdown_cell(row.base_response),
-                 markdown_cell(row.tuned_response), format_number(row.base_reward), format_number(row.tuned_reward)]
+                 markdown_cell(row.tuned_response)]
+        if rm:
+            cells += [format_number(row.base_reward), format_number(row.tuned_reward)]
+        if rule:
+            cells += [format_number(row.base_rule_reward), format_number(row.tuned_rule_reward)]
         if content.has_gold:
             cells += [format_number(row.base_gold), format_number(row.tuned_gold)]
         rows.append(cells)

@@ -5,15 +5,16 @@ from kfp.dsl import HTML, Artifact, Input, Model, Output
 
 def summarize_run(
     evaluation: Input[Artifact],
-    reward_model: Input[Model],
     policy: Input[Model],
     report: Input[HTML],
     reward_model_train_steps: int,
     reinforcement_learning_train_steps: int,
     code_version: str,
     summary: Output[Artifact],
+    reward_model: Input[Model] = None,
 ):
-    """Write summary.json: evaluation figures, step counts and the outputs' locations."""
+    """Write summary.json: evaluation figures, step counts and the outputs' locations (the reward
+    model's path null for a run without one)."""
     import json
 
     from components.summarize_run.summary import build_summary, write_summary
@@ -24,7 +25,7 @@ def summarize_run(
         results,
         reward_model_train_steps,
         reinforcement_learning_train_steps,
-        reward_model_uri=reward_model.uri,
+        reward_model_uri=reward_model.uri if reward_model is not None else None,
         policy_uri=policy.uri,
         report_html_uri=report.uri,
     )

@@ -9,11 +9,15 @@ def build_summary(
     evaluation: dict[str, Any],
     reward_model_train_steps: int,
     reinforcement_learning_train_steps: int,
-    reward_model_uri: str,
+    reward_model_uri: str | None,
     policy_uri: str,
     report_html_uri: str,
 ) -> dict[str, Any]:
-    """Merge the evaluation results with the step counts and where the outputs live."""
+    """Merge the evaluation results with the step counts and where the outputs live.
+
+    Every figure of evaluation.json is kept under its name: with no reward model its figures (and
+    `paths.reward_model`) are null; without a reward function the accuracy figures are.
+    """
     return {
         "reward_model": dict(evaluation["reward_model"]),
         "policy": dict(evaluation["policy"]),

@@ -37,13 +37,19 @@ def add_parser(subparsers) -> None:
 
 
 def print_results(result) -> None:
-    from components.evaluate.report_content import section_estimate
+    from components.evaluate.report_content import reward_model_estimate, section_estimate
 
     reward_model, policy = result.summary["reward_model"], result.summary["policy"]
-    print(f"reward model eval accuracy: {section_estimate(reward_model, 'eval_accuracy')}")
-    print(f"mean reward: base {section_estimate(policy, 'base_mean_reward')} "
-          f"-> tuned {section_estimate(policy, 'tuned_mean_reward')}")
-    print(f"win rate {section_estimate(policy, 'win_rate')}; KL to base {policy['kl_to_base']:.3f}")
+    print(f"reward model eval accuracy: {reward_model_estimate(reward_model, 'eval_accuracy')}")
+    print(f"mean reward: base {reward_model_estimate(policy, 'base_mean_reward')} "
+          f"-> tuned {reward_model_estimate(policy, 'tuned_mean_reward')}")
+    print(f"win rate {reward_model_estimate(policy, 'win_rate')}; KL to base {policy['kl_to_base']:.3f}")
+    if policy["accuracy_rows_scored"] is not None:
+        print(f"accuracy (rule reward, {policy['accuracy_rows_scored']} of {policy['eval_prompts']} prompts): "
+              f"sampled base {section_estimate(policy, 'base_accuracy')} "
+              f"-> tuned {section_estimate(policy, 'tuned_accuracy')}; "
+              f"greedy base {section_estimate(policy, 'base_accuracy_greedy')} "
+              f"-> tuned {section_estimate(policy, 'tuned_accuracy_greedy')}")
     print(f"responses cut at the length limit: base {policy['base_truncated_fraction']:.0%}, "
           f"tuned {policy['tuned_truncated_fraction']:.0%}")
     print(f"run directory: {result.run_dir}")
