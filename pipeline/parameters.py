@@ -42,8 +42,8 @@ VERTEX_PARAMETERS: tuple[Parameter, ...] = (
               "`candidate_1` and `choice` (Vertex format), or `prompt`, `chosen`, `rejected`."),
     Parameter("large_model_reference", str, REQUIRED,
               "The base model: a Hugging Face model id, a local directory, a gs:// path, a Vertex name "
-              "with an open equivalent (e.g. `llama-2-7b`), or `builtin:tiny-summarizer` for the "
-              "embedded sample task."),
+              "with an open equivalent (e.g. `llama-2-7b`), or a built-in tiny model: `builtin:tiny-summarizer` "
+              "(the embedded sample task) or `builtin:tiny-arithmetic` (a chat model for word problems)."),
     Parameter("model_display_name", Optional[str], None,
               "Display name of the tuned model when it is uploaded to the Vertex Model Registry. "
               "Defaults to a name derived from the base model."),

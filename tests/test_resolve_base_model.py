@@ -25,6 +25,8 @@ def test_hub_ids_local_directories_gcs_and_builtin(tiny_causal_lm):
     assert (local.kind, local.name_or_path) == ("local", str(tiny_causal_lm.resolve()))
     assert resolve_model_reference("gs://bucket/models/m/").name_or_path == "gs://bucket/models/m"
     assert resolve_model_reference(BUILTIN_MODEL_REFERENCE).kind == "builtin"
+    arithmetic = resolve_model_reference("builtin:tiny-arithmetic")
+    assert (arithmetic.kind, arithmetic.name_or_path) == ("builtin", "builtin:tiny-arithmetic")
     assert str(fuse_path("gs://bucket/models/m")) == "/gcs/bucket/models/m"
     assert uri_of_fuse_path("/gcs/bucket/models/m") == "gs://bucket/models/m"
     assert uri_of_fuse_path("/tmp/x") is None
@@ -36,7 +38,7 @@ def test_hub_ids_local_directories_gcs_and_builtin(tiny_causal_lm):
         ("", "is empty"),
         ("text-bison@001", "PaLM 2 weights are not public"),
         ("t5-small", "encoder-decoder"),
-        ("builtin:huge", "the only built-in model"),
+        ("builtin:huge", "the built-in models are"),
         ("./no/such/dir", "does not exist"),
         ("not a model", "unknown model reference"),
     ],

@@ -4,7 +4,7 @@ from pathlib import Path
 
 from components.common.models import write_model_reference
 from components.common.gcs_paths import fuse_path
-from components.resolve_base_model.references import ResolvedModel, resolve_model_reference
+from components.resolve_base_model.references import ResolvedModel, build_builtin_model, resolve_model_reference
 
 
 def download_gcs_prefix(uri: str, destination: Path) -> Path:
@@ -33,9 +33,7 @@ def materialize_base_model(reference: str, artifact_dir: str | Path, seed: int) 
     directory = Path(artifact_dir)
     directory.mkdir(parents=True, exist_ok=True)
     if resolved.kind == "builtin":
-        from embedded_default.tiny_model import build_tiny_model
-
-        build_tiny_model(directory, seed=seed)
+        build_builtin_model(resolved.name_or_path, directory, seed)
     elif resolved.kind == "gcs":
         mounted = fuse_path(resolved.name_or_path)
         if mounted.is_dir():

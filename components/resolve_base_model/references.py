@@ -48,29 +48,50 @@ class ResolvedModel:
     description: str
 
 
-def accepted_forms() -> str:
+def builtin_models() -> dict[str, str]:
+    """The built-in model references and what each is: the tiny models of the embedded sample tasks."""
     from embedded_default import BUILTIN_MODEL_REFERENCE
+    from embedded_default.arithmetic import BUILTIN_MODEL_REFERENCE as ARITHMETIC_REFERENCE
 
+    return {
+        BUILTIN_MODEL_REFERENCE: "tiny causal LM of the embedded sample task, built offline",
+        ARITHMETIC_REFERENCE: "tiny chat model of the embedded arithmetic task, built offline",
+    }
+
+
+def build_builtin_model(reference: str, output_dir: str | Path, seed: int) -> Path:
+    """Build the built-in model `reference` into `output_dir`."""
+    from embedded_default.arithmetic import BUILTIN_MODEL_REFERENCE as ARITHMETIC_REFERENCE
+
+    if reference == ARITHMETIC_REFERENCE:
+        from embedded_default.arithmetic.tiny_model import build_tiny_arithmetic_model
+
+        return build_tiny_arithmetic_model(output_dir, seed=seed)
+    from embedded_default.tiny_model import build_tiny_model
+
+    return build_tiny_model(output_dir, seed=seed)
+
+
+def accepted_forms() -> str:
     vertex_names = ", ".join(sorted(VERTEX_OPEN_EQUIVALENTS))
+    builtins = ", ".join(f"'{name}'" for name in builtin_models())
     return (
         "a local model directory (with config.json), a Hugging Face id 'org/name', a gs:// path, "
-        f"'{BUILTIN_MODEL_REFERENCE}', or a Vertex name with an open equivalent ({vertex_names})"
+        f"{builtins}, or a Vertex name with an open equivalent ({vertex_names})"
     )
 
 
 def resolve_model_reference(reference: str) -> ResolvedModel:
     """Classify a model reference without loading anything; a bad one raises UserInputError."""
-    from embedded_default import BUILTIN_MODEL_REFERENCE
-
     ref = (reference or "").strip()
     if not ref:
         raise UserInputError(f"large_model_reference is empty; accepted: {accepted_forms()}")
     if ref.startswith(BUILTIN_PREFIX):
-        if ref != BUILTIN_MODEL_REFERENCE:
-            raise UserInputError(
-                f"unknown built-in model '{ref}'; the only built-in model is '{BUILTIN_MODEL_REFERENCE}'"
-            )
-        return ResolvedModel("builtin", ref, "tiny causal LM of the embedded sample task, built offline")
+        known = builtin_models()
+        if ref not in known:
+            names = ", ".join(f"'{name}'" for name in known)
+            raise UserInputError(f"unknown built-in model '{ref}'; the built-in models are {names}")
+        return ResolvedModel("builtin", ref, known[ref])
     if ref.startswith("gs://"):
         if len(ref) <= len("gs://") or ref.endswith("gs://"):
             raise UserInputError(f"model reference '{ref}' names no bucket")
