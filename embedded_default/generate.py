@@ -205,31 +205,41 @@ def write_jsonl(path: Path, rows: list[dict]) -> None:
             handle.write(json.dumps(row, ensure_ascii=False) + "\n")
 
 
-def generate(output_dir: str | Path, config: GeneratorConfig = GeneratorConfig()) -> dict[str, Path]:
-    """Write the three JSONL files into `output_dir`; returns their paths keyed by file name."""
+def write_task_files(output_dir: str | Path, rows_by_name: dict[str, list[dict]]) -> dict[str, Path]:
+    """Write each file's rows as JSONL into `output_dir`; returns their paths keyed by file name."""
     directory = Path(output_dir)
     directory.mkdir(parents=True, exist_ok=True)
     paths = {}
-    for name, rows in generate_rows(config).items():
+    for name, rows in rows_by_name.items():
         paths[name] = directory / name
         write_jsonl(paths[name], rows)
     return paths
 
 
-def main(argv: list[str] | None = None) -> None:
-    from embedded_default import DATA_DIR
+def generate(output_dir: str | Path, config: GeneratorConfig = GeneratorConfig()) -> dict[str, Path]:
+    """Write the three JSONL files into `output_dir`; returns their paths keyed by file name."""
+    return write_task_files(output_dir, generate_rows(config))
 
-    defaults = GeneratorConfig()
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--output-dir", type=Path, default=DATA_DIR, help="default: %(default)s")
+
+def generator_main(argv: list[str] | None, description: str, data_dir: Path, config_class, generate_files) -> None:
+    """The command line of a sample task's generator: sizes and seed of its three files, and where they go."""
+    defaults = config_class()
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--output-dir", type=Path, default=data_dir, help="default: %(default)s")
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--preference-rows", type=int, default=defaults.preference_rows)
     parser.add_argument("--prompt-rows", type=int, default=defaults.prompt_rows)
     parser.add_argument("--eval-rows", type=int, default=defaults.eval_rows)
     args = parser.parse_args(argv)
-    config = GeneratorConfig(args.seed, args.preference_rows, args.prompt_rows, args.eval_rows)
-    for name, path in generate(args.output_dir, config).items():
+    config = config_class(args.seed, args.preference_rows, args.prompt_rows, args.eval_rows)
+    for path in generate_files(args.output_dir, config).values():
         print(f"wrote {path}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    from embedded_default import DATA_DIR
+
+    generator_main(argv, __doc__.splitlines()[0], DATA_DIR, GeneratorConfig, generate)
 
 
 if __name__ == "__main__":

@@ -205,22 +205,41 @@ def build_tiny_model(
     examples = encode_pairs(tokenizer, pairs)
     final_loss = supervised_warmup(model, examples, tokenizer.pad_token_id, config, seed, progress)
 
+    build = BuiltModel(model, tokenizer, len(examples), final_loss, started, seed, config)
+    return save_built_model(build, output_dir, "tiny summarizer", progress, instruction=instruction)
+
+
+@dataclass
+class BuiltModel:
+    """A tiny model right after its warm-up, with what its build report records."""
+
+    model: object
+    tokenizer: object
+    warmup_examples: int
+    final_loss: float
+    started: float  # time.perf_counter() when the build began
+    seed: int
+    config: TinyModelConfig
+
+
+def save_built_model(build: BuiltModel, output_dir: str | Path, name: str, progress: bool, **details) -> Path:
+    """Save the model and tokenizer into `output_dir` with the build report (`details` added to it)."""
     directory = Path(output_dir)
     directory.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(directory)
-    tokenizer.save_pretrained(directory)
+    build.model.save_pretrained(directory)
+    build.tokenizer.save_pretrained(directory)
     report = {
-        "parameters": sum(p.numel() for p in model.parameters()),
-        "vocab_size": len(tokenizer),
-        "warmup_examples": len(examples),
-        "final_warmup_loss": round(final_loss, 4),
-        "seconds": round(time.perf_counter() - started, 1),
-        "seed": seed,
-        "instruction": instruction,
-        "config": asdict(config),
+        "parameters": sum(p.numel() for p in build.model.parameters()),
+        "vocab_size": len(build.tokenizer),
+        "warmup_examples": build.warmup_examples,
+        "final_warmup_loss": round(build.final_loss, 4),
+        "seconds": round(time.perf_counter() - build.started, 1),
+        "seed": build.seed,
+        **details,
+        "config": asdict(build.config),
     }
     (directory / BUILD_REPORT_FILE).write_text(json.dumps(report, indent=2) + "\n")
     if progress:
-        print(f"built the tiny summarizer in {directory}: {report['parameters']} parameters, "
+        print(f"built the {name} in {directory}: {report['parameters']} parameters, "
               f"warm-up loss {report['final_warmup_loss']}, {report['seconds']} s")
     return directory

@@ -162,7 +162,7 @@ def built_model(tmp_path_factory):
 def test_builtin_model_builds_with_a_chat_template_and_pad_other_than_eos(built_model):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from embedded_default.arithmetic.tiny_model import BUILD_REPORT_FILE
+    from embedded_default.tiny_model import BUILD_REPORT_FILE
 
     tokenizer = AutoTokenizer.from_pretrained(built_model)
     model = AutoModelForCausalLM.from_pretrained(built_model)

@@ -14,11 +14,11 @@ apples does she have now?"), with operands chosen so that the answer lies in 0..
 No question appears twice across the three files.
 """
 
-import argparse
-import json
 import random
 from dataclasses import dataclass
 from pathlib import Path
+
+from embedded_default.generate import generator_main, write_task_files
 
 SYSTEM_PROMPT = r"Solve the math word problem. Give the final answer in \boxed{}."
 PREFERENCE_FILE_NAME = "preference.jsonl"
@@ -156,37 +156,15 @@ def generate_rows(config: GeneratorConfig) -> dict[str, list[dict]]:
     }
 
 
-def write_jsonl(path: Path, rows: list[dict]) -> None:
-    with path.open("w", encoding="utf-8", newline="\n") as handle:
-        for row in rows:
-            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
-
-
 def generate(output_dir: str | Path, config: GeneratorConfig = GeneratorConfig()) -> dict[str, Path]:
     """Write the three JSONL files into `output_dir`; returns their paths keyed by file name."""
-    directory = Path(output_dir)
-    directory.mkdir(parents=True, exist_ok=True)
-    paths = {}
-    for name, rows in generate_rows(config).items():
-        paths[name] = directory / name
-        write_jsonl(paths[name], rows)
-    return paths
+    return write_task_files(output_dir, generate_rows(config))
 
 
 def main(argv: list[str] | None = None) -> None:
     from embedded_default.arithmetic import DATA_DIR
 
-    defaults = GeneratorConfig()
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--output-dir", type=Path, default=DATA_DIR, help="default: %(default)s")
-    parser.add_argument("--seed", type=int, default=defaults.seed)
-    parser.add_argument("--preference-rows", type=int, default=defaults.preference_rows)
-    parser.add_argument("--prompt-rows", type=int, default=defaults.prompt_rows)
-    parser.add_argument("--eval-rows", type=int, default=defaults.eval_rows)
-    args = parser.parse_args(argv)
-    config = GeneratorConfig(args.seed, args.preference_rows, args.prompt_rows, args.eval_rows)
-    for path in generate(args.output_dir, config).values():
-        print(f"wrote {path}")
+    generator_main(argv, __doc__.splitlines()[0], DATA_DIR, GeneratorConfig, generate)
 
 
 if __name__ == "__main__":

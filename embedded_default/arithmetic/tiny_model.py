@@ -19,7 +19,7 @@ so that `components.common.data.answers.last_boxed` reads it.
 
 import json
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -28,8 +28,10 @@ from embedded_default.arithmetic import PREFERENCE_FILE
 from embedded_default.arithmetic.generate import CONTAINERS, FRIENDS, ITEMS, NAMES, SYSTEM_PROMPT, TEMPLATES
 from embedded_default.tiny_model import (
     IGNORE_INDEX,
+    BuiltModel,
     TinyModelConfig,
     build_model,
+    save_built_model,
     supervised_warmup,
 )
 
@@ -48,7 +50,6 @@ CHAT_TEMPLATE = (
     "{% endfor %}"
     "{% if add_generation_prompt %}{{ '<|assistant|>\n' }}{% endif %}"
 )
-BUILD_REPORT_FILE = "tiny_model_build.json"
 
 
 @dataclass(frozen=True)
@@ -154,21 +155,5 @@ def build_tiny_arithmetic_model(
     examples = encode_pairs(tokenizer, warmup_pairs(read_preference_rows(preference_file)))
     final_loss = supervised_warmup(model, examples, tokenizer.pad_token_id, config, seed, progress)
 
-    directory = Path(output_dir)
-    directory.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(directory)
-    tokenizer.save_pretrained(directory)
-    report = {
-        "parameters": sum(p.numel() for p in model.parameters()),
-        "vocab_size": len(tokenizer),
-        "warmup_examples": len(examples),
-        "final_warmup_loss": round(final_loss, 4),
-        "seconds": round(time.perf_counter() - started, 1),
-        "seed": seed,
-        "config": asdict(config),
-    }
-    (directory / BUILD_REPORT_FILE).write_text(json.dumps(report, indent=2) + "\n")
-    if progress:
-        print(f"built the tiny arithmetic model in {directory}: {report['parameters']} parameters, "
-              f"warm-up loss {report['final_warmup_loss']}, {report['seconds']} s")
-    return directory
+    build = BuiltModel(model, tokenizer, len(examples), final_loss, started, seed, config)
+    return save_built_model(build, output_dir, "tiny arithmetic model", progress)
