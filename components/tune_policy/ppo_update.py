@@ -31,9 +31,9 @@ GROUP_STATISTICS = ("rl_loss", "kl_penalty", "clip_fraction", "clip_fraction_low
 
 
 def _minibatch_normaliser(config: PPOConfig, token_count: torch.Tensor, rows: int) -> torch.Tensor | float:
-    """What GRPO/RLOO divide a minibatch's loss sum by (see group_math.aggregated_loss): its tokens (dapo),
-    its rows (grpo), or its rows times max_new_tokens (dr_grpo); `rows` counts every process's."""
-    if config.loss_type == "dapo":
+    """What a minibatch's loss sum is divided by: PPO's and dapo's token count; grpo's rows; dr_grpo's rows
+    times max_new_tokens (see group_math.aggregated_loss). Token count and `rows` are every process's."""
+    if not config.grouped or config.loss_type == "dapo":
         return token_count
     if config.loss_type == "grpo":
         return float(rows)
@@ -52,26 +52,63 @@ def ppo_update(
     """Optimise on `rollout` and return token-averaged statistics of the pass (PPO, GRPO or RLOO:
     `config.algorithm`).
 
-    Each minibatch's loss is the mean over its real response tokens; it is accumulated over
-    forward chunks of `forward_batch_size` rows, so chunking changes memory, not gradients.
+    Each minibatch's loss is the mean over its real response tokens (GRPO/RLOO: averaged as
+    `loss_type` says); it is accumulated over forward chunks of `forward_batch_size` rows, so
+    chunking changes memory, not gradients.
 
     With several processes (`policy` wrapped by `processes.data_parallel`) each holds its share of
-    the batch and takes the same share of every minibatch. Each scales its token sum by the token
-    count of the whole minibatch times the process count, so DDP's averaged gradient is exactly the
-    gradient of the whole minibatch's token mean, as one process would compute it.
+    the batch and takes the same share of every minibatch. Each scales its loss sum by the whole
+    minibatch's normaliser times the process count, so DDP's averaged gradient is exactly the
+    gradient of the whole minibatch's loss, as one process would compute it.
     """
+    if config.grouped:
+        return _passes(policy, optimizer, scheduler, rollout, config, generator, processes, GROUP_STATISTICS,
+                       _group_chunk_loss)
+    return _passes(policy, optimizer, scheduler, rollout, config, generator, processes, STATISTICS, _ppo_chunk_loss)
+
+
+def _ppo_chunk_loss(rollout: Rollout, rows, logprobs, values, mask, config: PPOConfig):
+    """PPO: the clipped policy loss plus the clipped value loss; (loss sum, per-token statistics)."""
+    policy_loss, policy_clipped = clipped_policy_loss(
+        logprobs, rollout.logprobs[rows], rollout.advantages[rows], config.clip_range
+    )
+    value_loss, value_clipped = clipped_value_loss(
+        values, rollout.values[rows], rollout.returns[rows], config.value_clip_range
+    )
+    token_losses = (policy_loss + config.value_loss_coeff * value_loss) * mask
+    return token_losses.sum(), (policy_loss, value_loss, policy_clipped, value_clipped)
+
+
+def _group_chunk_loss(rollout: Rollout, rows, logprobs, values, mask, config: PPOConfig):
+    """GRPO/RLOO: the ratio clipped to [1 - epsilon, 1 + epsilon_high], plus GRPO's k3 KL term,
+    averaged as `loss_type` says; (loss sum, per-token statistics). No value head."""
+    policy_loss, low_clipped, high_clipped = clipped_ratio_loss(
+        logprobs, rollout.logprobs[rows], rollout.advantages[rows], config.epsilon, config.clip_high
+    )
+    kl_penalty = torch.zeros_like(policy_loss)
+    if config.algorithm == "grpo" and rollout.ref_logprobs is not None and config.kl_coeff > 0:
+        kl_penalty = k3_kl(logprobs, rollout.ref_logprobs[rows])
+    token_losses = policy_loss + config.kl_coeff * kl_penalty
+    loss = aggregated_loss(token_losses, mask, config.loss_type, 1.0)
+    return loss, (policy_loss, kl_penalty, low_clipped | high_clipped, low_clipped, high_clipped)
+
+
+def _passes(policy, optimizer, scheduler, rollout: Rollout, config: PPOConfig, generator: torch.Generator,
+            processes: TrainingProcesses, statistics: tuple[str, ...], chunk_loss) -> dict[str, float]:
+    """`ppo_epochs` passes over `rollout` in minibatches, each an optimizer step; `chunk_loss` is the
+    algorithm's loss of one forward chunk. Returns the token-averaged `statistics`."""
     parameters = trainable_parameters(policy)
     response_length = rollout.response_ids.shape[1]
     minibatch_size = config.minibatch_size // processes.count
-    if config.grouped:
-        return _group_update(policy, optimizer, scheduler, rollout, config, generator, processes)
-    totals = torch.zeros(len(STATISTICS), dtype=torch.float64, device=rollout.response_mask.device)
+    device = rollout.response_mask.device
+    totals = torch.zeros(len(statistics), dtype=torch.float64, device=device)
     grad_norms = []
     for _ in range(config.ppo_epochs):
         order = torch.randperm(rollout.size, generator=generator)
         for minibatch in order.split(minibatch_size):
-            minibatch = minibatch.to(rollout.response_mask.device)
+            minibatch = minibatch.to(device)
             token_count = processes.total(rollout.response_mask[minibatch].sum().float()).clamp(min=1)
+            normaliser = _minibatch_normaliser(config, token_count, len(minibatch) * processes.count)
             optimizer.zero_grad(set_to_none=True)
             chunks = minibatch.split(config.forward_batch_size)
             for index, rows in enumerate(chunks):
@@ -84,93 +121,18 @@ def ppo_update(
                     logits = logits / config.temperature
                     logprobs = token_log_probs(logits, rollout.response_ids[rows])
                     mask = rollout.response_mask[rows].float()
-                    policy_loss, policy_clipped = clipped_policy_loss(
-                        logprobs, rollout.logprobs[rows], rollout.advantages[rows], config.clip_range
-                    )
-                    value_loss, value_clipped = clipped_value_loss(
-                        values, rollout.values[rows], rollout.returns[rows], config.value_clip_range
-                    )
-                    token_losses = (policy_loss + config.value_loss_coeff * value_loss) * mask
-                    loss = token_losses.sum() * processes.count / token_count
+                    loss_sum, per_token = chunk_loss(rollout, rows, logprobs, values, mask, config)
+                    loss = loss_sum * processes.count / normaliser
                     loss.backward()
                 with torch.no_grad():
                     log_ratio = logprobs - rollout.logprobs[rows]
-                    per_token = (
-                        policy_loss,
-                        value_loss,
-                        policy_clipped,
-                        value_clipped,
-                        entropy_from_logits(logits),
-                        0.5 * log_ratio**2,
-                        torch.ones_like(mask),
-                    )
-                    totals += torch.stack([(value * mask).sum() for value in per_token]).double()
+                    per_token = (*per_token, entropy_from_logits(logits), 0.5 * log_ratio**2, torch.ones_like(mask))
+                    totals += torch.stack([(value.float() * mask).sum() for value in per_token]).double()
             grad_norms.append(float(torch.nn.utils.clip_grad_norm_(parameters, config.max_grad_norm)))
             optimizer.step()
             scheduler.step()
     totals = processes.total(totals).cpu()  # read back from the device once, after the update
     tokens = max(float(totals[-1]), 1.0)
-    stats = {name: float(value) / tokens for name, value in zip(STATISTICS[:-1], totals[:-1])}
-    stats["grad_norm"] = sum(grad_norms) / len(grad_norms)
-    return stats
-
-
-def _group_update(policy, optimizer, scheduler, rollout: Rollout, config: PPOConfig, generator: torch.Generator,
-                  processes: TrainingProcesses) -> dict[str, float]:
-    """GRPO's and RLOO's update: as PPO's, without a value head, with their clipping and loss averaging.
-
-    Under DDP each process divides its share by the whole minibatch's normaliser times the process
-    count, so the averaged gradient is that of the whole minibatch's loss (as in PPO's update)."""
-    parameters = trainable_parameters(policy)
-    response_length = rollout.response_ids.shape[1]
-    minibatch_size = config.minibatch_size // processes.count
-    device = rollout.response_mask.device
-    totals = torch.zeros(len(GROUP_STATISTICS), dtype=torch.float64, device=device)
-    grad_norms = []
-    for _ in range(config.ppo_epochs):
-        order = torch.randperm(rollout.size, generator=generator)
-        for minibatch in order.split(minibatch_size):
-            minibatch = minibatch.to(device)
-            token_count = processes.total(rollout.response_mask[minibatch].sum().float()).clamp(min=1)
-            normaliser = _minibatch_normaliser(config, token_count, len(minibatch) * processes.count)
-            optimizer.zero_grad(set_to_none=True)
-            chunks = minibatch.split(config.forward_batch_size)
-            for index, rows in enumerate(chunks):
-                is_last = index == len(chunks) - 1
-                synchronising = contextlib.nullcontext() if is_last or processes.count == 1 else policy.no_sync()
-                ids, attention = trim_left_padding(rollout.input_ids[rows], rollout.attention_mask[rows])
-                with synchronising:
-                    logits, _ = policy(ids, attention, response_length)
-                    logits = logits / config.temperature
-                    logprobs = token_log_probs(logits, rollout.response_ids[rows])
-                    mask = rollout.response_mask[rows].float()
-                    policy_loss, low_clipped, high_clipped = clipped_ratio_loss(
-                        logprobs, rollout.logprobs[rows], rollout.advantages[rows], config.epsilon, config.clip_high
-                    )
-                    kl_penalty = torch.zeros_like(policy_loss)
-                    if config.algorithm == "grpo" and rollout.ref_logprobs is not None and config.kl_coeff > 0:
-                        kl_penalty = k3_kl(logprobs, rollout.ref_logprobs[rows])
-                    token_losses = policy_loss + config.kl_coeff * kl_penalty
-                    loss = aggregated_loss(token_losses, mask, config.loss_type, 1.0) * processes.count / normaliser
-                    loss.backward()
-                with torch.no_grad():
-                    log_ratio = logprobs - rollout.logprobs[rows]
-                    per_token = (
-                        policy_loss,
-                        kl_penalty,
-                        low_clipped | high_clipped,
-                        low_clipped,
-                        high_clipped,
-                        entropy_from_logits(logits),
-                        0.5 * log_ratio**2,
-                        torch.ones_like(mask),
-                    )
-                    totals += torch.stack([(value.float() * mask).sum() for value in per_token]).double()
-            grad_norms.append(float(torch.nn.utils.clip_grad_norm_(parameters, config.max_grad_norm)))
-            optimizer.step()
-            scheduler.step()
-    totals = processes.total(totals).cpu()
-    tokens = max(float(totals[-1]), 1.0)
-    stats = {name: float(value) / tokens for name, value in zip(GROUP_STATISTICS[:-1], totals[:-1])}
+    stats = {name: float(value) / tokens for name, value in zip(statistics[:-1], totals[:-1])}
     stats["grad_norm"] = sum(grad_norms) / len(grad_norms)
     return stats
