@@ -149,42 +149,27 @@ def collect_rollout(
     scores = scores - config.missing_eos_penalty * truncated.float()
     if config.grouped:
         advantages, kl = _group_advantages(scores, logprobs, ref_logprobs, response_mask, config, processes)
-        return Rollout(
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            response_ids=response_ids,
-            response_mask=response_mask,
-            logprobs=logprobs,
-            values=None,
-            advantages=advantages,
-            returns=None,
-            scores=scores,
-            kl=kl,
-            truncated=truncated,
-            texts=batch.texts,
-            generation_seconds=generation_seconds,
-            seconds=time.perf_counter() - started,
-            ref_logprobs=ref_logprobs,
+        returns = None
+    else:
+        if torch.isnan(scores).any():
+            raise UserInputError(
+                "the reward function returned None (no reward) for some responses: PPO needs a reward for every "
+                "response; use algorithm grpo or rloo, which leave them out, or return a number"
+            )
+        rewards, kl = kl_shaped_rewards(scores, logprobs, ref_logprobs, response_mask, config.kl_coeff)
+        advantages, returns = generalized_advantages(
+            rewards, values, response_mask, config.gamma, config.gae_lambda
         )
-    if torch.isnan(scores).any():
-        raise UserInputError(
-            "the reward function returned None (no reward) for some responses: PPO needs a reward for every "
-            "response; use algorithm grpo or rloo, which leave them out, or return a number"
-        )
-
-    rewards, kl = kl_shaped_rewards(scores, logprobs, ref_logprobs, response_mask, config.kl_coeff)
-    advantages, returns = generalized_advantages(
-        rewards, values, response_mask, config.gamma, config.gae_lambda
-    )
-    if config.whiten_advantages:
-        advantages = masked_whiten(advantages, response_mask, processes.total)
+        if config.whiten_advantages:
+            advantages = masked_whiten(advantages, response_mask, processes.total)
+        values = values * response_mask
     return Rollout(
         input_ids=input_ids,
         attention_mask=attention_mask,
         response_ids=response_ids,
         response_mask=response_mask,
         logprobs=logprobs,
-        values=values * response_mask,
+        values=values,
         advantages=advantages,
         returns=returns,
         scores=scores,
@@ -193,6 +178,7 @@ def collect_rollout(
         texts=batch.texts,
         generation_seconds=generation_seconds,
         seconds=time.perf_counter() - started,
+        ref_logprobs=ref_logprobs if config.grouped else None,  # GRPO's KL loss term reads them
     )
 
 
