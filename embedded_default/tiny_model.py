@@ -111,15 +111,19 @@ def build_model(tokenizer, config: TinyModelConfig):
     return model
 
 
+def supervised_example(
+    prompt_ids: list[int], response_ids: list[int], eos_token_id: int
+) -> tuple[list[int], list[int]]:
+    """(input ids, labels) of one warm-up example: prompt + response + EOS, the prompt masked out of the labels."""
+    target = response_ids + [eos_token_id]
+    return prompt_ids + target, [IGNORE_INDEX] * len(prompt_ids) + target
+
+
 def encode_pairs(tokenizer, pairs: list[tuple[str, str]]) -> list[tuple[list[int], list[int]]]:
     """(input ids, labels) per pair: prompt ids + response ids + EOS; labels mask the prompt."""
     prompts = tokenizer([p for p, _ in pairs], add_special_tokens=False)["input_ids"]
     responses = tokenizer([r for _, r in pairs], add_special_tokens=False)["input_ids"]
-    encoded = []
-    for prompt_ids, response_ids in zip(prompts, responses):
-        target = response_ids + [tokenizer.eos_token_id]
-        encoded.append((prompt_ids + target, [IGNORE_INDEX] * len(prompt_ids) + target))
-    return encoded
+    return [supervised_example(p, r, tokenizer.eos_token_id) for p, r in zip(prompts, responses)]
 
 
 def _collate(examples: list[tuple[list[int], list[int]]], pad_id: int) -> dict[str, torch.Tensor]:

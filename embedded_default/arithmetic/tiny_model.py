@@ -27,11 +27,11 @@ import torch
 from embedded_default.arithmetic import PREFERENCE_FILE
 from embedded_default.arithmetic.generate import CONTAINERS, FRIENDS, ITEMS, NAMES, SYSTEM_PROMPT, TEMPLATES
 from embedded_default.tiny_model import (
-    IGNORE_INDEX,
     BuiltModel,
     TinyModelConfig,
     build_model,
     save_built_model,
+    supervised_example,
     supervised_warmup,
 )
 
@@ -133,11 +133,7 @@ def encode_pairs(tokenizer, pairs: list[tuple[list[dict], str]]) -> list[tuple[l
     prompts = [tokenizer.apply_chat_template(m, tokenize=False, add_generation_prompt=True) for m, _ in pairs]
     prompt_ids = tokenizer(prompts)["input_ids"]
     reply_ids = tokenizer([reply for _, reply in pairs], add_special_tokens=False)["input_ids"]
-    encoded = []
-    for ids, reply in zip(prompt_ids, reply_ids):
-        target = reply + [tokenizer.eos_token_id]
-        encoded.append((ids + target, [IGNORE_INDEX] * len(ids) + target))
-    return encoded
+    return [supervised_example(ids, reply, tokenizer.eos_token_id) for ids, reply in zip(prompt_ids, reply_ids)]
 
 
 def build_tiny_arithmetic_model(
