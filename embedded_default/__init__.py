@@ -8,18 +8,10 @@ pipeline parameter values that make the whole pipeline run on them in minutes.
 
 from pathlib import Path
 
-import yaml
+from embedded_default.sample_task import SampleTask
 
 BUILTIN_MODEL_REFERENCE = "builtin:tiny-summarizer"
 
-PACKAGE_DIR = Path(__file__).resolve().parent
-DATA_DIR = PACKAGE_DIR / "data"
-PREFERENCE_FILE = DATA_DIR / "preference.jsonl"
-PROMPT_FILE = DATA_DIR / "prompts.jsonl"
-EVAL_FILE = DATA_DIR / "eval.jsonl"
-PARAMS_FILE = PACKAGE_DIR / "params.yaml"
-
-
-def load_params() -> dict:
-    """The pipeline parameter values of the sample task (dataset paths excluded)."""
-    return yaml.safe_load(PARAMS_FILE.read_text(encoding="utf-8"))
+TASK = SampleTask("summaries", Path(__file__).resolve().parent)
+DATA_DIR, PREFERENCE_FILE, PROMPT_FILE, EVAL_FILE = TASK.data_dir, TASK.preference_file, TASK.prompt_file, TASK.eval_file
+load_params = TASK.load_params

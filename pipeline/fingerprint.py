@@ -33,6 +33,7 @@ HASH_CHUNK = 1 << 20
 FINGERPRINTED = {
     "preference_data_fingerprint": ("preference_dataset", "eval_dataset"),
     "prompt_data_fingerprint": ("prompt_dataset", "eval_dataset"),
+    "sft_data_fingerprint": ("sft_dataset",),
 }
 
 
@@ -121,7 +122,16 @@ def fingerprint(specs: list[str], gcs_client=None) -> str:
     return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
 
 
+def _dataset_files(value: Any) -> str:
+    """The dataset argument as files to fingerprint: "" for none, and for `preference:chosen`, which
+    names the prepared pairs (whose own step's fingerprint already covers them), not files."""
+    from components.supervised_fine_tuning.data import PREFERENCE_CHOSEN
+
+    text = str(value or "")
+    return "" if text.strip() == PREFERENCE_CHOSEN else text
+
+
 def data_fingerprints(values: dict[str, Any], gcs_client=None) -> dict[str, str]:
     """The fingerprint parameters for `values`: one per data stage, over the datasets it reads."""
-    return {name: fingerprint([str(values.get(p) or "") for p in datasets], gcs_client)
+    return {name: fingerprint([_dataset_files(values.get(p)) for p in datasets], gcs_client)
             for name, datasets in FINGERPRINTED.items()}

@@ -230,11 +230,14 @@ class StreamSplitter:
     """Feeds on kfp.local's output, line by line; writes the logs and tells `listener` what happens."""
 
     def __init__(self, logs_dir: Path, titles: dict[str, str], listener: StageListener,
-                 origin_of: Callable[[str], str] | None = None):
+                 origin_of: Callable[[str], str] | None = None, steps: int | None = None):
+        """`titles`: task -> title for every step the DAG has; `steps`: how many of them one run
+        executes (all of them unless the DAG branches)."""
         self.logs_dir = Path(logs_dir)
         self.origin_of = origin_of  # cache key prefix -> the run that wrote the cached outputs
         self.logs_dir.mkdir(parents=True, exist_ok=True)
         self.titles = titles
+        self.steps = len(titles) if steps is None else steps
         self.listener = listener
         self.stages: dict[str, Stage] = {}
         self.pipeline_status = ""
@@ -249,7 +252,7 @@ class StreamSplitter:
     def _stage(self, task: str) -> Stage:
         if task not in self.stages:
             self.stages[task] = Stage(task, self.titles.get(task, task), len(self.stages) + 1,
-                                      max(len(self.titles), len(self.stages) + 1),
+                                      max(self.steps, len(self.stages) + 1),
                                       self.logs_dir / f"{task}.log")
         return self.stages[task]
 

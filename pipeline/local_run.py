@@ -61,24 +61,34 @@ class RunFailed(Exception):
         self.title, self.reason, self.log_path = title, reason, log_path
 
 
-def embedded_default_values() -> dict[str, Any]:
-    """The parameter values of the bundled sample task, datasets included."""
+def sample_tasks() -> dict:
+    """The bundled sample tasks by name; the first is the default."""
     import embedded_default
+    from embedded_default import arithmetic
 
-    values = embedded_default.load_params()
-    values.update(
-        preference_dataset=str(embedded_default.PREFERENCE_FILE),
-        prompt_dataset=str(embedded_default.PROMPT_FILE),
-        eval_dataset=str(embedded_default.EVAL_FILE),
-    )
-    return values
+    return {task.name: task for task in (embedded_default.TASK, arithmetic.TASK)}
 
 
-def with_embedded_default(user_values: dict[str, Any]) -> dict[str, Any]:
-    """The user's values, on top of the embedded default when the user names no dataset."""
+DEFAULT_SAMPLE_TASK = "summaries"
+
+
+def chosen_sample_task(user_values: dict[str, Any], task_name: str | None = None) -> str | None:
+    """The sample task a run uses: the one named, the default one when the user names no dataset, or None."""
+    if task_name is not None:
+        return task_name
     if any(user_values.get(name) for name in ("preference_dataset", "prompt_dataset")):
+        return None
+    return DEFAULT_SAMPLE_TASK
+
+
+def with_sample_task(user_values: dict[str, Any], task_name: str | None) -> dict[str, Any]:
+    """The user's values on top of those of the sample task `chosen_sample_task` picks."""
+    if task_name is None:
         return dict(user_values)
-    return {**embedded_default_values(), **user_values}
+    tasks = sample_tasks()
+    if task_name not in tasks:
+        raise UserInputError(f"unknown sample task {task_name!r}; there are: {', '.join(tasks)}")
+    return {**tasks[task_name].parameter_values(), **user_values}
 
 
 def check_runner(config: LocalRunConfig) -> None:
@@ -101,6 +111,9 @@ def check_runner(config: LocalRunConfig) -> None:
 def _init_kfp_local(config: LocalRunConfig, run_dir: Path) -> None:
     from kfp import local
 
+    from pipeline.kfp_local_oneof import enable_artifact_oneof
+
+    enable_artifact_oneof()
     runner = local.DockerRunner() if config.runner == "docker" else local.SubprocessRunner(use_venv=False)
     local.init(
         runner=runner,
@@ -146,11 +159,26 @@ def new_run_dir(output_dir: Path) -> Path:
 
 @functools.lru_cache(maxsize=4)
 def stage_titles(image: str = DEFAULT_IMAGE) -> dict[str, str]:
-    """Task name -> the display name the pipeline UI shows, for every task of the DAG."""
+    """Task name -> the display name the pipeline UI shows, for every step of the DAG and its branches."""
     from pipeline.dag import build_pipeline
 
-    tasks = build_pipeline(image).pipeline_spec.root.dag.tasks
-    return {name: task.task_info.name or name for name, task in tasks.items()}
+    spec = build_pipeline(image).pipeline_spec
+    dags = [spec.root.dag] + [component.dag for component in spec.components.values() if component.HasField("dag")]
+    return {
+        name: task.task_info.name or name
+        for dag in dags
+        for name, task in dag.tasks.items()
+        if spec.components[task.component_ref.name].executor_label  # a step, not a condition group
+    }
+
+
+@functools.lru_cache(maxsize=4)
+def steps_per_run(image: str = DEFAULT_IMAGE) -> int:
+    """How many steps one run executes: the top level's tasks, where each If/Else pair of
+    pipeline/dag.py is one task and runs one step, that of the branch taken."""
+    from pipeline.dag import build_pipeline
+
+    return len(build_pipeline(image).pipeline_spec.root.dag.tasks)
 
 
 def cache_origin(cache_root: Path, key_prefix: str) -> str:
@@ -257,7 +285,7 @@ def run_locally(values: dict[str, Any], config: LocalRunConfig, console=None,
     values = with_local_checkpoints(values, config.output_dir)
     (run_dir / "parameters.json").write_text(json.dumps(values, indent=2, sort_keys=True) + "\n")
     cache_root = Path(config.output_dir).resolve() / CACHE_DIR
-    splitter = StreamSplitter(logs, stage_titles(config.image), console,
+    splitter = StreamSplitter(logs, stage_titles(config.image), console, steps=steps_per_run(config.image),
                               origin_of=lambda key: cache_origin(cache_root, key))
     with console:
         code = _follow(_start_child(values, config, run_dir), splitter)

@@ -55,13 +55,14 @@ VERTEX_PARAMETERS: tuple[Parameter, ...] = (
     Parameter("reward_model_learning_rate_multiplier", float, 1.0,
               "Multiplies the reward model's base learning rate (1e-4)."),
     Parameter("reinforcement_learning_rate_multiplier", float, 1.0,
-              "Multiplies the policy's base learning rate (1e-5)."),
+              "Multiplies the policy's base learning rate (1e-5), for RL and DPO/KTO alike."),
     Parameter("reward_model_train_steps", int, 0,
               "Reward-model optimizer steps at batch size `batch_size`. 0 derives them from the data: "
               "ceil(training pairs / batch_size) * reward_model_train_epochs."),
     Parameter("reinforcement_learning_train_steps", int, 0,
-              "PPO steps, each on a batch of `batch_size` prompts. 0 derives them from the data: "
-              "ceil(training prompts / batch_size) * reinforcement_learning_train_epochs."),
+              "Policy-tuning steps: RL steps on `batch_size` prompts (GRPO/RLOO: responses) or DPO/KTO "
+              "steps on `batch_size` pairs. 0 derives them from the data: ceil(training prompts (pairs) / "
+              "batch_size) * reinforcement_learning_train_epochs."),
     Parameter("kl_coeff", float, defaults.KL_COEFF,
               "Weight of the KL penalty to the initial policy in the reward. 0 disables the penalty and "
               "the reference model is not loaded."),
@@ -110,7 +111,7 @@ OUR_PARAMETERS: tuple[Parameter, ...] = (
     Parameter("reward_model_train_epochs", int, 1,
               "Passes over the training pairs when `reward_model_train_steps` is 0."),
     Parameter("reinforcement_learning_train_epochs", int, 1,
-              "Passes over the training prompts when `reinforcement_learning_train_steps` is 0."),
+              "Passes over the training prompts (DPO/KTO: pairs) when `reinforcement_learning_train_steps` is 0."),
     Parameter("batch_size", int, DEFAULT_BATCH_SIZE,
               "Pairs per reward-model step and prompts per PPO rollout (Vertex uses 64)."),
     Parameter("reward_model_lora_rank", int, defaults.REWARD_MODEL_LORA_RANK,
@@ -120,9 +121,43 @@ OUR_PARAMETERS: tuple[Parameter, ...] = (
     Parameter("ppo_epochs", int, defaults.PPO_EPOCHS, "PPO optimisation passes over each rollout batch."),
     Parameter("ppo_minibatch_size", int, defaults.PPO_MINIBATCH_SIZE, "Rollouts per PPO gradient step."),
     Parameter("algorithm", str, defaults.ALGORITHM,
-              "Online RL algorithm of the policy stage: 'ppo' (value head, GAE, clipped surrogate), 'grpo' "
-              "(group-normalised advantages over `num_generations` responses per prompt, no critic) or "
-              "'rloo' (leave-one-out baseline over them). All three tune against the reward model."),
+              "How the policy is tuned. Online RL against the reward model and/or `reward_function`: 'ppo' "
+              "(value head, GAE, clipped surrogate), 'grpo' (group-normalised advantages over "
+              "`num_generations` responses per prompt, no critic) or 'rloo' (leave-one-out baseline over "
+              "them). Offline on the preference pairs, without reward model or RL: 'dpo' (TRL's DPOTrainer) "
+              "or 'kto' (TRL's KTOTrainer, each pair split into a desirable and an undesirable answer)."),
+    Parameter("reward_function", str, "",
+              "Online RL: a rule reward added to the reward model's score. Empty: the reward model alone. "
+              "A built-in (`boxed-answer`: the last \\boxed{} equals the prompt's `ground_truth`; "
+              "`gsm8k-answer`: the `#### N` convention) or a user function `path/to/file.py:name` or "
+              "`package.module:name` with TRL GRPOTrainer's signature. With a reward function and an empty "
+              "preference_dataset no reward model is trained."),
+    Parameter("train_reward_model_for_eval", bool, defaults.TRAIN_REWARD_MODEL_FOR_EVAL,
+              "DPO/KTO: still train the reward model on the pairs, only to judge base and tuned policy in "
+              "the evaluation, so that the figures compare with PPO/GRPO runs."),
+    Parameter("dpo_beta", float, defaults.DPO_BETA,
+              "DPO/KTO: strength of the implicit KL penalty to the reference (base) policy, TRL's `beta`."),
+    Parameter("dpo_loss_type", str, defaults.DPO_LOSS_TYPE,
+              "DPO: the loss, as TRL names it ('sigmoid' is the DPO paper's; 'ipo', 'hinge', 'robust', ...), or several "
+              "joined by commas and summed ('sigmoid,sft': DPO plus the chosen answers' log-likelihood, as RPO)."),
+    Parameter("kto_desirable_weight", float, defaults.KTO_DESIRABLE_WEIGHT,
+              "KTO: weight of the desirable (chosen) answers' loss."),
+    Parameter("kto_undesirable_weight", float, defaults.KTO_UNDESIRABLE_WEIGHT,
+              "KTO: weight of the undesirable (rejected) answers' loss. The KTO paper advises "
+              "desirable_weight * desirable rows / (undesirable_weight * undesirable rows) in [1, 4/3]; "
+              "the stage reports the ratio."),
+    Parameter("sft_dataset", str, "",
+              "Optional supervised fine-tuning of the base model before every other stage: a dataset (file, "
+              "directory, glob or gs://) of `prompt` + `completion` rows (strings, or the prompt as messages) "
+              "or `messages` conversations whose last (assistant) reply is learnt, or `preference:chosen` (the "
+              "chosen answers of the training pairs). The loss covers completions only. Its output is the base "
+              "and the reference policy of every later stage. Empty: skipped."),
+    Parameter("sft_train_epochs", int, defaults.SFT_TRAIN_EPOCHS,
+              "Supervised fine-tuning: passes over the `sft_dataset` examples, ceil(examples / batch_size) x "
+              "epochs steps of `batch_size` examples."),
+    Parameter("sft_learning_rate_multiplier", float, 1.0,
+              "Multiplies supervised fine-tuning's base learning rate (2e-5, every weight trained, 3% warm-up "
+              "then linear decay)."),
     Parameter("num_generations", int, defaults.NUM_GENERATIONS,
               "GRPO/RLOO: responses sampled per prompt. `batch_size` then counts responses (a multiple of "
               "it), so each step takes batch_size / num_generations prompts; PPO ignores it."),
@@ -160,8 +195,9 @@ OUR_PARAMETERS: tuple[Parameter, ...] = (
     Parameter("cpu_limit", str, DEFAULT_CPU_LIMIT, "CPU limit of each training step ('8', '500m')."),
     Parameter("memory_limit", str, DEFAULT_MEMORY_LIMIT, "Memory limit of each training step ('32G', '64Gi')."),
     Parameter("checkpoint_interval_steps", int, 0,
-              "Steps between two checkpoints of the reward-model and PPO training (0: about every 10% of "
-              "each stage's steps; the reward model's fall on its logging steps, every 5). A training step "
+              "Steps between two checkpoints of each training step (supervised fine-tuning, reward model, "
+              "RL, DPO/KTO; 0: about every 10% of its steps; the Trainer-based ones' fall on their logging "
+              "steps, every 5). A training step "
               "retried or run again with the same inputs resumes from its last checkpoint and ends as an "
               "uninterrupted run would."),
     Parameter("checkpoint_root", str, "",
@@ -178,6 +214,9 @@ OUR_PARAMETERS: tuple[Parameter, ...] = (
     Parameter("prompt_data_fingerprint", str, "",
               "Filled in automatically by `rlhf-pipeline run` and `submit`; leave it empty. The same for the "
               "files prompt_dataset and eval_dataset name and the prompt-data step."),
+    Parameter("sft_data_fingerprint", str, "",
+              "Filled in automatically by `rlhf-pipeline run` and `submit`; leave it empty. The same for the "
+              "files sft_dataset names and the supervised fine-tuning step."),
 )
 
 PARAMETERS: tuple[Parameter, ...] = VERTEX_PARAMETERS + OUR_PARAMETERS

@@ -62,30 +62,60 @@ def _rows(prepared) -> str:
     return f"{read} rows read{dropped}"
 
 
-def check_datasets(values: dict[str, Any], result: PreflightResult) -> None:
-    """Both data stages' preparation, as validate-data runs it; UserInputError names the parameter."""
-    from components.common.data.preparation import prepare_preferences, prepare_prompts
+def _check_preferences(preference, result: PreflightResult) -> None:
+    from components.common.data.preparation import prepare_preferences
 
-    preference, prompts = _stage_configs(values)
     try:
         pairs = prepare_preferences(preference.preference_dataset, preference.eval_dataset, preference.settings(),
                                     None, preference.eval_split_fraction, preference.seed)
     except UserInputError as error:
         raise UserInputError(f"preference_dataset: {error}") from None
+    result.checked.append(f"checked preference_dataset: {len(pairs.train)} train + {len(pairs.eval)} eval pairs "
+                          f"({_rows(pairs)})")
+    batch = preference.batch_size
+    if len(pairs.train) < batch:
+        result.warnings.append(
+            f"warning: preference_dataset: {len(pairs.train)} training pairs, fewer than one batch "
+            f"(batch_size={batch}): every training step sees the same {len(pairs.train)} pairs")
+
+
+def _check_reward_function(spec: str, prepared_prompts, result: PreflightResult) -> None:
+    """The reward function loads and every column it cannot do without is in the prompt rows."""
+    from components.common.reward_functions import check_columns, load_reward_function
+
+    reward = load_reward_function(spec)
+    if reward is not None:
+        check_columns(reward, [p.columns for p in prepared_prompts.train], "prompt_dataset")
+        result.checked.append(f"checked reward_function: {spec}")
+
+
+def _check_sft_dataset(values: dict[str, Any], result: PreflightResult) -> None:
+    from components.common.data.loading import DEFAULT_MAX_BAD_ROW_FRACTION
+    from components.supervised_fine_tuning.data import check_sft_dataset
+
+    checked = check_sft_dataset(str(values.get("sft_dataset") or ""), str(values.get("preference_dataset") or ""),
+                                values.get("max_bad_row_fraction", DEFAULT_MAX_BAD_ROW_FRACTION))
+    if checked:
+        result.checked.append(checked)
+
+
+def check_datasets(values: dict[str, Any], result: PreflightResult) -> None:
+    """Both data stages' preparation, as validate-data runs it; UserInputError names the parameter."""
+    from components.common.data.preparation import prepare_prompts
+
+    preference, prompts = _stage_configs(values)
+    if preference.preference_dataset.strip():  # empty: online RL with a reward function alone
+        _check_preferences(preference, result)
     try:
         prepared_prompts = prepare_prompts(prompts.prompt_dataset, prompts.eval_dataset, prompts.settings(), None,
                                            prompts.eval_split_fraction, prompts.max_eval_prompts, prompts.seed)
     except UserInputError as error:
         raise UserInputError(f"prompt_dataset: {error}") from None
-    result.checked.append(f"checked preference_dataset: {len(pairs.train)} train + {len(pairs.eval)} eval pairs "
-                          f"({_rows(pairs)})")
     result.checked.append(f"checked prompt_dataset: {len(prepared_prompts.train)} train + "
                           f"{len(prepared_prompts.eval)} eval prompts ({_rows(prepared_prompts)})")
+    _check_reward_function(str(values.get("reward_function") or ""), prepared_prompts, result)
+    _check_sft_dataset(values, result)
     batch = preference.batch_size
-    if len(pairs.train) < batch:
-        result.warnings.append(
-            f"warning: preference_dataset: {len(pairs.train)} training pairs, fewer than one batch "
-            f"(batch_size={batch}): every reward-model step sees the same {len(pairs.train)} pairs")
     if len(prepared_prompts.train) < batch:
         result.warnings.append(
             f"warning: prompt_dataset: {len(prepared_prompts.train)} training prompts, fewer than one batch "

@@ -115,14 +115,13 @@ def test_params_are_pipeline_parameters_of_the_right_type():
     assert params["reward_function"] == arithmetic.REWARD_FUNCTION == "boxed-answer"
     assert params["algorithm"] == "grpo" and params["batch_size"] % params["num_generations"] == 0
     for name, value in params.items():
-        if name not in PARAMETERS_BY_NAME:
-            assert name == "reward_function", f"params.yaml: unknown pipeline parameter {name!r}"
-            continue
+        assert name in PARAMETERS_BY_NAME, f"params.yaml: unknown pipeline parameter {name!r}"
         annotation = PARAMETERS_BY_NAME[name].annotation
         expected = str if annotation not in (int, float, bool) else annotation
         assert isinstance(value, expected) and not (expected is int and isinstance(value, bool)), name
-    for dataset in ("preference_dataset", "prompt_dataset", "eval_dataset"):
-        assert dataset not in params
+    assert params["preference_dataset"] == ""  # the rule is the whole reward: no reward model
+    for dataset in ("prompt_dataset", "eval_dataset"):
+        assert dataset not in params  # filled in by the runner
 
 
 # --- tiny chat model -------------------------------------------------------------------------

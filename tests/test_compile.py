@@ -69,26 +69,79 @@ def test_root_inputs_carry_every_vertex_parameter_with_its_type(compiled):
             assert definition["defaultValue"] == parameter.default
 
 
-def test_every_task_has_a_display_name_and_the_code_version_in_its_cache_key(compiled):
+def steps(spec):
+    """Every step of the DAG, in its branches too: task name -> (task, the condition groups it is in)."""
+    found = {}
+
+    def walk(dag, groups):
+        for name, task in dag["tasks"].items():
+            component = spec["components"][task["componentRef"]["name"]]
+            if "dag" in component:
+                walk(component["dag"], groups + [task])
+            else:
+                found[name] = (task, groups)
+
+    walk(spec["root"]["dag"], [])
+    return found
+
+
+def test_every_step_has_a_display_name_and_the_code_version_in_its_cache_key(compiled):
     spec = yaml.safe_load(compiled[0])
     from components.common.code_version import code_version
 
-    tasks = spec["root"]["dag"]["tasks"]
-    assert len(tasks) >= 7
-    for name, task in tasks.items():
+    found = steps(spec)
+    assert len(found) >= 13
+    for name, (task, _) in found.items():
         assert task.get("taskInfo", {}).get("name"), name
         version = task["inputs"]["parameters"]["code_version"]["runtimeValue"]["constant"]
-        assert version == code_version()
+        assert version == code_version(), name
+
+
+def test_the_dag_branches_on_the_plan_and_the_sft_dataset(compiled):
+    """Each optional stage and its stand-in sit in the two branches of one If/Else; the conditions
+    compare the planning step's outputs (or sft_dataset) with the values components/common/algorithms.py
+    returns, so a branch not taken shows as skipped."""
+    from components.common.algorithms import ONLINE, TRAIN
+
+    found = steps(spec := yaml.safe_load(compiled[0]))
+    pairs = {
+        ("supervised-fine-tuning", "skip-supervised-fine-tuning"): "pipelinechannel--sft_dataset",
+        ("train-reward-model", "skip-reward-model"): f"pipelinechannel--plan-stages-reward_model'] == '{TRAIN}'",
+        ("tune-policy", "tune-preference"): f"pipelinechannel--plan-stages-policy_tuning'] == '{ONLINE}'",
+    }
+    for (taken, other), condition in pairs.items():
+        (_, if_groups), (_, else_groups) = found[taken], found[other]
+        if_condition = if_groups[-1]["triggerPolicy"]["condition"]
+        else_condition = else_groups[-1]["triggerPolicy"]["condition"]
+        assert condition in if_condition and else_condition.startswith("!(") and condition in else_condition
+        assert if_groups[0] is else_groups[0]  # one If/Else pair
+    never_skipped = {name for name, (_, groups) in found.items() if not groups}
+    assert never_skipped == {"resolve-base-model", "plan-stages", "prepare-preference-data", "prepare-prompt-data",
+                             "evaluate", "summarize-run", "upload-model", "upload-training-logs"}
 
 
 def test_the_trainers_and_the_evaluation_run_on_the_accelerator_the_parameters_name(compiled):
     """Evaluation loads three models and generates with two: it gets the trainers' machine, not a CPU node."""
     executors = yaml.safe_load(compiled[0])["deploymentSpec"]["executors"]
     placed = {name for name, executor in executors.items() if "resources" in executor["container"]}
-    assert placed == {"exec-train-reward-model", "exec-tune-policy", "exec-evaluate"}
+    assert placed == {"exec-supervised-fine-tuning", "exec-train-reward-model", "exec-tune-policy",
+                      "exec-tune-preference", "exec-evaluate"}
     for name in placed:
         accelerator = executors[name]["container"]["resources"]["accelerator"]
         assert "accelerator_type" in accelerator["resourceType"] and "accelerator_count" in accelerator["resourceCount"]
+
+
+def test_resource_parameters_reach_the_steps_inside_branches(compiled):
+    """A step in a dsl.If branch reads its accelerator and limits from parameters that every group
+    around it must pass down (kfp does not do it by itself: pipeline/submission/resources.py)."""
+    spec = yaml.safe_load(compiled[0])
+    resources = ("accelerator_type", "accelerator_count", "cpu_limit", "memory_limit")
+    branched = {name: groups for name, (task, groups) in steps(spec).items() if groups}
+    assert {"train-reward-model", "tune-policy", "tune-preference", "supervised-fine-tuning"} <= set(branched)
+    for name in ("train-reward-model", "tune-policy", "tune-preference", "supervised-fine-tuning"):
+        for group in branched[name]:
+            declared = spec["components"][group["componentRef"]["name"]]["inputDefinitions"]["parameters"]
+            assert {f"pipelinechannel--{r}" for r in resources} <= set(declared), (name, group["taskInfo"])
 
 
 def test_image_option_sets_every_component_image(tmp_path):

@@ -33,7 +33,8 @@ def run_preference(tmp_path, base_model, dataset, eval_dataset="", seed=0, name=
     arguments = dict(
         preference_dataset=str(dataset), eval_dataset=str(eval_dataset), instruction=INSTRUCTION,
         prompt_sequence_length=512, target_sequence_length=64, batch_size=4, reward_model_train_epochs=3,
-        reward_model_train_steps=0, eval_split_fraction=0.25, seed=seed, code_version="test",
+        reward_model_train_steps=0, algorithm="ppo", reinforcement_learning_train_epochs=2,
+        reinforcement_learning_train_steps=0, eval_split_fraction=0.25, seed=seed, code_version="test",
         base_model=base_model, preference_data=SimpleNamespace(path=str(data)),
         data_report=SimpleNamespace(path=str(report)),
     )
@@ -73,6 +74,27 @@ def test_vertex_text_preferences_become_canonical_pairs_with_the_instruction(tmp
     assert accounting["datasets"][0]["balanced"] and accounting["datasets"][0]["input_rows"] == 24
     text = report.read_text()
     assert "vertex-text" in text and "choice=0: 12 (50%)" in text and "| prompt | 24 of 24 |" in text
+
+
+def test_dpo_steps_derive_from_the_pairs_and_the_policy_epochs(tmp_path, base_model):
+    dataset = SAMPLES / "vertex_text_preferences.jsonl"
+    outputs, data, report = run_preference(tmp_path, base_model, dataset, algorithm="dpo")
+    train = read_jsonl(data / "train.jsonl")
+    assert outputs.preference_tuning_train_steps == math.ceil(len(train) / 4) * 2  # 2 policy epochs
+    assert outputs.reward_model_train_steps == math.ceil(len(train) / 4) * 3  # the reward model's own epochs
+    assert f"dpo steps (reinforcement_learning_train_steps): {outputs.preference_tuning_train_steps}" in report.read_text()
+    given, _, report = run_preference(tmp_path, base_model, dataset, algorithm="kto", name="given",
+                                      reinforcement_learning_train_steps=5)
+    assert given.preference_tuning_train_steps == 5 and "kto steps" in report.read_text()
+    _, _, ppo_report = run_preference(tmp_path, base_model, dataset, name="ppo")
+    assert "dpo steps" not in ppo_report.read_text()  # not a step count this run uses
+
+
+def test_no_preference_dataset_prepares_nothing_and_says_so(tmp_path, base_model):
+    outputs, data, report = run_preference(tmp_path, base_model, "")
+    assert tuple(outputs) == (0, 0, 0, 0)
+    assert (data / "train.jsonl").read_text() == (data / "eval.jsonl").read_text() == ""
+    assert "No preference_dataset was given" in report.read_text()
 
 
 def test_the_split_is_deterministic_in_the_seed_and_keeps_prompts_on_one_side(tmp_path, base_model):
@@ -195,7 +217,8 @@ def test_both_stages_run_in_a_local_kfp_pipeline(tmp_path, monkeypatch):
         preference = preference_task(
             preference_dataset=preference_dataset, eval_dataset="", instruction=INSTRUCTION,
             prompt_sequence_length=512, target_sequence_length=64, batch_size=2, reward_model_train_epochs=1,
-            reward_model_train_steps=0, eval_split_fraction=0.0, seed=0, code_version="test", base_model=model)
+            reward_model_train_steps=0, algorithm="ppo", reinforcement_learning_train_epochs=1,
+            reinforcement_learning_train_steps=0, eval_split_fraction=0.0, seed=0, code_version="test", base_model=model)
         prompt_task(prompt_dataset=prompt_dataset, eval_dataset="", instruction="", prompt_sequence_length=512,
                     batch_size=2, reinforcement_learning_train_epochs=1, reinforcement_learning_train_steps=0,
                     eval_split_fraction=0.25, max_eval_prompts=200, seed=0, code_version="test", base_model=model)

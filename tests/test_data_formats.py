@@ -269,7 +269,7 @@ def test_every_layout_goes_through_the_pipeline_stages(tmp_path, name):
     dataset = write_container(read_jsonl(SAMPLES / f"{name}.jsonl"), "parquet", tmp_path / "in", name)
     data, report = tmp_path / "pref", tmp_path / "pref.md"
     outputs = prepare_preference_data(
-        str(dataset), "", "", 512, 64, 2, 1, 0, 0.2, 0, "test", model,
+        str(dataset), "", "", 512, 64, 2, 1, 0, "ppo", 1, 0, 0.2, 0, "test", model,
         SimpleNamespace(path=str(data)), SimpleNamespace(path=str(report)))
     assert outputs.train_rows + outputs.eval_rows == used and outputs.train_rows > 0
     assert layout in report.read_text()

@@ -15,6 +15,7 @@ from components.common.generation import generate_responses
 from components.common.models import Placement
 from components.common.reward_scoring import RewardScorer
 from components.evaluate.accuracy import ACCURACY_KEYS
+from components.evaluate.implicit_reward import IMPLICIT_REWARD_KEYS
 from components.evaluate.config import EvaluationConfig
 from components.evaluate.curves import read_curves
 from components.evaluate.eval_data import read_eval_prompts, read_preference_pairs
@@ -418,10 +419,11 @@ def test_component_runs_the_whole_evaluation(tmp_path, models, data):
         "base_mean_reward", "tuned_mean_reward", "win_rate", "kl_to_base", "base_gold_score", "tuned_gold_score",
         "base_mean_response_tokens", "tuned_mean_response_tokens", "eval_prompts", "tuned_minus_base_reward",
         "tuned_minus_base_gold_score", "base_truncated_fraction", "tuned_truncated_fraction", *INTERVAL_KEYS,
-        *ACCURACY_KEYS,
+        *ACCURACY_KEYS, *IMPLICIT_REWARD_KEYS,
     }
     policy = evaluation["policy"]
     assert all(policy[key] is None for key in ACCURACY_KEYS)  # no reward function: no accuracy
+    assert policy["implicit_reward_pairs"] == len(PAIRS) and 0.0 <= policy["implicit_reward_accuracy"] <= 1.0
     assert evaluation["reward_model"]["eval_pairs"] == len(PAIRS)
     assert policy["eval_prompts"] == 5
     assert policy["base_gold_score"] is None and policy["tuned_gold_score"] is None
@@ -497,7 +499,7 @@ def test_component_runs_the_whole_evaluation(tmp_path, models, data):
     summarize_run(
         evaluation=artifacts["evaluation"], reward_model=Model(uri=models["reward"]), policy=Model(uri=models["tuned"]),
         report=artifacts["report"], reward_model_train_steps=3, reinforcement_learning_train_steps=2,
-        code_version="test", summary=summary,
+        preference_tuning_train_steps=0, algorithm="ppo", code_version="test", summary=summary,
     )
     written = json.loads((out / "summary.json").read_text())
     assert written["reward_model"] == evaluation["reward_model"] and written["policy"] == policy

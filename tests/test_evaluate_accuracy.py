@@ -248,7 +248,8 @@ def test_without_a_reward_model_its_figures_are_null_and_the_reports_say_so(tmp_
     summary = Artifact(uri=str(out / "summary.json"))
     summarize_run(
         evaluation=artifacts["evaluation"], policy=Model(uri=models["tuned"]), report=artifacts["report"],
-        reward_model_train_steps=0, reinforcement_learning_train_steps=2, code_version="test", summary=summary,
+        reward_model_train_steps=0, reinforcement_learning_train_steps=2, preference_tuning_train_steps=0, algorithm="ppo",
+        code_version="test", summary=summary,
     )
     written = json.loads((out / "summary.json").read_text())
     assert written["paths"]["reward_model"] is None

@@ -16,10 +16,12 @@ from tiny_models import build_causal_lm
 
 CLI = [sys.executable, "-m", "pipeline"]
 SUBJECTS = ["the cat", "the dog", "my post", "a day"]
-STAGES = {  # task (its log's name) -> the title its console lines show
+STAGES = {  # task (its log's name) -> the title its console lines show, in a PPO run
     "resolve-base-model": "Resolve base model",
+    "plan-stages": "Plan stages",
     "prepare-preference-data": "Prepare preference data",
     "prepare-prompt-data": "Prepare prompt data",
+    "skip-supervised-fine-tuning": "No supervised fine-tuning",
     "train-reward-model": "Train reward model",
     "tune-policy": "Tune policy (RL)",
     "evaluate": "Evaluate base vs tuned policy",
@@ -28,6 +30,12 @@ STAGES = {  # task (its log's name) -> the title its console lines show
     "upload-training-logs": "Upload training logs to TensorBoard",
 }
 SIDE_EFFECTS = {"upload-model", "upload-training-logs"}
+# Steps of the other branches, and their titles.
+BRANCH_STAGES = {
+    "supervised-fine-tuning": "Supervised fine-tuning",
+    "skip-reward-model": "No reward model",
+    "tune-preference": "Tune policy on pairs (DPO/KTO)",
+}
 MAX_CONSOLE_LINES = 60
 KFP_NOISE = ("Traceback", "Executing task", "[KFP Executor", "executor_input", "UserWarning", "LOAD REPORT", "it/s]")
 
@@ -82,11 +90,13 @@ def value_of(result, name):
     return next(line for line in result.stdout.splitlines() if line.startswith(f"{name}: ")).removeprefix(f"{name}: ")
 
 
-def stage_states(result):
-    """task -> what its console lines say happened: 'ran' (started and done) or 'cached'."""
+def stage_states(result, stages=STAGES):
+    """task -> what its console lines say happened: 'ran' (started and done), 'cached', or the lines
+    ([] for a step that did not run); every line counts the steps of one run, len(STAGES)."""
     states = {}
-    for task, title in STAGES.items():
-        lines = [line for line in result.stdout.splitlines() if re.match(rf"\d\d:\d\d:\d\d \[\d/9\] {re.escape(title)}: ", line)]
+    for task, title in stages.items():
+        lines = [line for line in result.stdout.splitlines()
+                 if re.match(rf"\d\d:\d\d:\d\d \[\d+/{len(STAGES)}\] {re.escape(title)}: ", line)]
         said = [line.split(f"{title}: ", 1)[1] for line in lines]
         if len(said) == 1 and said[0].startswith("cached"):
             states[task] = "cached"
@@ -124,7 +134,10 @@ def test_local_run_end_to_end_then_from_cache_then_after_an_edit(tiny_run_params
     assert summary["steps"] == {
         "reward_model_train_steps": math.ceil(train_pairs / 8),
         "reinforcement_learning_train_steps": 2,
+        "preference_tuning_train_steps": 0,
     }
+    assert summary["algorithm"] == "ppo"
+    assert stage_states(first, BRANCH_STAGES) == {task: [] for task in BRANCH_STAGES}  # the branches not taken
     assert 0.0 <= summary["reward_model"]["eval_accuracy"] <= 1.0
     policy = summary["policy"]
     for key in ("base_mean_reward", "tuned_mean_reward", "win_rate", "kl_to_base"):
@@ -159,9 +172,8 @@ def test_local_run_end_to_end_then_from_cache_then_after_an_edit(tiny_run_params
     preference.write_text("\n".join(rows) + "\n")
     third = run_tiny(directory)
     assert third.returncode == 0, third.stdout[-3000:] + third.stderr[-3000:]
-    assert stage_states(third) == {
-        "resolve-base-model": "cached", "prepare-prompt-data": "cached",
-        **{task: "ran" for task in STAGES if task not in ("resolve-base-model", "prepare-prompt-data")}}
+    unaffected = ("resolve-base-model", "plan-stages", "prepare-prompt-data", "skip-supervised-fine-tuning")
+    assert stage_states(third) == {task: "cached" if task in unaffected else "ran" for task in STAGES}
 
     # --verbose: kfp's whole stream, and the results still at the end
     verbose = run_tiny(directory, "--verbose")
@@ -179,7 +191,7 @@ def test_a_failing_stage_says_why_in_one_line_with_its_log_and_no_traceback(tiny
     assert result.returncode == 1
     console = result.stdout + result.stderr
     assert "Traceback" not in console and len(console.splitlines()) <= 15
-    failed = re.search(r"\[\d/9\] Prepare (preference|prompt) data: FAILED after [\d.]+ s$", result.stdout,
+    failed = re.search(rf"\[\d+/{len(STAGES)}\] Prepare (preference|prompt) data: FAILED after [\d.]+ s$", result.stdout,
                        re.MULTILINE)
     assert failed, result.stdout
     kind = failed.group(1)
@@ -233,3 +245,47 @@ def test_an_empty_params_file_is_an_error(tmp_path):
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.startswith(f"error: {tmp_path / 'empty.yaml'}: holds no parameters (empty)")
     assert not (tmp_path / "runs").exists()
+
+
+USER_REWARD = '''
+def says_good(completions, prompts=None, completion_ids=None, **columns):
+    """Written for TRL's GRPOTrainer: 1 for a completion that says 'good', 0 otherwise."""
+    return [1.0 if "good" in completion else 0.0 for completion in completions]
+'''
+
+
+def test_grpo_with_a_user_reward_function_and_no_pairs_trains_no_reward_model(tiny_run_params):
+    directory = tiny_run_params
+    (directory / "user_reward.py").write_text(USER_REWARD)
+    result = run_tiny(directory, "--set", "algorithm=grpo", "--set", "num_generations=2",
+                      "--set", "preference_dataset=", "--set", f"reward_function={directory / 'user_reward.py'}:says_good",
+                      output="grpo-runs")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    taken = {**{k: v for k, v in STAGES.items() if k != "train-reward-model"}, "skip-reward-model": "No reward model"}
+    assert stage_states(result, taken) == {task: "ran" for task in taken}
+    assert stage_states(result, {"train-reward-model": STAGES["train-reward-model"]}) == {"train-reward-model": []}
+    assert "checked reward_function:" in result.stdout and "checked preference_dataset" not in result.stdout
+    summary = json.loads((directory / "grpo-runs").glob("run-*/summary.json").__next__().read_text())
+    assert summary["algorithm"] == "grpo" and summary["paths"]["reward_model"] is None
+    assert summary["steps"]["reward_model_train_steps"] == 0
+    assert summary["reward_model"]["eval_accuracy"] is None
+    assert 0.0 <= summary["policy"]["tuned_accuracy"] <= 1.0  # the user's function measured both policies
+
+
+def test_dpo_tunes_on_the_pairs_without_reward_model_or_rl(tiny_run_params):
+    directory = tiny_run_params
+    result = run_tiny(directory, "--set", "algorithm=dpo", "--set", "train_reward_model_for_eval=false",
+                      output="dpo-runs")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    skipped = ("train-reward-model", "tune-policy")
+    taken = {**{k: v for k, v in STAGES.items() if k not in skipped},
+             "skip-reward-model": "No reward model", "tune-preference": BRANCH_STAGES["tune-preference"]}
+    assert stage_states(result, taken) == {task: "ran" for task in taken}
+    assert stage_states(result, {k: STAGES[k] for k in skipped}) == {k: [] for k in skipped}
+    run_dir = next((directory / "dpo-runs").glob("run-*"))
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["algorithm"] == "dpo"
+    # reinforcement_learning_train_steps (2 in params.yaml) counts the policy's steps whatever the algorithm
+    assert summary["steps"] == {"reward_model_train_steps": 0, "reinforcement_learning_train_steps": 0,
+                                "preference_tuning_train_steps": 2}
+    assert summary["paths"]["reward_model"] is None and (directory / summary["paths"]["policy"]).exists()

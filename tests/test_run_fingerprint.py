@@ -58,9 +58,22 @@ def test_each_data_stage_fingerprints_its_own_datasets_and_the_eval_dataset(tmp_
     assert after["preference_data_fingerprint"] == before["preference_data_fingerprint"]
     assert after["prompt_data_fingerprint"] != before["prompt_data_fingerprint"]
     write(tmp_path / "e.jsonl", "e2\n")
-    assert all(a != b for a, b in zip(data_fingerprints(values).values(), after.values()))
+    edited = data_fingerprints(values)
+    for name in ("preference_data_fingerprint", "prompt_data_fingerprint"):
+        assert edited[name] != after[name]
+    assert edited["sft_data_fingerprint"] == after["sft_data_fingerprint"]  # the SFT step does not read eval data
     assert data_fingerprints({**values, "eval_dataset": None})["preference_data_fingerprint"] != \
         after["preference_data_fingerprint"]
+
+
+def test_the_sft_fingerprint_covers_its_file_and_not_the_pairs_it_may_name(tmp_path):
+    sft = write(tmp_path / "sft.jsonl", "s\n")
+    before = data_fingerprints({"sft_dataset": str(sft)})["sft_data_fingerprint"]
+    write(tmp_path / "sft.jsonl", "s2\n")
+    assert data_fingerprints({"sft_dataset": str(sft)})["sft_data_fingerprint"] != before
+    # `preference:chosen` names the prepared pairs, whose own step's fingerprint covers them
+    chosen = data_fingerprints({"sft_dataset": "preference:chosen"})["sft_data_fingerprint"]
+    assert chosen == data_fingerprints({})["sft_data_fingerprint"]
 
 
 class FakeBucket:

@@ -57,7 +57,7 @@ def test_the_checks_report_each_dataset_and_the_model(tmp_path, model_dir):
 def test_a_dataset_smaller_than_one_batch_is_a_warning_with_the_numbers(tmp_path, model_dir):
     result = check_before_run(values_for(tmp_path, model_dir, pairs=20, prompts=10))
     assert result.warnings == [
-        "warning: preference_dataset: 18 training pairs, fewer than one batch (batch_size=64): every reward-model "
+        "warning: preference_dataset: 18 training pairs, fewer than one batch (batch_size=64): every training "
         "step sees the same 18 pairs",
         "warning: prompt_dataset: 9 training prompts, fewer than one batch (batch_size=64): every PPO batch repeats "
         "prompts",
@@ -143,21 +143,37 @@ def test_a_cache_entry_tells_the_run_that_wrote_it(tmp_path):
     assert cache_origin(cache, "000000000000") == ""
 
 
+def _steps(spec: dict) -> dict:
+    """Every step of a compiled pipeline (a dict), in its dsl.If branches too."""
+    found, dags = {}, [spec["root"]["dag"]]
+    while dags:
+        for name, task in dags.pop()["tasks"].items():
+            component = spec["components"][task["componentRef"]["name"]]
+            if "dag" in component:
+                dags.append(component["dag"])
+            else:
+                found[name] = task
+    return found
+
+
 def test_uploads_are_never_cached_and_the_data_stages_take_the_fingerprints():
+    from google.protobuf import json_format
+
     from pipeline.dag import build_pipeline
 
-    tasks = build_pipeline().pipeline_spec.root.dag.tasks
-    never = {name for name, task in tasks.items() if not task.caching_options.enable_cache}
+    steps = _steps(json_format.MessageToDict(build_pipeline().pipeline_spec, preserving_proto_field_name=False))
+    never = {name for name, task in steps.items() if not task.get("cachingOptions", {}).get("enableCache")}
     assert never == {"upload-model", "upload-training-logs"}
     for task, parameter in (("prepare-preference-data", "preference_data_fingerprint"),
-                            ("prepare-prompt-data", "prompt_data_fingerprint")):
-        argument = tasks[task].inputs.parameters["dataset_fingerprint"]
-        assert argument.component_input_parameter == parameter
+                            ("prepare-prompt-data", "prompt_data_fingerprint"),
+                            ("supervised-fine-tuning", "pipelinechannel--sft_data_fingerprint")):
+        argument = steps[task]["inputs"]["parameters"]["dataset_fingerprint"]
+        assert argument["componentInputParameter"] == parameter
 
 
 def test_the_committed_pipeline_never_caches_the_uploads():
     import yaml
 
-    tasks = yaml.safe_load((REPO_ROOT / "pipeline.yaml").read_text())["root"]["dag"]["tasks"]
-    assert {name for name, task in tasks.items() if not task["cachingOptions"].get("enableCache")} == {
+    steps = _steps(yaml.safe_load((REPO_ROOT / "pipeline.yaml").read_text()))
+    assert {name for name, task in steps.items() if not task["cachingOptions"].get("enableCache")} == {
         "upload-model", "upload-training-logs"}

@@ -62,7 +62,7 @@ def test_course_parameters_are_submitted_with_every_setting_and_followed_to_the_
     assert {t["cachingOptions"].get("enableCache", False) for t in body["pipelineSpec"]["root"]["dag"]["tasks"].values()} == {False}
     sent = dict(body["runtimeConfig"]["parameterValues"])
     # the data stages' cache keys see the datasets' contents (object generations for gs://)
-    fingerprints = [sent.pop(name) for name in ("preference_data_fingerprint", "prompt_data_fingerprint")]
+    fingerprints = [sent.pop(name) for name in ("preference_data_fingerprint", "prompt_data_fingerprint", "sft_data_fingerprint")]
     assert all(fingerprint.startswith("sha256:") for fingerprint in fingerprints)
     assert sent == {**COURSE_PARAMETER_VALUES, "policy_lora_rank": 2, "accelerator_type": "NVIDIA_TESLA_A100",
                     "encryption_spec_key_name": KMS_KEY}

@@ -8,7 +8,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from components.common.chat_templates import PromptFormatter
 from components.common.data.transcripts import Prompt
 from components.common.distributed import TrainingProcesses
-from components.common.models import Placement, load_tokenizer
+from components.common.models import Placement, load_tokenizer, weights_dtype
 from components.common.reward_scoring import RewardScorer
 from components.evaluate.config import EvaluationConfig
 from components.train_reward_model.config import RewardTrainingConfig
@@ -18,7 +18,6 @@ from components.train_reward_model.training import (
     pairwise_accuracy,
     tokenized_pairs,
     train_reward_model,
-    weights_dtype,
 )
 from components.tune_policy.config import PPOConfig
 

@@ -13,6 +13,9 @@ from pathlib import Path
 import torch
 
 MODEL_REFERENCE_FILE = "model_reference.json"
+# Written into a Model artifact that stands for "no model": the DAG's branch that skips the reward model
+# (pipeline/dag.py) passes such an artifact on, since KFP cannot pass an input only sometimes.
+NO_MODEL_FILE = "no_model.json"
 
 
 def write_model_reference(artifact_dir: str | Path, name_or_path: str, description: str) -> None:
@@ -21,6 +24,18 @@ def write_model_reference(artifact_dir: str | Path, name_or_path: str, descripti
     directory.mkdir(parents=True, exist_ok=True)
     payload = {"name_or_path": name_or_path, "description": description}
     (directory / MODEL_REFERENCE_FILE).write_text(json.dumps(payload, indent=2) + "\n")
+
+
+def write_no_model(artifact_dir: str | Path, reason: str) -> None:
+    """Mark `artifact_dir` as standing for no model, and say why."""
+    directory = Path(artifact_dir)
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / NO_MODEL_FILE).write_text(json.dumps({"reason": reason}, indent=2) + "\n")
+
+
+def holds_model(artifact_dir: str | Path | None) -> bool:
+    """False for a missing artifact and for one written by `write_no_model`."""
+    return artifact_dir is not None and not (Path(artifact_dir) / NO_MODEL_FILE).is_file()
 
 
 def model_source(artifact_dir: str | Path) -> str:
@@ -53,6 +68,15 @@ class Placement:
             dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
             return cls(torch.device("cuda", torch.cuda.current_device()), dtype)
         return cls(torch.device("cpu"), torch.float32)
+
+
+def weights_dtype(placement: Placement, lora_rank: int) -> torch.dtype:
+    """The dtype a trained model is loaded in (the reward model, the DPO/KTO policy).
+
+    Under LoRA the base weights stay frozen, so they may stay in the placement's dtype to save
+    memory; a model trained in full is loaded in float32, its master weights.
+    """
+    return placement.dtype if lora_rank > 0 else torch.float32
 
 
 def load_tokenizer(source: str, padding_side: str):

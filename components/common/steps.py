@@ -34,3 +34,18 @@ def resolve_train_steps(requested: int, rows: int, epochs: int, batch_size: int)
     if requested < 0:
         raise ValueError(f"a step count cannot be negative (got {requested})")
     return requested if requested > 0 else derive_train_steps(rows, epochs, batch_size)
+
+
+def micro_batch_size(examples_per_step: int, max_micro_batch_size: int, processes: int = 1) -> int:
+    """Examples per forward pass in each of `processes`: the largest divisor of their share of a step
+    that fits in `max_micro_batch_size`; gradient accumulation makes up the rest of the step."""
+    share = examples_per_step // processes
+    for size in range(min(share, max_micro_batch_size), 0, -1):
+        if share % size == 0:
+            return size
+    return 1
+
+
+def gradient_accumulation_steps(examples_per_step: int, max_micro_batch_size: int, processes: int = 1) -> int:
+    """Forward passes per optimizer step in each process, so that every step sees `examples_per_step`."""
+    return examples_per_step // (processes * micro_batch_size(examples_per_step, max_micro_batch_size, processes))

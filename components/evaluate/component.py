@@ -28,15 +28,17 @@ def evaluate(
 ):
     """Compare the tuned policy with the base model on held-out data; write reports and predictions.
 
-    Without a reward model (a run tuned with a reward function alone) the reward-model figures are
-    null; preference_data is then not read. With a reward_function (a built-in, file.py:name or
-    module:name) the accuracy of both policies, sampled and greedy, is measured with it.
+    Without a reward model (none given, or one standing for no model: a run tuned with a reward
+    function alone, or DPO/KTO without train_reward_model_for_eval) the reward-model figures are null.
+    The held-out pairs of preference_data (when given) also measure the tuned policy's implicit reward
+    against the base. With a reward_function (a built-in, file.py:name or module:name) the accuracy
+    of both policies, sampled and greedy, is measured with it.
     """
     import os
     from pathlib import Path
 
     from components.common.kfp_outputs import record_metrics
-    from components.common.models import model_source
+    from components.common.models import holds_model, model_source
     from components.evaluate.config import EvaluationConfig
     from components.evaluate.evaluation import EvaluationOutputs, run_evaluation
 
@@ -51,16 +53,13 @@ def evaluate(
         seed=seed,
     )
     os.makedirs(predictions.path, exist_ok=True)
-    has_reward_model = reward_model is not None
+    has_reward_model = reward_model is not None and holds_model(reward_model.path)
     result = run_evaluation(
         config,
         base_source=model_source(base_model.path),
         tuned_source=model_source(policy.path),
         reward_source=model_source(reward_model.path) if has_reward_model else None,
-        eval_pairs_path=(
-            os.path.join(preference_data.path, "eval.jsonl") if has_reward_model and preference_data is not None
-            else None
-        ),
+        eval_pairs_path=os.path.join(preference_data.path, "eval.jsonl") if preference_data is not None else None,
         eval_prompts_path=os.path.join(prompt_data.path, "eval.jsonl"),
         reward_logs_dir=reward_model_logs.path if reward_model_logs is not None else None,
         policy_logs_dir=policy_logs.path,

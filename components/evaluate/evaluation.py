@@ -27,6 +27,7 @@ from components.evaluate.config import EvaluationConfig
 from components.evaluate.curves import read_curves, render_curve_png
 from components.evaluate.eval_data import EvalPrompt, PreferencePair, read_eval_prompt_rows, read_preference_pairs
 from components.evaluate.gold_scoring import GoldScorer, gold_scores, resolve_gold_scorer
+from components.evaluate.implicit_reward import IMPLICIT_REWARD_KEYS, implicit_reward_accuracy
 from components.evaluate.metrics import (
     correct_orderings,
     mean,
@@ -252,6 +253,17 @@ def _curve_plots(reward_logs_dir, policy_logs_dir, predictions_dir: Path) -> lis
     return plots
 
 
+def implicit_reward_figures(tuned_source: str, base_source: str, pairs: list, config: EvaluationConfig,
+                            placement: Placement) -> dict:
+    """The implicit-reward figures of the tuned policy on the held-out pairs; None without pairs."""
+    if not pairs:
+        return dict.fromkeys(IMPLICIT_REWARD_KEYS)
+    figures = implicit_reward_accuracy(tuned_source, base_source, pairs, placement, config.use_chat_template,
+                                       config.max_prompt_tokens, config.max_new_tokens, seed=config.seed)
+    free_accelerator_memory()
+    return figures
+
+
 def run_evaluation(
     config: EvaluationConfig,
     *,
@@ -270,8 +282,10 @@ def run_evaluation(
 
     `gold_scorers` replaces the shipped registry (embedded_default.gold.GOLD_SCORERS) when given;
     `config.gold_scorer` names the one to use ('' = none). Without `reward_source` (None or '') no
-    reward model is loaded and `eval_pairs_path` is not read: the reward-model figures are None.
-    `config.reward_function` adds the accuracy figures (None without it).
+    reward model is loaded: the reward-model figures are None. The held-out pairs of `eval_pairs_path`
+    (when given) also measure the tuned policy's implicit reward against the base
+    (components/evaluate/implicit_reward.py; None without pairs). `config.reward_function` adds the
+    accuracy figures (None without it).
     """
     config.validate()
     gold_scorer = resolve_gold_scorer(config.gold_scorer, gold_scorers)
@@ -279,7 +293,11 @@ def run_evaluation(
     has_reward_model = bool(reward_source)
     if has_reward_model and eval_pairs_path is None:
         raise ValueError("a reward model is evaluated on held-out preference pairs: give eval_pairs_path")
-    pairs = read_preference_pairs(eval_pairs_path) if has_reward_model else []
+    # Held-out pairs: the reward model is measured on them; without one they only add the implicit
+    # reward, and a run without preference data has an empty file.
+    pairs = []
+    if eval_pairs_path is not None and (has_reward_model or Path(eval_pairs_path).stat().st_size > 0):
+        pairs = read_preference_pairs(eval_pairs_path)
     rows = read_eval_prompt_rows(eval_prompts_path, config.max_eval_prompts, config.seed)
     if reward_function is not None:
         check_columns(reward_function, [row.columns for row in rows], f"the held-out prompts ({eval_prompts_path})")
@@ -301,6 +319,8 @@ def run_evaluation(
     if has_reward_model:
         rewards = _reward_phase(reward_source, pairs, prompts, base_texts, tuned_texts, config, placement)
         free_accelerator_memory()
+
+    implicit = implicit_reward_figures(tuned_source, base_source, pairs, config, placement)
 
     base_gold = tuned_gold = None
     if gold_scorer is not None:
@@ -326,6 +346,7 @@ def run_evaluation(
             "tuned_minus_base_gold_score": mean(tuned_gold) - mean(base_gold) if tuned_gold is not None else None,
             "tuned_minus_base_gold_score_ci": policy_ci.get("tuned_minus_base_gold_score"),
             **accuracy_figures(base_rule, tuned_rule, config.seed),
+            **implicit,
             "base_mean_response_tokens": mean(base.samples.token_counts),
             "tuned_mean_response_tokens": mean(tuned.samples.token_counts),
             "base_truncated_fraction": mean(base.samples.truncated),

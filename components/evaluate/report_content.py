@@ -33,6 +33,9 @@ READING_GUIDE: tuple[str, ...] = (
     "and gold flat or down is reward hacking: the policy exploits the reward model's mistakes.",
     "Read the side-by-side samples: repetitive or fragmentary text, or the same answer to every "
     "prompt, with a high reward is the clearest sign of reward hacking.",
+    "Implicit-reward accuracy is the share of held-out pairs whose chosen answer the tuned policy raised "
+    "more, relative to the base, than the rejected one (DPO's implicit reward: about 0.5 when tuning moved "
+    "the pairs at random). It needs no reward model, so DPO, KTO and RL runs compare on it.",
     "Training curves: the reward model's rank_loss should fall; the policy's reward should rise "
     "while its kl_loss stays bounded.",
 )
@@ -174,6 +177,18 @@ class ReportContent:
              format_number(policy["base_truncated_fraction"]), format_number(policy["tuned_truncated_fraction"])),
         ]
 
+    def _implicit_reward_singles(self) -> list[tuple[str, str]]:
+        policy = self.evaluation["policy"]
+        if not policy.get("implicit_reward_pairs"):
+            return []
+        pairs = format_number(policy["implicit_reward_pairs"])
+        return [
+            (f"Implicit-reward accuracy of tuned vs base ({pairs} held-out pairs)",
+             section_estimate(policy, "implicit_reward_accuracy")),
+            ("Implicit-reward margin, nats (log-ratio to base, chosen minus rejected)",
+             section_estimate(policy, "implicit_reward_margin")),
+        ]
+
     def single_metrics(self) -> list[tuple[str, str]]:
         """(metric, value) rows of the headline table."""
         reward_model, policy = self.evaluation["reward_model"], self.evaluation["policy"]
@@ -188,6 +203,7 @@ class ReportContent:
             ("Win rate of tuned over base (reward model, ties count half)", self._rm(policy, "win_rate")),
             ("Mean reward, tuned minus base (same prompts)", self._rm(policy, "tuned_minus_base_reward")),
             ("Mean gold score, tuned minus base (same prompts)", section_estimate(policy, "tuned_minus_base_gold_score")),
+            *self._implicit_reward_singles(),
             ("KL(tuned || base), nats per response", format_number(policy["kl_to_base"])),
             ("Held-out prompts answered by each policy", format_number(policy["eval_prompts"])),
         ]

@@ -85,3 +85,24 @@ def train_reward_model(
         )
     record_metrics(metrics, results)
     return results["eval_accuracy"]
+
+
+def skip_reward_model(
+    algorithm: str, code_version: str, reward_model: Output[Model], tensorboard_logs: Output[Artifact]
+):
+    """Stand in for the reward model in a run that needs none: its reward_model artifact says so
+    (components/common/models.py, write_no_model) and its logs are empty, so that every later step
+    takes the same inputs whether the reward model was trained or not."""
+    import os
+
+    from components.common.algorithms import ONLINE_ALGORITHMS
+    from components.common.models import write_no_model
+
+    reason = (
+        "the policy is tuned with the reward function alone"
+        if algorithm in ONLINE_ALGORITHMS
+        else f"{algorithm} learns from the pairs and train_reward_model_for_eval is false"
+    )
+    write_no_model(reward_model.path, reason)
+    os.makedirs(tensorboard_logs.path, exist_ok=True)
+    print(f"no reward model: {reason}")

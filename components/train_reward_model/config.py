@@ -3,7 +3,7 @@
 from dataclasses import dataclass
 
 from components.common import defaults
-from components.common.steps import DEFAULT_BATCH_SIZE
+from components.common.steps import DEFAULT_BATCH_SIZE, gradient_accumulation_steps, micro_batch_size
 
 
 @dataclass
@@ -37,17 +37,10 @@ class RewardTrainingConfig:
         return reward_model_token_budget(self.max_prompt_tokens, self.max_response_tokens)
 
     def micro_batch_size(self, processes: int = 1) -> int:
-        """Pairs per forward pass in each of `processes`: the largest divisor of their share of
-        batch_size that fits in max_micro_batch_size."""
-        share = self.batch_size // processes
-        for size in range(min(share, self.max_micro_batch_size), 0, -1):
-            if share % size == 0:
-                return size
-        return 1
+        return micro_batch_size(self.batch_size, self.max_micro_batch_size, processes)
 
     def gradient_accumulation_steps(self, processes: int = 1) -> int:
-        """Forward passes per optimizer step in each process, so that every step sees batch_size pairs."""
-        return self.batch_size // (processes * self.micro_batch_size(processes))
+        return gradient_accumulation_steps(self.batch_size, self.max_micro_batch_size, processes)
 
     def validate(self, processes: int = 1) -> None:
         """Raise UserInputError when the batch cannot be shared equally between `processes` GPUs."""

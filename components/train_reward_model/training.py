@@ -21,13 +21,14 @@ from components.common.checkpoints import (
 from components.common.data.transcripts import Prompt
 from components.common.distributed import TrainingProcesses
 from components.common.errors import UserInputError
-from components.common.models import Placement, load_tokenizer
+from components.common.models import Placement, load_tokenizer, weights_dtype
 from components.common.reward_scoring import RewardScorer, reward_model_ids
-from components.train_reward_model.checkpointing import (
+from components.common.trainer_checkpoints import (
     CHECKPOINTS_KEPT,
     checkpoint_bookkeeping,
     checkpoint_interval,
 )
+from components.common.trainer_logs import trainer_logs_writer
 from components.train_reward_model.config import RewardTrainingConfig
 
 RANK_LOSS_TAG = "rank_loss"  # the tag Vertex's reward trainer writes
@@ -64,46 +65,6 @@ def pairwise_accuracy(scorer: RewardScorer, pairs: list[dict]) -> tuple[float, f
     chosen = scorer.score(prompts, [p["chosen"] for p in pairs])
     rejected = scorer.score(prompts, [p["rejected"] for p in pairs])
     return (chosen > rejected).float().mean().item(), (chosen - rejected).mean().item()
-
-
-def _tensorboard_callback(log_dir: Path):
-    from torch.utils.tensorboard import SummaryWriter
-    from transformers import TrainerCallback
-
-    class TensorBoardTags(TrainerCallback):
-        """Writes the trainer's logs under Vertex's tag names (`loss` -> `rank_loss`).
-
-        A resumed run first writes again what the Trainer logged before its checkpoint.
-        """
-
-        def __init__(self):
-            self.writer = SummaryWriter(str(log_dir))
-
-        def write(self, logs: dict, step: int) -> None:
-            for key, value in logs.items():
-                if isinstance(value, (int, float)):
-                    self.writer.add_scalar(RANK_LOSS_TAG if key == "loss" else key, value, step)
-
-        def on_train_begin(self, args, state, control, **kwargs):
-            for logged in state.log_history:  # empty unless resumed
-                self.write({key: value for key, value in logged.items() if key != "step"}, logged["step"])
-
-        def on_log(self, args, state, control, logs=None, **kwargs):
-            self.write(logs or {}, state.global_step)
-
-        def on_train_end(self, args, state, control, **kwargs):
-            self.writer.flush()
-
-    return TensorBoardTags()
-
-
-def weights_dtype(placement: Placement, lora_rank: int) -> torch.dtype:
-    """The dtype the reward model is loaded in.
-
-    Under LoRA the base weights stay frozen, so they may stay in the placement's dtype to save
-    memory; a model trained in full is loaded in float32, its master weights.
-    """
-    return placement.dtype if lora_rank > 0 else torch.float32
 
 
 def keep_trainable_weights_in_float32(model: torch.nn.Module) -> None:
@@ -229,7 +190,7 @@ def train_reward_model(
     resumed_from = checkpoint_to_resume(checkpoint_dir, processes) if checkpoint_dir else None
     if processes.is_main:
         remove_event_files(log_dir)
-    callbacks = [_tensorboard_callback(log_dir)] if processes.is_main else []
+    callbacks = [trainer_logs_writer(log_dir, {"loss": RANK_LOSS_TAG})] if processes.is_main else []
     trainer_dir = Path(checkpoint_dir) if checkpoint_dir else output_dir / "_trainer"
     checkpoint_steps = (
         checkpoint_interval(checkpoint_interval_steps, config.steps, config.logging_steps) if checkpoint_dir else 0

@@ -40,7 +40,8 @@ def tune_policy(
     """Tune the base model with PPO, GRPO or RLOO (`algorithm`) on the training prompts, against the
     reward model, the `reward_function`, or both (their sum; see components/tune_policy/rewards.py).
 
-    `reward_model` may be left out when `reward_function` is given. GRPO and RLOO sample
+    `reward_model` may be left out, or stand for no model (components/common/models.py), when
+    `reward_function` is given. GRPO and RLOO sample
     `num_generations` responses per prompt (`batch_size` counts responses, a multiple of it), clip the
     ratio to [1 - epsilon, 1 + epsilon_high (0: epsilon)] and average token losses as `loss_type`
     ("grpo", "dr_grpo", "dapo") says; GRPO divides advantages as `scale_rewards` ("group", "batch",
@@ -61,7 +62,7 @@ def tune_policy(
     from components.common.checkpoints import task_checkpoint_dir
     from components.common.distributed import run_on_every_gpu
     from components.common.kfp_outputs import record_metrics
-    from components.common.models import model_source
+    from components.common.models import holds_model, model_source
     from components.tune_policy.config import PPOConfig
     from components.tune_policy.ppo import train_policy
 
@@ -88,7 +89,7 @@ def tune_policy(
         seed=seed,
     )
     prompts_path = os.path.join(prompt_data.path, "train.jsonl")
-    reward_path = reward_model.path if reward_model is not None else ""
+    reward_path = reward_model.path if reward_model is not None and holds_model(reward_model.path) else ""
     inputs = {"base_model": base_model.path, "prompts": prompts_path}
     if reward_path:
         inputs["reward_model"] = reward_path

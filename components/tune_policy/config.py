@@ -3,11 +3,11 @@
 from dataclasses import dataclass
 
 from components.common import defaults
+from components.common.algorithms import ONLINE_ALGORITHMS
 from components.common.chat_templates import USE_CHAT_TEMPLATE_VALUES
 from components.common.steps import DEFAULT_BATCH_SIZE, GROUP_ALGORITHMS, prompts_per_rl_step, responses_per_prompt
 
 LR_SCHEDULES = ("constant", "linear")
-ALGORITHMS = ("ppo", "grpo", "rloo")
 LOSS_TYPES = ("grpo", "dr_grpo", "dapo")  # TRL's names for how token losses are averaged
 SCALE_REWARDS = ("group", "batch", "none")  # TRL's names for what a GRPO advantage is divided by
 
@@ -156,8 +156,8 @@ class PPOConfig:
             problems.append("clip_range and value_clip_range must be > 0")
         if not (0 <= self.gamma <= 1 and 0 <= self.gae_lambda <= 1):
             problems.append("gamma and gae_lambda must be in [0, 1]")
-        if self.algorithm not in ALGORITHMS:
-            problems.append(f"algorithm must be one of {ALGORITHMS}, got {self.algorithm!r}")
+        if self.algorithm not in ONLINE_ALGORITHMS:
+            problems.append(f"algorithm must be one of {ONLINE_ALGORITHMS}, got {self.algorithm!r}")
         if self.grouped:
             if self.num_generations < 2:
                 problems.append(f"num_generations must be >= 2 for {self.algorithm}, got {self.num_generations}")

@@ -39,6 +39,7 @@ def upload_model(
 
 
 def upload_training_logs(
+    sft_logs: Input[Artifact],
     reward_model_logs: Input[Artifact],
     policy_logs: Input[Artifact],
     tensorboard_resource_id: str,
@@ -47,10 +48,11 @@ def upload_training_logs(
     pipeline_job_name: str,
     code_version: str,
 ):
-    """Upload both training steps' TensorBoard logs to the Vertex TensorBoard, when one is named."""
+    """Upload the training steps' TensorBoard logs to the Vertex TensorBoard, when one is named."""
     from components.upload_model.tensorboard import upload_tensorboard_logs
 
-    for run_name, logs in (("reward_model", reward_model_logs), ("policy", policy_logs)):
+    runs = (("supervised_fine_tuning", sft_logs), ("reward_model", reward_model_logs), ("policy", policy_logs))
+    for run_name, logs in runs:
         upload_tensorboard_logs(
             logs.path, tensorboard_resource_id, project, location,
             experiment_name=pipeline_job_name, run_name=run_name,

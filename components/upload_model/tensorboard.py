@@ -61,6 +61,9 @@ def upload_tensorboard_logs(log_dir: str, tensorboard_resource_id: str, project:
     from google.protobuf import timestamp_pb2
 
     scalars = read_scalars(log_dir)
+    if not scalars:  # a stage that did not train (skipped supervised fine-tuning or reward model)
+        log(f"{run_name}: no scalars in {log_dir}, nothing to upload")
+        return 0
     aiplatform.init(project=project, location=location, api_endpoint=api_endpoint, api_transport="rest")
     tensorboard = aiplatform.Tensorboard(tensorboard_resource_id)
     experiment_id, run_id = _resource_id(experiment_name), _resource_id(run_name)

@@ -5,26 +5,18 @@ tokenizer and a chat template) that `embedded_default.arithmetic.tiny_model.buil
 builds and warms up in well under a minute on a CPU. The data under `data/` is written by
 `python -m embedded_default.arithmetic.generate`: prompts as conversations (a system message asking for
 the final answer in `\boxed{}`, then the question) with a `ground_truth` column, as in the GSM8K
-notebooks, and a small preference file (a right and a wrong answer to each problem) for the reward-model
-stage. `params.yaml` holds the pipeline parameter values of the task: GRPO with the `boxed-answer`
-reward function.
+notebooks, and a small preference file (a right and a wrong answer to each problem) for a reward model
+or DPO/KTO. `params.yaml` holds the pipeline parameter values of the task: GRPO with the `boxed-answer`
+reward function alone (no preference data: no reward model is trained).
 """
 
 from pathlib import Path
 
-import yaml
+from embedded_default.sample_task import SampleTask
 
 BUILTIN_MODEL_REFERENCE = "builtin:tiny-arithmetic"
 REWARD_FUNCTION = "boxed-answer"
 
-PACKAGE_DIR = Path(__file__).resolve().parent
-DATA_DIR = PACKAGE_DIR / "data"
-PREFERENCE_FILE = DATA_DIR / "preference.jsonl"
-PROMPT_FILE = DATA_DIR / "prompts.jsonl"
-EVAL_FILE = DATA_DIR / "eval.jsonl"
-PARAMS_FILE = PACKAGE_DIR / "params.yaml"
-
-
-def load_params() -> dict:
-    """The pipeline parameter values of the arithmetic task (dataset paths excluded)."""
-    return yaml.safe_load(PARAMS_FILE.read_text(encoding="utf-8"))
+TASK = SampleTask("arithmetic", Path(__file__).resolve().parent)
+DATA_DIR, PREFERENCE_FILE, PROMPT_FILE, EVAL_FILE = TASK.data_dir, TASK.preference_file, TASK.prompt_file, TASK.eval_file
+load_params = TASK.load_params

@@ -9,7 +9,7 @@ results; every stage's full output is in `<run dir>/logs/`. `--verbose` shows kf
 import sys
 from pathlib import Path
 
-from pipeline.local_run import RUNNERS, LocalRunConfig
+from pipeline.local_run import RUNNERS, LocalRunConfig, sample_tasks
 
 
 def add_parser(subparsers) -> None:
@@ -25,6 +25,10 @@ def add_parser(subparsers) -> None:
         "--set", dest="sets", action="append", default=[], metavar="NAME=VALUE",
         help="set one pipeline parameter (repeatable; overrides --params)",
     )
+    parser.add_argument("--sample-task", choices=list(sample_tasks()), default=None,
+                        help="run a bundled sample task: summaries (the default when no dataset is given: "
+                        "PPO against a reward model) or arithmetic (GRPO on word problems with the "
+                        "boxed-answer reward); --params and --set values go on top")
     parser.add_argument("--runner", choices=RUNNERS, default="subprocess",
                         help="kfp.local runner: subprocess (default, no Docker) or docker")
     parser.add_argument("--output-dir", type=Path, default=LocalRunConfig.output_dir,
@@ -40,18 +44,28 @@ def print_results(result) -> None:
     from components.evaluate.report_content import reward_model_estimate, section_estimate
 
     reward_model, policy = result.summary["reward_model"], result.summary["policy"]
-    print(f"reward model eval accuracy: {reward_model_estimate(reward_model, 'eval_accuracy')}")
-    print(f"mean reward: base {reward_model_estimate(policy, 'base_mean_reward')} "
-          f"-> tuned {reward_model_estimate(policy, 'tuned_mean_reward')}")
-    print(f"win rate {reward_model_estimate(policy, 'win_rate')}; KL to base {policy['kl_to_base']:.3f}")
+    print(f"algorithm: {result.summary['algorithm']}")
+    if reward_model["eval_accuracy"] is None:
+        print("reward model: none trained")
+    else:
+        print(f"reward model eval accuracy: {reward_model_estimate(reward_model, 'eval_accuracy')}")
+        print(f"mean reward: base {reward_model_estimate(policy, 'base_mean_reward')} "
+              f"-> tuned {reward_model_estimate(policy, 'tuned_mean_reward')}; "
+              f"win rate {reward_model_estimate(policy, 'win_rate')}")
+    if policy["base_gold_score"] is not None:
+        print(f"gold score: base {section_estimate(policy, 'base_gold_score')} "
+              f"-> tuned {section_estimate(policy, 'tuned_gold_score')}")
+    if policy["implicit_reward_pairs"]:
+        print(f"implicit-reward accuracy of tuned vs base ({policy['implicit_reward_pairs']} held-out pairs): "
+              f"{section_estimate(policy, 'implicit_reward_accuracy')}")
     if policy["accuracy_rows_scored"] is not None:
         print(f"accuracy (rule reward, {policy['accuracy_rows_scored']} of {policy['eval_prompts']} prompts): "
               f"sampled base {section_estimate(policy, 'base_accuracy')} "
               f"-> tuned {section_estimate(policy, 'tuned_accuracy')}; "
               f"greedy base {section_estimate(policy, 'base_accuracy_greedy')} "
               f"-> tuned {section_estimate(policy, 'tuned_accuracy_greedy')}")
-    print(f"responses cut at the length limit: base {policy['base_truncated_fraction']:.0%}, "
-          f"tuned {policy['tuned_truncated_fraction']:.0%}")
+    print(f"KL to base {policy['kl_to_base']:.3f}; responses cut at the length limit: base "
+          f"{policy['base_truncated_fraction']:.0%}, tuned {policy['tuned_truncated_fraction']:.0%}")
     print(f"run directory: {result.run_dir}")
     print(f"summary: {result.summary_path}")
     print(f"report: {result.summary['paths']['report_html']}")
@@ -60,13 +74,22 @@ def print_results(result) -> None:
 def main(args) -> int:
     from pipeline.console import make_console
     from pipeline.fingerprint import data_fingerprints
-    from pipeline.local_run import RunFailed, check_runner, new_run_dir, run_locally, stage_titles, with_embedded_default
+    from pipeline.local_run import (
+        RunFailed,
+        check_runner,
+        chosen_sample_task,
+        new_run_dir,
+        run_locally,
+        steps_per_run,
+        with_sample_task,
+    )
     from pipeline.preflight import check_before_run
     from pipeline.submission.parameter_file import load_parameter_values
     from pipeline.submission.validation import validate_for_pipeline
 
     given = load_parameter_values(args.params, args.sets)
-    values = validate_for_pipeline(with_embedded_default(given))
+    task = chosen_sample_task(given, args.sample_task)
+    values = validate_for_pipeline(with_sample_task(given, task))
     config = LocalRunConfig(
         runner=args.runner, output_dir=args.output_dir, enable_caching=not args.no_cache, image=args.image
     )
@@ -78,8 +101,7 @@ def main(args) -> int:
     for line in checks.warnings:
         print(line, file=sys.stderr)
     run_dir = new_run_dir(config.output_dir)
-    embedded = not any(given.get(name) for name in ("preference_dataset", "prompt_dataset"))
-    print(f"{'embedded sample task: ' if embedded else ''}{len(stage_titles(config.image))} stages, "
+    print(f"{f'sample task {task}: ' if task else ''}{steps_per_run(config.image)} stages, "
           f"run directory {run_dir}{'' if config.enable_caching else ' (cache off)'}", flush=True)
     try:
         result = run_locally(values, config, make_console(args.verbose), run_dir=run_dir)

@@ -9,9 +9,12 @@ import re
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from components.common.algorithms import ALGORITHMS, plan_stages
 from components.common.chat_templates import USE_CHAT_TEMPLATE_VALUES
+from components.common.errors import UserInputError
 from components.common.steps import GROUP_ALGORITHMS
-from components.tune_policy.config import ALGORITHMS, LOSS_TYPES, SCALE_REWARDS
+from components.tune_policy.config import LOSS_TYPES, SCALE_REWARDS
+from components.tune_preference.config import DPO_LOSS_TYPES
 from pipeline.submission.resources import accelerator_problem
 
 KMS_KEY = re.compile(r"projects/[^/]+/locations/[^/]+/keyRings/[^/]+/cryptoKeys/[^/]+\Z")
@@ -51,7 +54,6 @@ def matching(pattern: re.Pattern, what: str, allow_empty: bool = True) -> Rule:
 
 RULES: dict[str, Rule] = {
     "prompt_dataset": non_empty("a dataset path or gs:// URI"),
-    "preference_dataset": non_empty("a dataset path or gs:// URI"),
     "large_model_reference": non_empty("a model name, directory or gs:// path"),
     "model_display_name": Rule(lambda v: len(v) <= MAX_DISPLAY_NAME, f"at most {MAX_DISPLAY_NAME} characters"),
     "prompt_sequence_length": at_least(1),
@@ -75,6 +77,13 @@ RULES: dict[str, Rule] = {
     "epsilon": Rule(lambda v: 0 < v < 1, "in (0, 1)"),
     "epsilon_high": at_least(0, " (0 uses epsilon)"),
     "scale_rewards": one_of(SCALE_REWARDS),
+    "dpo_beta": above(0),
+    "dpo_loss_type": Rule(lambda v: bool(v.strip()) and all(t.strip() in DPO_LOSS_TYPES for t in v.split(",")),
+                          f"one of {', '.join(DPO_LOSS_TYPES)}, or several joined by commas"),
+    "kto_desirable_weight": above(0),
+    "kto_undesirable_weight": above(0),
+    "sft_train_epochs": at_least(1),
+    "sft_learning_rate_multiplier": above(0),
     "missing_eos_penalty": at_least(0),
     "use_chat_template": one_of(USE_CHAT_TEMPLATE_VALUES),
     "eval_split_fraction": Rule(lambda v: 0 <= v < 1, "in [0, 1)"),
@@ -106,6 +115,18 @@ CROSS_RULES: tuple[tuple[tuple[str, ...], Callable[..., bool], str], ...] = (
 )
 
 
+# The parameters that decide which stages run (components/common/algorithms.py), checked together.
+PLAN_INPUTS = ("algorithm", "reward_function", "preference_dataset", "train_reward_model_for_eval")
+
+
+def _stage_plan_problem(algorithm: str, reward_function: str, preference_dataset: str, for_eval: bool) -> str:
+    try:
+        plan_stages(algorithm, reward_function, preference_dataset, for_eval)
+    except UserInputError as error:
+        return str(error)
+    return ""
+
+
 def value_problems(values: dict[str, Any]) -> list[str]:
     """Every rule that the (already type-checked) values break, one message each."""
     problems = []
@@ -117,6 +138,11 @@ def value_problems(values: dict[str, Any]) -> list[str]:
         problem = accelerator_problem(values["accelerator_type"])
         if problem:
             problems.append(f"accelerator_type: {problem}")
+    plan_inputs = [values.get(name) for name in PLAN_INPUTS]
+    if values.get("algorithm") in ALGORITHMS and None not in plan_inputs:
+        problem = _stage_plan_problem(*plan_inputs)
+        if problem:
+            problems.append(problem)
     for names, accepts, message in CROSS_RULES:
         given = [values.get(name) for name in names]
         if None not in given and not accepts(*given):

@@ -72,8 +72,14 @@ def accelerator_for_target(value: str, target: str) -> str:
 def apply_training_resources(task, accelerator_type, accelerator_count, cpu_limit, memory_limit):
     """Give a training task its accelerator, CPU and memory limits (pipeline parameters or constants).
 
-    kfp.local ignores these settings; Vertex AI picks a machine type that satisfies them.
+    kfp.local ignores these settings; Vertex AI picks a machine type that satisfies them. The settings
+    that are pipeline parameters are registered as the task's inputs: kfp 2.17 writes them into the
+    container's resources only, so a task inside a dsl.If branch would not get them passed down.
     """
+    from kfp.dsl.pipeline_channel import PipelineChannel
+
+    settings = (accelerator_type, accelerator_count, cpu_limit, memory_limit)
+    task.register_pipeline_channels([value for value in settings if isinstance(value, PipelineChannel)])
     return (
         task.set_accelerator_type(accelerator_type)
         .set_accelerator_limit(accelerator_count)

@@ -1,4 +1,5 @@
-"""Reward-model checkpoints: the Hugging Face Trainer's own, made safe to resume from after a kill.
+"""Checkpoints of the stages trained with a Hugging Face (TRL) Trainer (reward model, SFT, DPO,
+KTO): the Trainer's own, made safe to resume from after a kill.
 
 The Trainer saves in `checkpoint-<step>` the trainable weights, optimizer, schedule, every process's
 random states and its own state (step, log history), and resumes from one exactly, data position

@@ -1,0 +1,181 @@
+"""Supervised fine-tuning with TRL's SFTTrainer: the mean cross-entropy of the completions' tokens
+(EOS included) given their prompts; prompt tokens carry no loss.
+
+Every weight is trained (no LoRA) and held in float32; on CUDA the trainer runs forward passes under
+bf16 autocast, so AdamW never updates bf16 weights. The result is saved in float32 as a plain Hugging
+Face model directory (config, generation config, tokenizer), the base of every later stage.
+"""
+
+import tempfile
+from pathlib import Path
+
+import torch
+
+from components.common.canonical_data import read_canonical_rows
+from components.common.chat_templates import PromptFormatter
+from components.common.checkpoints import (
+    checkpoint_to_resume,
+    remove_event_files,
+    remove_task_checkpoints,
+    steps_done,
+)
+from components.common.data.transcripts import Prompt
+from components.common.distributed import TrainingProcesses
+from components.common.models import Placement, load_tokenizer
+from components.common.trainer_checkpoints import (
+    CHECKPOINTS_KEPT,
+    checkpoint_bookkeeping,
+    checkpoint_interval,
+)
+from components.common.trainer_logs import trainer_logs_writer
+from components.supervised_fine_tuning.config import SupervisedTrainingConfig
+from components.supervised_fine_tuning.data import SFT_FIELDS
+from components.supervised_fine_tuning.tokenization import SupervisedIds, supervised_ids
+
+
+def tokenized_examples(
+    rows: list[dict], formatter: PromptFormatter, config: SupervisedTrainingConfig
+) -> list[SupervisedIds]:
+    """The canonical rows ({"prompt", "completion"[, "prompt_messages"]}) as the model trains on them."""
+    return supervised_ids([Prompt.from_row(row) for row in rows], [row["completion"] for row in rows], formatter,
+                          config.max_prompt_tokens, config.max_completion_tokens)
+
+
+def build_trainer(
+    config: SupervisedTrainingConfig,
+    base_source: str,
+    tokenizer,
+    examples: list[SupervisedIds],
+    trainer_dir: Path,
+    placement: Placement,
+    processes: TrainingProcesses,
+    callbacks: list,
+    checkpoint_steps: int = 0,
+):
+    """TRL's SFTTrainer on the tokenized `examples`, loss on their completions only.
+
+    With `checkpoint_steps`, it saves a checkpoint every that many steps in `trainer_dir`.
+    """
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM
+    from trl import SFTConfig, SFTTrainer
+
+    model = AutoModelForCausalLM.from_pretrained(base_source, dtype=torch.float32)
+    steps = config.steps(len(examples))
+    saving = {"save_strategy": "no"}
+    if checkpoint_steps:
+        saving = {"save_strategy": "steps", "save_steps": checkpoint_steps, "save_total_limit": CHECKPOINTS_KEPT}
+    args = SFTConfig(
+        output_dir=str(trainer_dir),
+        max_steps=steps,
+        per_device_train_batch_size=config.micro_batch_size(processes.count),
+        gradient_accumulation_steps=config.gradient_accumulation_steps(processes.count),
+        learning_rate=config.learning_rate,
+        lr_scheduler_type="linear",
+        activation_checkpointing=True,  # TRL's default (memory for compute), under transformers' current name
+        warmup_steps=round(config.warmup_ratio * steps),
+        weight_decay=config.weight_decay,
+        completion_only_loss=True,  # labels from each row's completion_mask
+        max_length=None,  # the examples are already cut to the prompt and completion budgets
+        logging_steps=config.logging_steps,
+        **saving,
+        report_to="none",
+        seed=config.seed,
+        data_seed=config.seed,
+        use_cpu=placement.device.type == "cpu",
+        bf16=placement.dtype == torch.bfloat16,  # autocast; the weights it updates stay float32
+        dataloader_num_workers=0,
+        disable_tqdm=False,
+        # The Trainer writes this into the model's config, saved with it; SFTTrainer turns the KV cache
+        # off in its own forward passes.
+        use_cache=model.config.use_cache,
+    )
+    return SFTTrainer(
+        model=model,
+        args=args,
+        train_dataset=Dataset.from_list([example.to_trl() for example in examples]),
+        processing_class=tokenizer,
+        callbacks=callbacks,
+    )
+
+
+def save_model(model, tokenizer, output_dir: Path) -> None:
+    """The trained model as a plain Hugging Face directory, in float32."""
+    model.to(device="cpu", dtype=torch.float32).save_pretrained(output_dir)
+    tokenizer.save_pretrained(output_dir)
+
+
+def train_supervised(
+    config: SupervisedTrainingConfig,
+    base_source: str,
+    rows_path: str | Path,
+    output_dir: str | Path,
+    log_dir: str | Path,
+    placement: Placement | None = None,
+    checkpoint_dir: str = "",
+    checkpoint_interval_steps: int = 0,
+) -> dict[str, float]:
+    """Fine-tune `base_source` on the canonical rows of `rows_path` (components.supervised_fine_tuning.data)
+    for ceil(rows / batch_size) * epochs steps; save it as an HF directory in `output_dir`.
+
+    Returns the final train loss, the step count and how many prompts and completions were cut to
+    their budgets.
+
+    With a `checkpoint_dir`, saves a checkpoint there about every `checkpoint_interval_steps` steps
+    (0: about every 10% of them; see `checkpoint_interval`), resumes from the last one it finds, and
+    deletes them at the end: a resumed run ends as an uninterrupted one would.
+
+    Launched once per GPU (components.common.distributed), the Trainer trains with DDP, each
+    process taking an equal share of every batch; the first process saves and reports.
+    """
+    processes = TrainingProcesses.from_environment()
+    config.validate(processes.count)
+    placement = placement or Placement.detect()
+    output_dir, log_dir = Path(output_dir), Path(log_dir)
+    log_dir.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(config.seed)
+
+    tokenizer = load_tokenizer(base_source, padding_side="right")
+    formatter = PromptFormatter(tokenizer, config.use_chat_template, base_source)
+    rows = read_canonical_rows(rows_path, SFT_FIELDS, needed_for="supervised fine-tuning")
+    examples = tokenized_examples(rows, formatter, config)
+    steps = config.steps(len(examples))
+    resumed_from = checkpoint_to_resume(checkpoint_dir, processes) if checkpoint_dir else None
+    if processes.is_main:
+        remove_event_files(log_dir)
+    callbacks = [trainer_logs_writer(log_dir)] if processes.is_main else []
+    checkpoint_steps = (
+        checkpoint_interval(checkpoint_interval_steps, steps, config.logging_steps) if checkpoint_dir else 0
+    )
+    with tempfile.TemporaryDirectory(prefix="sft-trainer-") as scratch:  # the Trainer's folder when it saves nothing
+        trainer = build_trainer(config, base_source, tokenizer, examples, Path(checkpoint_dir or scratch), placement,
+                                processes, callbacks, checkpoint_steps)
+        if checkpoint_dir:
+            trainer.add_callback(checkpoint_bookkeeping(trainer, checkpoint_dir, processes, resumed_from))
+        if resumed_from is not None and processes.is_main:
+            print(
+                f"resuming supervised fine-tuning from step {steps_done(resumed_from)} of {steps} "
+                f"(checkpoint {resumed_from})",
+                flush=True,
+            )
+        result = trainer.train(resume_from_checkpoint=str(resumed_from) if resumed_from else None)
+        if processes.is_main:
+            save_model(trainer.model, tokenizer, output_dir)
+        accuracy = [logged["mean_token_accuracy"] for logged in trainer.state.log_history
+                    if "mean_token_accuracy" in logged]
+        del trainer
+    processes.wait_for_everyone()
+    if not processes.is_main:
+        return {}  # only the first process's result is reported
+    if checkpoint_dir:
+        remove_task_checkpoints(checkpoint_dir)  # the stage is done: nothing left to resume
+    return {
+        "train_loss": float(result.training_loss),
+        "mean_token_accuracy_end": accuracy[-1] if accuracy else float("nan"),
+        "train_steps": steps,
+        "completion_tokens": sum(sum(example.completion_mask) for example in examples),
+        "truncated_prompts": sum(example.prompt_truncated for example in examples),
+        "truncated_completions": sum(example.completion_truncated for example in examples),
+        "epochs": config.epochs,
+        "learning_rate": config.learning_rate,
+    }

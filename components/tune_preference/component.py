@@ -1,0 +1,96 @@
+"""KFP wrapper of the preference-tuning stage (DPO or KTO)."""
+
+from kfp.dsl import Artifact, Dataset, Input, Metrics, Model, Output
+
+
+def tune_preference(
+    base_model: Input[Model],
+    preference_data: Input[Dataset],
+    algorithm: str,
+    train_steps: int,
+    learning_rate_multiplier: float,
+    batch_size: int,
+    dpo_beta: float,
+    dpo_loss_type: str,
+    kto_desirable_weight: float,
+    kto_undesirable_weight: float,
+    policy_lora_rank: int,
+    use_chat_template: str,
+    prompt_sequence_length: int,
+    target_sequence_length: int,
+    seed: int,
+    code_version: str,
+    checkpoint_root: str,
+    pipeline_root: str,
+    checkpoint_interval_steps: int,
+    policy: Output[Model],
+    metrics: Output[Metrics],
+    tensorboard_logs: Output[Artifact],
+):
+    """Tune the base model on the prepared preference pairs with DPO or KTO (`algorithm`), no reward model.
+
+    DPO uses TRL's loss `dpo_loss_type` ("sigmoid": -log sigmoid(beta x margin)); KTO splits each pair
+    into a desirable and an undesirable answer and weighs their losses by `kto_desirable_weight` and
+    `kto_undesirable_weight`. Both keep the policy near the base model with strength `dpo_beta`.
+    `train_steps` optimizer steps of `batch_size` pairs each.
+
+    Outputs the tuned policy as a plain Hugging Face model directory (LoRA merged), its final metrics
+    (train loss, implicit-reward accuracy and margin on the held-out pairs, KTO's class balance), and
+    a directory of TensorBoard logs (TRL's tags: `loss`, `rewards/chosen`, `rewards/rejected`,
+    `rewards/margins`, `rewards/accuracies`, ...).
+
+    Saves a checkpoint about every `checkpoint_interval_steps` steps (0: about every 10% of them;
+    always at a logging step) under `checkpoint_root` (empty: `checkpoints/` under `pipeline_root`),
+    in a folder named after this task's inputs, so that a retry with the same inputs resumes from
+    the last one.
+    """
+    import dataclasses
+    import os
+
+    from components.common.checkpoints import task_checkpoint_dir
+    from components.common.data.preparation import EVAL_FILE, TRAIN_FILE
+    from components.common.distributed import run_on_every_gpu
+    from components.common.kfp_outputs import record_metrics
+    from components.common.models import model_source
+    from components.tune_preference.config import PreferenceTuningConfig
+    from components.tune_preference.training import train_preference_policy
+
+    config = PreferenceTuningConfig(
+        steps=train_steps,
+        algorithm=algorithm,
+        batch_size=batch_size,
+        learning_rate_multiplier=learning_rate_multiplier,
+        beta=dpo_beta,
+        loss_type=dpo_loss_type,
+        desirable_weight=kto_desirable_weight,
+        undesirable_weight=kto_undesirable_weight,
+        lora_rank=policy_lora_rank,
+        use_chat_template=use_chat_template,
+        max_prompt_tokens=prompt_sequence_length,
+        max_response_tokens=target_sequence_length,
+        seed=seed,
+    )
+    train_path = os.path.join(preference_data.path, TRAIN_FILE)
+    eval_path = os.path.join(preference_data.path, EVAL_FILE)
+    checkpoint_dir = task_checkpoint_dir(
+        checkpoint_root,
+        pipeline_root,
+        stage="tune_preference",
+        code_version=code_version,
+        settings=dataclasses.asdict(config),
+        inputs={"base_model": base_model.path, "train": train_path, "eval": eval_path},
+    )
+    os.makedirs(policy.path, exist_ok=True)
+    os.makedirs(tensorboard_logs.path, exist_ok=True)
+    results = run_on_every_gpu(
+        train_preference_policy,
+        config,
+        policy_source=model_source(base_model.path),
+        train_path=train_path,
+        eval_path=eval_path,
+        output_dir=policy.path,
+        log_dir=tensorboard_logs.path,
+        checkpoint_dir=checkpoint_dir,
+        checkpoint_interval_steps=checkpoint_interval_steps,
+    )
+    record_metrics(metrics, results)

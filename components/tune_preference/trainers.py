@@ -1,0 +1,123 @@
+"""TRL's DPOTrainer and KTOTrainer, set up for the policy, its reference and our tokenized rows.
+
+The reference is the base policy. Under LoRA (lora_rank > 0) it is the policy with its adapters
+disabled, which TRL uses when it gets a peft model and no reference model; trained in full, the
+policy gets an explicit frozen copy loaded from `policy_source` (TRL would otherwise reload one from
+the path in the model's config).
+
+Precision: trainable weights (LoRA adapters, or the whole policy when `lora_rank` is 0) are held in
+float32, frozen ones (the LoRA base, the reference) in the placement's dtype (bf16 on CUDA); the
+trainer runs forward passes under bf16 autocast there, so AdamW never updates bf16 weights.
+"""
+
+import math
+from pathlib import Path
+
+import torch
+from trl import DPOConfig, DPOTrainer, KTOConfig, KTOTrainer
+
+from components.common.distributed import TrainingProcesses
+from components.common.models import Placement, weights_dtype
+from components.common.trainer_checkpoints import CHECKPOINTS_KEPT
+from components.tune_preference.config import KTO_LOSS_TYPE, PreferenceTuningConfig
+
+
+class _AlreadyTokenized:
+    """Takes the training rows as they come: tokenized by trl_rows.py the way the policy generates
+    (components/common/sequences.py), where TRL would tokenize prompt + answer texts itself."""
+
+    def _prepare_dataset(self, dataset, processing_class, args, dataset_name):
+        return dataset
+
+
+class TokenizedDPOTrainer(_AlreadyTokenized, DPOTrainer):
+    pass
+
+
+class TokenizedKTOTrainer(_AlreadyTokenized, KTOTrainer):
+    pass
+
+
+def trainer_arguments(
+    config: PreferenceTuningConfig,
+    trainer_dir: Path,
+    placement: Placement,
+    processes: TrainingProcesses,
+    checkpoint_steps: int,
+):
+    """DPOConfig or KTOConfig for `config`; with `checkpoint_steps`, a checkpoint every that many steps."""
+    saving = {"save_strategy": "no"}
+    if checkpoint_steps:
+        saving = {"save_strategy": "steps", "save_steps": checkpoint_steps, "save_total_limit": CHECKPOINTS_KEPT}
+    common = dict(
+        output_dir=str(trainer_dir),
+        max_steps=config.steps,
+        per_device_train_batch_size=config.micro_batch_size(processes.count),
+        gradient_accumulation_steps=config.gradient_accumulation_steps(processes.count),
+        learning_rate=config.learning_rate,
+        lr_scheduler_type="linear",
+        warmup_steps=math.ceil(config.warmup_ratio * config.steps),
+        weight_decay=config.weight_decay,
+        beta=config.beta,
+        max_length=None,  # the rows are cut already, as generation cuts prompts and answers
+        logging_steps=config.logging_steps,
+        **saving,
+        report_to="none",
+        seed=config.seed,
+        data_seed=config.seed,
+        use_cpu=placement.device.type == "cpu",
+        bf16=placement.dtype == torch.bfloat16,  # autocast; the weights it updates stay float32
+        dataloader_num_workers=0,
+        disable_tqdm=False,
+    )
+    if config.algorithm == "kto":
+        return KTOConfig(
+            **common,
+            loss_type=KTO_LOSS_TYPE,
+            desirable_weight=config.desirable_weight,
+            undesirable_weight=config.undesirable_weight,
+        )
+    return DPOConfig(**common, loss_type=config.loss_types)
+
+
+def build_trainer(
+    config: PreferenceTuningConfig,
+    policy_source: str,
+    tokenizer,
+    rows: list[dict],
+    trainer_dir: Path,
+    placement: Placement,
+    processes: TrainingProcesses,
+    callbacks: list,
+    checkpoint_steps: int = 0,
+):
+    """TRL's DPOTrainer or KTOTrainer (`config.algorithm`) on the tokenized `rows` (trl_rows.py)."""
+    from datasets import Dataset
+    from peft import LoraConfig
+    from transformers import AutoModelForCausalLM
+
+    policy = AutoModelForCausalLM.from_pretrained(policy_source, dtype=weights_dtype(placement, config.lora_rank))
+    reference = None
+    peft_config = None
+    if config.lora_rank > 0:
+        peft_config = LoraConfig(
+            task_type="CAUSAL_LM",
+            r=config.lora_rank,
+            lora_alpha=2 * config.lora_rank,
+            lora_dropout=0.0,
+            target_modules="all-linear",  # every attention and MLP projection, not the LM head
+            bias="none",
+        )
+    else:
+        reference = AutoModelForCausalLM.from_pretrained(policy_source, dtype=placement.dtype)
+        reference.requires_grad_(False)
+    trainer_class = TokenizedKTOTrainer if config.algorithm == "kto" else TokenizedDPOTrainer
+    return trainer_class(
+        model=policy,
+        ref_model=reference,
+        args=trainer_arguments(config, trainer_dir, placement, processes, checkpoint_steps),
+        train_dataset=Dataset.from_list(rows),
+        processing_class=tokenizer,
+        peft_config=peft_config,
+        callbacks=callbacks,
+    )

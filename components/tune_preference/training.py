@@ -1,0 +1,150 @@
+"""Preference tuning without a reward model: the policy learns from the pairs directly, with TRL's
+DPOTrainer (loss -log sigmoid(beta x margin), `loss_type` picks TRL's variant) or KTOTrainer (each
+answer on its own, desirable or undesirable, against KTO's reference point).
+
+The output is a plain Hugging Face model directory (LoRA merged, tokenizer and generation config
+saved), as PPO's; the metrics include the implicit-reward accuracy on the held-out pairs
+(components/evaluate/implicit_reward.py).
+"""
+
+from pathlib import Path
+
+import torch
+
+from components.common.canonical_data import PREFERENCE_FIELDS, read_canonical_rows
+from components.common.chat_templates import PromptFormatter
+from components.common.checkpoints import (
+    checkpoint_to_resume,
+    remove_event_files,
+    remove_task_checkpoints,
+    steps_done,
+)
+from components.common.distributed import TrainingProcesses
+from components.common.models import Placement, load_tokenizer
+from components.common.trainer_checkpoints import checkpoint_bookkeeping, checkpoint_interval
+from components.common.trainer_logs import trainer_logs_writer
+from components.evaluate.eval_data import read_preference_pairs
+from components.evaluate.implicit_reward import implicit_reward_accuracy
+from components.tune_policy.policy_model import PolicyWithValueHead, save_policy
+from components.tune_preference.config import PreferenceTuningConfig
+from components.tune_preference.kto_rows import ClassBalance, unpaired_rows
+from components.tune_preference.trainers import build_trainer
+from components.tune_preference.trl_rows import dpo_rows, kto_rows
+
+
+def training_rows(
+    config: PreferenceTuningConfig, pairs: list[dict], formatter: PromptFormatter, processes: TrainingProcesses
+) -> tuple[list[dict], dict[str, float]]:
+    """The rows the trainer takes, and what the metrics say about them (KTO: its rows and class balance)."""
+    if config.algorithm == "dpo":
+        return dpo_rows(pairs, formatter, config.max_prompt_tokens, config.max_response_tokens), {}
+    rows = unpaired_rows(pairs)
+    balance = ClassBalance.of(rows, config.desirable_weight, config.undesirable_weight)
+    if not balance.in_recommended_range and processes.is_main:
+        print(balance.warning(), flush=True)
+    tokenized = kto_rows(rows, formatter, config.max_prompt_tokens, config.max_response_tokens,
+                         config.micro_batch_size(processes.count), config.seed)
+    facts = {
+        "desirable_rows": balance.desirable,
+        "undesirable_rows": balance.undesirable,
+        "kto_class_balance": balance.ratio,
+        "kto_class_balance_in_range": float(balance.in_recommended_range),
+    }
+    return tokenized, facts
+
+
+def save_tuned_policy(model, tokenizer, output_dir: Path, placement: Placement) -> None:
+    """Save as PPO saves its policy (components/tune_policy/policy_model.py): LoRA merged, float32."""
+    save_policy(PolicyWithValueHead(model, model.config.get_text_config().hidden_size, placement, with_value_head=False),
+                tokenizer, output_dir)
+
+
+def train_preference_policy(
+    config: PreferenceTuningConfig,
+    policy_source: str,
+    train_path: str | Path,
+    eval_path: str | Path,
+    output_dir: str | Path,
+    log_dir: str | Path,
+    placement: Placement | None = None,
+    checkpoint_dir: str = "",
+    checkpoint_interval_steps: int = 0,
+) -> dict[str, float]:
+    """Tune the policy at `policy_source` on the canonical pairs with DPO or KTO; save it as an HF directory.
+
+    Returns the metrics a person reads: final train loss, the implicit-reward accuracy and margin on
+    the held-out pairs (against the base policy), and for KTO its rows and class balance.
+
+    With a `checkpoint_dir`, saves a checkpoint there about every `checkpoint_interval_steps` steps
+    (0: about every 10% of them; see `checkpoint_interval`), resumes from the last one it finds, and
+    deletes them at the end: a resumed run ends as an uninterrupted one would.
+
+    Launched once per GPU (components.common.distributed), the Trainer trains with DDP, each
+    process taking an equal share of every batch; the first process saves, evaluates and reports.
+    """
+    processes = TrainingProcesses.from_environment()
+    config.validate(processes.count)
+    placement = placement or Placement.detect()
+    output_dir, log_dir = Path(output_dir), Path(log_dir)
+    log_dir.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(config.seed)
+
+    tokenizer = load_tokenizer(policy_source, padding_side="right")
+    formatter = PromptFormatter(tokenizer, config.use_chat_template, policy_source)
+    pairs = read_canonical_rows(train_path, PREFERENCE_FIELDS, needed_for=f"{config.algorithm.upper()} training")
+    rows, row_facts = training_rows(config, pairs, formatter, processes)
+
+    resumed_from = checkpoint_to_resume(checkpoint_dir, processes) if checkpoint_dir else None
+    if processes.is_main:
+        remove_event_files(log_dir)
+    callbacks = [trainer_logs_writer(log_dir)] if processes.is_main else []  # TRL's tag names
+    trainer_dir = Path(checkpoint_dir) if checkpoint_dir else output_dir / "_trainer"
+    checkpoint_steps = (
+        checkpoint_interval(checkpoint_interval_steps, config.steps, config.logging_steps) if checkpoint_dir else 0
+    )
+    trainer = build_trainer(
+        config, policy_source, tokenizer, rows, trainer_dir, placement, processes, callbacks, checkpoint_steps
+    )
+    if checkpoint_dir:
+        trainer.add_callback(checkpoint_bookkeeping(trainer, checkpoint_dir, processes, resumed_from))
+    if resumed_from is not None and processes.is_main:
+        print(
+            f"resuming {config.algorithm.upper()} from step {steps_done(resumed_from)} of {config.steps} "
+            f"(checkpoint {resumed_from})",
+            flush=True,
+        )
+    result = trainer.train(resume_from_checkpoint=str(resumed_from) if resumed_from else None)
+
+    if processes.is_main:
+        save_tuned_policy(trainer.model, tokenizer, output_dir, placement)
+    del trainer
+    processes.wait_for_everyone()
+    if not processes.is_main:
+        return {}  # only the first process's result is reported
+
+    eval_pairs = (
+        read_preference_pairs(eval_path) if Path(eval_path).is_file() and Path(eval_path).stat().st_size else []
+    )
+    implicit = implicit_reward_accuracy(
+        str(output_dir), policy_source, eval_pairs, placement, config.use_chat_template,
+        config.max_prompt_tokens, config.max_response_tokens, config.eval_batch_size, config.seed,
+    )
+    [callback] = callbacks
+    callback.writer.add_scalar("eval_implicit_reward_accuracy", implicit["implicit_reward_accuracy"], config.steps)
+    callback.writer.add_scalar("eval_implicit_reward_margin", implicit["implicit_reward_margin"], config.steps)
+    callback.writer.close()
+    if checkpoint_dir:
+        remove_task_checkpoints(checkpoint_dir)  # the stage is done: nothing left to resume
+    return {
+        "train_loss": float(result.training_loss),
+        "eval_implicit_reward_accuracy": implicit["implicit_reward_accuracy"],
+        "eval_implicit_reward_accuracy_ci_low": implicit["implicit_reward_accuracy_ci"][0],
+        "eval_implicit_reward_accuracy_ci_high": implicit["implicit_reward_accuracy_ci"][1],
+        "eval_implicit_reward_margin": implicit["implicit_reward_margin"],
+        "eval_pairs": implicit["implicit_reward_pairs"],
+        "train_pairs": len(pairs),
+        **row_facts,
+        "train_steps": config.steps,
+        "learning_rate": config.learning_rate,
+        "beta": config.beta,
+    }
