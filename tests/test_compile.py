@@ -1,4 +1,3 @@
-import json
 import subprocess
 import sys
 from typing import Optional
@@ -103,7 +102,7 @@ def test_the_dag_branches_on_the_plan_and_the_sft_dataset(compiled):
     returns, so a branch not taken shows as skipped."""
     from components.common.algorithms import ONLINE, TRAIN
 
-    found = steps(spec := yaml.safe_load(compiled[0]))
+    found = steps(yaml.safe_load(compiled[0]))
     pairs = {
         ("supervised-fine-tuning", "skip-supervised-fine-tuning"): "pipelinechannel--sft_dataset",
         ("train-reward-model", "skip-reward-model"): f"pipelinechannel--plan-stages-reward_model'] == '{TRAIN}'",

@@ -16,7 +16,6 @@ from components.common.generation import encode_prompts, generate_responses
 from components.common.models import Placement, load_tokenizer
 from components.evaluate.eval_data import read_preference_pairs
 from components.evaluate.implicit_reward import implicit_reward_accuracy
-from components.tune_preference import training
 from components.tune_preference.config import PreferenceTuningConfig
 from components.tune_preference.kto_rows import ClassBalance, KTORow, unpaired_rows
 from components.tune_preference.trainers import build_trainer
@@ -276,7 +275,9 @@ def test_a_run_resumed_from_its_checkpoint_ends_as_an_uninterrupted_one(tmp_path
     folder = tmp_path / "checkpoints" / "tune_preference-0123"
     attempt = dict(**data, output_dir=tmp_path / "resumed", log_dir=tmp_path / "r-logs", checkpoint_dir=str(folder),
                    checkpoint_interval_steps=2)
-    bookkeeping = training.checkpoint_bookkeeping
+    from components.common import trainer_checkpoints
+
+    bookkeeping = trainer_checkpoints.checkpoint_bookkeeping
 
     def stopping_after_the_first_checkpoint(trainer, *args):
         callback = bookkeeping(trainer, *args)
@@ -289,7 +290,7 @@ def test_a_run_resumed_from_its_checkpoint_ends_as_an_uninterrupted_one(tmp_path
         callback.on_save = save_then_stop
         return callback
 
-    monkeypatch.setattr(training, "checkpoint_bookkeeping", stopping_after_the_first_checkpoint)
+    monkeypatch.setattr(trainer_checkpoints, "checkpoint_bookkeeping", stopping_after_the_first_checkpoint)
     with pytest.raises(Interrupted, match="step 2"):
         train_preference_policy(config, **attempt)
     monkeypatch.undo()

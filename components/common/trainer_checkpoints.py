@@ -61,3 +61,40 @@ def checkpoint_bookkeeping(trainer, folder: str | Path, processes: TrainingProce
                 mark_complete(checkpoint_path(folder, state.global_step), record)
 
     return CheckpointBookkeeping()
+
+
+def run_trainer(
+    build,
+    *,
+    stage: str,
+    steps: int,
+    logging_steps: int,
+    trainer_dir: str | Path,
+    log_dir: str | Path,
+    checkpoint_dir: str,
+    checkpoint_interval_steps: int,
+    processes: TrainingProcesses,
+    renamed_tags: dict[str, str] | None = None,
+):
+    """Train the Trainer that `build(trainer_dir, callbacks, checkpoint_steps)` returns, resuming from the
+    newest complete checkpoint in `checkpoint_dir` ("" for none); its logs go to `log_dir` as TensorBoard
+    scalars (components/common/trainer_logs.py). Returns the trainer, what `train()` returned, and the
+    logs' writer (None in every process but the first), for the stage's own closing figures.
+    """
+    from components.common.checkpoints import checkpoint_to_resume, remove_event_files, steps_done
+    from components.common.trainer_logs import trainer_logs_writer
+
+    resumed_from = checkpoint_to_resume(checkpoint_dir, processes) if checkpoint_dir else None
+    if processes.is_main:
+        remove_event_files(log_dir)  # a resumed run writes its logs again, from the checkpoint's history
+    logs = trainer_logs_writer(log_dir, renamed_tags) if processes.is_main else None
+    callbacks = [logs] if logs is not None else []
+    checkpoint_steps = checkpoint_interval(checkpoint_interval_steps, steps, logging_steps) if checkpoint_dir else 0
+    trainer = build(Path(trainer_dir), callbacks, checkpoint_steps)
+    if checkpoint_dir:
+        trainer.add_callback(checkpoint_bookkeeping(trainer, checkpoint_dir, processes, resumed_from))
+    if resumed_from is not None and processes.is_main:
+        print(f"resuming {stage} from step {steps_done(resumed_from)} of {steps} (checkpoint {resumed_from})",
+              flush=True)
+    result = trainer.train(resume_from_checkpoint=str(resumed_from) if resumed_from else None)
+    return trainer, result, logs

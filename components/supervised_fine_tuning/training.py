@@ -14,20 +14,12 @@ import torch
 from components.common.canonical_data import read_canonical_rows
 from components.common.chat_templates import PromptFormatter
 from components.common.checkpoints import (
-    checkpoint_to_resume,
-    remove_event_files,
     remove_task_checkpoints,
-    steps_done,
 )
 from components.common.data.transcripts import Prompt
 from components.common.distributed import TrainingProcesses
 from components.common.models import Placement, load_tokenizer
-from components.common.trainer_checkpoints import (
-    CHECKPOINTS_KEPT,
-    checkpoint_bookkeeping,
-    checkpoint_interval,
-)
-from components.common.trainer_logs import trainer_logs_writer
+from components.common.trainer_checkpoints import CHECKPOINTS_KEPT, run_trainer
 from components.supervised_fine_tuning.config import SupervisedTrainingConfig
 from components.supervised_fine_tuning.data import SFT_FIELDS
 from components.supervised_fine_tuning.tokenization import SupervisedIds, supervised_ids
@@ -140,25 +132,21 @@ def train_supervised(
     rows = read_canonical_rows(rows_path, SFT_FIELDS, needed_for="supervised fine-tuning")
     examples = tokenized_examples(rows, formatter, config)
     steps = config.steps(len(examples))
-    resumed_from = checkpoint_to_resume(checkpoint_dir, processes) if checkpoint_dir else None
-    if processes.is_main:
-        remove_event_files(log_dir)
-    callbacks = [trainer_logs_writer(log_dir)] if processes.is_main else []
-    checkpoint_steps = (
-        checkpoint_interval(checkpoint_interval_steps, steps, config.logging_steps) if checkpoint_dir else 0
-    )
     with tempfile.TemporaryDirectory(prefix="sft-trainer-") as scratch:  # the Trainer's folder when it saves nothing
-        trainer = build_trainer(config, base_source, tokenizer, examples, Path(checkpoint_dir or scratch), placement,
-                                processes, callbacks, checkpoint_steps)
-        if checkpoint_dir:
-            trainer.add_callback(checkpoint_bookkeeping(trainer, checkpoint_dir, processes, resumed_from))
-        if resumed_from is not None and processes.is_main:
-            print(
-                f"resuming supervised fine-tuning from step {steps_done(resumed_from)} of {steps} "
-                f"(checkpoint {resumed_from})",
-                flush=True,
-            )
-        result = trainer.train(resume_from_checkpoint=str(resumed_from) if resumed_from else None)
+        trainer, result, _ = run_trainer(
+            lambda trainer_dir, callbacks, checkpoint_steps: build_trainer(
+                config, base_source, tokenizer, examples, trainer_dir, placement, processes, callbacks,
+                checkpoint_steps,
+            ),
+            stage="supervised fine-tuning",
+            steps=steps,
+            logging_steps=config.logging_steps,
+            trainer_dir=checkpoint_dir or scratch,
+            log_dir=log_dir,
+            checkpoint_dir=checkpoint_dir,
+            checkpoint_interval_steps=checkpoint_interval_steps,
+            processes=processes,
+        )
         if processes.is_main:
             save_model(trainer.model, tokenizer, output_dir)
         accuracy = [logged["mean_token_accuracy"] for logged in trainer.state.log_history

@@ -13,22 +13,14 @@ import torch
 from components.common.canonical_data import PREFERENCE_FIELDS, read_canonical_rows
 from components.common.chat_templates import PromptFormatter
 from components.common.checkpoints import (
-    checkpoint_to_resume,
-    remove_event_files,
     remove_task_checkpoints,
-    steps_done,
 )
 from components.common.data.transcripts import Prompt
 from components.common.distributed import TrainingProcesses
 from components.common.errors import UserInputError
 from components.common.models import Placement, load_tokenizer, weights_dtype
 from components.common.reward_scoring import RewardScorer, reward_model_ids
-from components.common.trainer_checkpoints import (
-    CHECKPOINTS_KEPT,
-    checkpoint_bookkeeping,
-    checkpoint_interval,
-)
-from components.common.trainer_logs import trainer_logs_writer
+from components.common.trainer_checkpoints import CHECKPOINTS_KEPT, run_trainer
 from components.train_reward_model.config import RewardTrainingConfig
 
 RANK_LOSS_TAG = "rank_loss"  # the tag Vertex's reward trainer writes
@@ -187,26 +179,20 @@ def train_reward_model(
     formatter = PromptFormatter(tokenizer, config.use_chat_template, base_source)
     rows = tokenized_pairs(train_pairs, formatter, config.use_margin)
     overlength = count_overlength_pairs(rows, config.max_length)
-    resumed_from = checkpoint_to_resume(checkpoint_dir, processes) if checkpoint_dir else None
-    if processes.is_main:
-        remove_event_files(log_dir)
-    callbacks = [trainer_logs_writer(log_dir, {"loss": RANK_LOSS_TAG})] if processes.is_main else []
-    trainer_dir = Path(checkpoint_dir) if checkpoint_dir else output_dir / "_trainer"
-    checkpoint_steps = (
-        checkpoint_interval(checkpoint_interval_steps, config.steps, config.logging_steps) if checkpoint_dir else 0
+    trainer, result, logs = run_trainer(
+        lambda trainer_dir, callbacks, checkpoint_steps: build_trainer(
+            config, base_source, tokenizer, rows, trainer_dir, placement, processes, callbacks, checkpoint_steps
+        ),
+        stage="reward-model training",
+        steps=config.steps,
+        logging_steps=config.logging_steps,
+        trainer_dir=checkpoint_dir or output_dir / "_trainer",
+        log_dir=log_dir,
+        checkpoint_dir=checkpoint_dir,
+        checkpoint_interval_steps=checkpoint_interval_steps,
+        processes=processes,
+        renamed_tags={"loss": RANK_LOSS_TAG},
     )
-    trainer = build_trainer(
-        config, base_source, tokenizer, rows, trainer_dir, placement, processes, callbacks, checkpoint_steps
-    )
-    if checkpoint_dir:
-        trainer.add_callback(checkpoint_bookkeeping(trainer, checkpoint_dir, processes, resumed_from))
-    if resumed_from is not None and processes.is_main:
-        print(
-            f"resuming reward-model training from step {steps_done(resumed_from)} of {config.steps} "
-            f"(checkpoint {resumed_from})",
-            flush=True,
-        )
-    result = trainer.train(resume_from_checkpoint=str(resumed_from) if resumed_from else None)
 
     if processes.is_main:
         trained = trainer.model
@@ -220,7 +206,6 @@ def train_reward_model(
     if not processes.is_main:
         return {}  # only the first process's result is reported
 
-    [callback] = callbacks
     scorer = RewardScorer(
         str(output_dir),
         placement,
@@ -234,9 +219,9 @@ def train_reward_model(
         else []
     )
     accuracy, margin = pairwise_accuracy(scorer, eval_pairs)
-    callback.writer.add_scalar("eval_accuracy", accuracy, config.steps)
-    callback.writer.add_scalar("eval_margin", margin, config.steps)
-    callback.writer.close()
+    logs.writer.add_scalar("eval_accuracy", accuracy, config.steps)
+    logs.writer.add_scalar("eval_margin", margin, config.steps)
+    logs.writer.close()
     if checkpoint_dir:
         remove_task_checkpoints(checkpoint_dir)  # the stage is done: nothing left to resume
     return {

@@ -14,15 +14,11 @@ import torch
 from components.common.canonical_data import PREFERENCE_FIELDS, read_canonical_rows
 from components.common.chat_templates import PromptFormatter
 from components.common.checkpoints import (
-    checkpoint_to_resume,
-    remove_event_files,
     remove_task_checkpoints,
-    steps_done,
 )
 from components.common.distributed import TrainingProcesses
 from components.common.models import Placement, load_tokenizer
-from components.common.trainer_checkpoints import checkpoint_bookkeeping, checkpoint_interval
-from components.common.trainer_logs import trainer_logs_writer
+from components.common.trainer_checkpoints import run_trainer
 from components.evaluate.eval_data import read_preference_pairs
 from components.evaluate.implicit_reward import implicit_reward_accuracy
 from components.tune_policy.policy_model import PolicyWithValueHead, save_policy
@@ -94,26 +90,19 @@ def train_preference_policy(
     pairs = read_canonical_rows(train_path, PREFERENCE_FIELDS, needed_for=f"{config.algorithm.upper()} training")
     rows, row_facts = training_rows(config, pairs, formatter, processes)
 
-    resumed_from = checkpoint_to_resume(checkpoint_dir, processes) if checkpoint_dir else None
-    if processes.is_main:
-        remove_event_files(log_dir)
-    callbacks = [trainer_logs_writer(log_dir)] if processes.is_main else []  # TRL's tag names
-    trainer_dir = Path(checkpoint_dir) if checkpoint_dir else output_dir / "_trainer"
-    checkpoint_steps = (
-        checkpoint_interval(checkpoint_interval_steps, config.steps, config.logging_steps) if checkpoint_dir else 0
+    trainer, result, logs = run_trainer(
+        lambda trainer_dir, callbacks, checkpoint_steps: build_trainer(
+            config, policy_source, tokenizer, rows, trainer_dir, placement, processes, callbacks, checkpoint_steps
+        ),
+        stage=config.algorithm.upper(),
+        steps=config.steps,
+        logging_steps=config.logging_steps,
+        trainer_dir=checkpoint_dir or output_dir / "_trainer",
+        log_dir=log_dir,
+        checkpoint_dir=checkpoint_dir,
+        checkpoint_interval_steps=checkpoint_interval_steps,
+        processes=processes,
     )
-    trainer = build_trainer(
-        config, policy_source, tokenizer, rows, trainer_dir, placement, processes, callbacks, checkpoint_steps
-    )
-    if checkpoint_dir:
-        trainer.add_callback(checkpoint_bookkeeping(trainer, checkpoint_dir, processes, resumed_from))
-    if resumed_from is not None and processes.is_main:
-        print(
-            f"resuming {config.algorithm.upper()} from step {steps_done(resumed_from)} of {config.steps} "
-            f"(checkpoint {resumed_from})",
-            flush=True,
-        )
-    result = trainer.train(resume_from_checkpoint=str(resumed_from) if resumed_from else None)
 
     if processes.is_main:
         save_tuned_policy(trainer.model, tokenizer, output_dir, placement)
@@ -129,10 +118,9 @@ def train_preference_policy(
         str(output_dir), policy_source, eval_pairs, placement, config.use_chat_template,
         config.max_prompt_tokens, config.max_response_tokens, config.eval_batch_size, config.seed,
     )
-    [callback] = callbacks
-    callback.writer.add_scalar("eval_implicit_reward_accuracy", implicit["implicit_reward_accuracy"], config.steps)
-    callback.writer.add_scalar("eval_implicit_reward_margin", implicit["implicit_reward_margin"], config.steps)
-    callback.writer.close()
+    logs.writer.add_scalar("eval_implicit_reward_accuracy", implicit["implicit_reward_accuracy"], config.steps)
+    logs.writer.add_scalar("eval_implicit_reward_margin", implicit["implicit_reward_margin"], config.steps)
+    logs.writer.close()
     if checkpoint_dir:
         remove_task_checkpoints(checkpoint_dir)  # the stage is done: nothing left to resume
     return {

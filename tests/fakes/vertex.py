@@ -2,7 +2,6 @@
 Registry, endpoints and TensorBoard. Long-running operations complete at once."""
 
 import itertools
-import json
 import re
 from datetime import datetime, timezone
 
