@@ -1,4 +1,4 @@
-"""Lets kfp.local run a DAG that picks an artifact with `dsl.OneOf` (pipeline/dag.py does, twice).
+"""Lets kfp.local run a DAG that picks an artifact with `dsl.OneOf`, as pipeline/dag.py does.
 
 kfp 2.17's local orchestrator resolves a `dsl.OneOf` of parameters (the output of whichever branch
 ran) but refuses one of artifacts ("Expected 1 artifact in ArtifactSelectorSpec. Got: 2"), which

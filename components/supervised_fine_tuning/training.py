@@ -13,9 +13,7 @@ import torch
 
 from components.common.canonical_data import read_canonical_rows
 from components.common.chat_templates import PromptFormatter
-from components.common.checkpoints import (
-    remove_task_checkpoints,
-)
+from components.common.checkpoints import remove_task_checkpoints
 from components.common.data.transcripts import Prompt
 from components.common.distributed import TrainingProcesses
 from components.common.models import Placement, load_tokenizer
