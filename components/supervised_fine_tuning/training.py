@@ -17,7 +17,8 @@ from components.common.checkpoints import remove_task_checkpoints
 from components.common.data.transcripts import Prompt
 from components.common.distributed import TrainingProcesses
 from components.common.models import Placement, load_tokenizer
-from components.common.trainer_checkpoints import CHECKPOINTS_KEPT, run_trainer
+from components.common.trainer_arguments import training_arguments
+from components.common.trainer_checkpoints import run_trainer
 from components.supervised_fine_tuning.config import SupervisedTrainingConfig
 from components.supervised_fine_tuning.data import SFT_FIELDS
 from components.supervised_fine_tuning.tokenization import SupervisedIds, supervised_ids
@@ -52,30 +53,11 @@ def build_trainer(
 
     model = AutoModelForCausalLM.from_pretrained(base_source, dtype=torch.float32)
     steps = config.steps(len(examples))
-    saving = {"save_strategy": "no"}
-    if checkpoint_steps:
-        saving = {"save_strategy": "steps", "save_steps": checkpoint_steps, "save_total_limit": CHECKPOINTS_KEPT}
     args = SFTConfig(
-        output_dir=str(trainer_dir),
-        max_steps=steps,
-        per_device_train_batch_size=config.micro_batch_size(processes.count),
-        gradient_accumulation_steps=config.gradient_accumulation_steps(processes.count),
-        learning_rate=config.learning_rate,
-        lr_scheduler_type="linear",
+        **training_arguments(config, steps, trainer_dir, placement, processes, checkpoint_steps),
         activation_checkpointing=True,  # TRL's default (memory for compute), under transformers' current name
-        warmup_steps=round(config.warmup_ratio * steps),
-        weight_decay=config.weight_decay,
         completion_only_loss=True,  # labels from each row's completion_mask
         max_length=None,  # the examples are already cut to the prompt and completion budgets
-        logging_steps=config.logging_steps,
-        **saving,
-        report_to="none",
-        seed=config.seed,
-        data_seed=config.seed,
-        use_cpu=placement.device.type == "cpu",
-        bf16=placement.dtype == torch.bfloat16,  # autocast; the weights it updates stay float32
-        dataloader_num_workers=0,
-        disable_tqdm=False,
         # The Trainer writes this into the model's config, saved with it; SFTTrainer turns the KV cache
         # off in its own forward passes.
         use_cache=model.config.use_cache,

@@ -18,7 +18,8 @@ from components.common.distributed import TrainingProcesses
 from components.common.errors import UserInputError
 from components.common.models import Placement, load_tokenizer, weights_dtype
 from components.common.reward_scoring import RewardScorer, reward_model_ids
-from components.common.trainer_checkpoints import CHECKPOINTS_KEPT, run_trainer
+from components.common.trainer_arguments import training_arguments
+from components.common.trainer_checkpoints import run_trainer
 from components.train_reward_model.config import RewardTrainingConfig
 
 RANK_LOSS_TAG = "rank_loss"  # the tag Vertex's reward trainer writes
@@ -90,28 +91,9 @@ def build_trainer(
         base_source, num_labels=1, dtype=weights_dtype(placement, config.lora_rank)
     )
     model.config.pad_token_id = tokenizer.pad_token_id
-    saving = {"save_strategy": "no"}
-    if checkpoint_steps:
-        saving = {"save_strategy": "steps", "save_steps": checkpoint_steps, "save_total_limit": CHECKPOINTS_KEPT}
     args = RewardConfig(
-        output_dir=str(trainer_dir),
-        max_steps=config.steps,
-        per_device_train_batch_size=config.micro_batch_size(processes.count),
-        gradient_accumulation_steps=config.gradient_accumulation_steps(processes.count),
-        learning_rate=config.learning_rate,
-        lr_scheduler_type="linear",
-        warmup_steps=math.ceil(config.warmup_ratio * config.steps),
-        weight_decay=config.weight_decay,
+        **training_arguments(config, config.steps, trainer_dir, placement, processes, checkpoint_steps),
         max_length=config.max_length,
-        logging_steps=config.logging_steps,
-        **saving,
-        report_to="none",
-        seed=config.seed,
-        data_seed=config.seed,
-        use_cpu=placement.device.type == "cpu",
-        bf16=placement.dtype == torch.bfloat16,  # autocast; the weights it updates stay float32
-        dataloader_num_workers=0,
-        disable_tqdm=False,
     )
     peft_config = None
     if config.lora_rank > 0:

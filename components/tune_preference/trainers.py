@@ -10,15 +10,13 @@ float32, frozen ones (the LoRA base, the reference) in the placement's dtype (bf
 trainer runs forward passes under bf16 autocast there, so AdamW never updates bf16 weights.
 """
 
-import math
 from pathlib import Path
 
-import torch
 from trl import DPOConfig, DPOTrainer, KTOConfig, KTOTrainer
 
 from components.common.distributed import TrainingProcesses
 from components.common.models import Placement, weights_dtype
-from components.common.trainer_checkpoints import CHECKPOINTS_KEPT
+from components.common.trainer_arguments import training_arguments
 from components.tune_preference.config import KTO_LOSS_TYPE, PreferenceTuningConfig
 
 
@@ -46,29 +44,10 @@ def trainer_arguments(
     checkpoint_steps: int,
 ):
     """DPOConfig or KTOConfig for `config`; with `checkpoint_steps`, a checkpoint every that many steps."""
-    saving = {"save_strategy": "no"}
-    if checkpoint_steps:
-        saving = {"save_strategy": "steps", "save_steps": checkpoint_steps, "save_total_limit": CHECKPOINTS_KEPT}
     common = dict(
-        output_dir=str(trainer_dir),
-        max_steps=config.steps,
-        per_device_train_batch_size=config.micro_batch_size(processes.count),
-        gradient_accumulation_steps=config.gradient_accumulation_steps(processes.count),
-        learning_rate=config.learning_rate,
-        lr_scheduler_type="linear",
-        warmup_steps=math.ceil(config.warmup_ratio * config.steps),
-        weight_decay=config.weight_decay,
+        **training_arguments(config, config.steps, trainer_dir, placement, processes, checkpoint_steps),
         beta=config.beta,
         max_length=None,  # the rows are cut already, as generation cuts prompts and answers
-        logging_steps=config.logging_steps,
-        **saving,
-        report_to="none",
-        seed=config.seed,
-        data_seed=config.seed,
-        use_cpu=placement.device.type == "cpu",
-        bf16=placement.dtype == torch.bfloat16,  # autocast; the weights it updates stay float32
-        dataloader_num_workers=0,
-        disable_tqdm=False,
     )
     if config.algorithm == "kto":
         return KTOConfig(
