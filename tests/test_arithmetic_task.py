@@ -174,6 +174,17 @@ def test_builtin_model_builds_with_a_chat_template_and_pad_other_than_eos(built_
     assert report["parameters"] == sum(p.numel() for p in model.parameters())
 
 
+def test_warmup_teaches_every_right_answer_and_the_mistake_of_every_second_problem():
+    from embedded_default.arithmetic.tiny_model import warmup_pairs
+
+    rows = read_rows(arithmetic.PREFERENCE_FILE)[:5]
+    replies = [reply for _, reply in warmup_pairs(rows, mistake_every=2)]
+    chosen = [row["chosen"][-1]["content"] for row in rows]
+    rejected = [row["rejected"][-1]["content"] for row in rows]
+    assert replies == [chosen[0], rejected[0], chosen[1], chosen[2], rejected[2], chosen[3], chosen[4], rejected[4]]
+    assert [reply for _, reply in warmup_pairs(rows, mistake_every=0)] == chosen
+
+
 def test_warmed_up_model_answers_in_boxed_but_leaves_room_to_improve(built_model):
     from embedded_default.arithmetic.check import measure
 
@@ -183,3 +194,5 @@ def test_warmed_up_model_answers_in_boxed_but_leaves_room_to_improve(built_model
     assert greedy.boxed >= 0.95 and sampled.boxed >= 0.9
     assert 0.05 <= greedy.accuracy <= 0.6
     assert 0.02 <= sampled.accuracy <= 0.6
+    # the mistakes taught with the right answers take their share of the samples: room for GRPO
+    assert sampled.accuracy <= greedy.accuracy - 0.1

@@ -13,6 +13,7 @@ leaves a folder without one, which is ignored and removed. The marker rather tha
 finished folder marks completion because Cloud Storage FUSE renames a folder object by object.
 """
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -126,6 +127,29 @@ def task_checkpoint_dir(
     folder = root / f"{stage}-{task_identity(stage, code_version, settings, inputs)[:16]}"
     print(f"checkpoints of this task: {folder}")
     return str(folder)
+
+
+def training_checkpoint_dir(
+    stage: str,
+    config,
+    base_model: str,
+    data: dict[str, str],
+    *,
+    code_version: str,
+    checkpoint_root: str,
+    pipeline_root: str,
+    **settings: Any,
+) -> str:
+    """`task_checkpoint_dir` of a stage that trains `base_model` on the `data` files: its settings are the
+    fields of `config` (a dataclass) and any further `settings`."""
+    return task_checkpoint_dir(
+        checkpoint_root,
+        pipeline_root,
+        stage=stage,
+        code_version=code_version,
+        settings={**dataclasses.asdict(config), **settings},
+        inputs={"base_model": base_model, **data},
+    )
 
 
 def checkpoint_path(folder: str | Path, steps_done: int) -> Path:

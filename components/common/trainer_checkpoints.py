@@ -65,6 +65,7 @@ def checkpoint_bookkeeping(trainer, folder: str | Path, processes: TrainingProce
 
 def run_trainer(
     build,
+    save,
     *,
     stage: str,
     steps: int,
@@ -78,8 +79,11 @@ def run_trainer(
 ):
     """Train the Trainer that `build(trainer_dir, callbacks, checkpoint_steps)` returns, resuming from the
     newest complete checkpoint in `checkpoint_dir` ("" for none); its logs go to `log_dir` as TensorBoard
-    scalars (components/common/trainer_logs.py). Returns the trainer, what `train()` returned, and the
-    logs' writer (None in every process but the first), for the stage's own closing figures.
+    scalars (components/common/trainer_logs.py). The first process then saves the trained model with
+    `save(model)`; every process waits for it, the trainer released.
+
+    Returns what `train()` returned, the logs' writer (None in every process but the first) and the
+    trainer's log history, for the stage's own closing figures.
     """
     from components.common.checkpoints import checkpoint_to_resume, remove_event_files, steps_done
     from components.common.trainer_logs import trainer_logs_writer
@@ -97,4 +101,9 @@ def run_trainer(
         print(f"resuming {stage} from step {steps_done(resumed_from)} of {steps} (checkpoint {resumed_from})",
               flush=True)
     result = trainer.train(resume_from_checkpoint=str(resumed_from) if resumed_from else None)
-    return trainer, result, logs
+    if processes.is_main:
+        save(trainer.model)
+    history = trainer.state.log_history
+    del trainer  # its memory is free before the stage evaluates
+    processes.wait_for_everyone()
+    return result, logs, history

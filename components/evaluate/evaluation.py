@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from components.common.data.preparation import holds_data
 from components.common.data.transcripts import Prompt
 from components.common.models import Placement
 from components.common.reward_functions import RewardFunction, check_columns, load_reward_function
@@ -296,7 +297,7 @@ def run_evaluation(
     # Held-out pairs: the reward model is measured on them; without one they only add the implicit
     # reward, and a run without preference data has an empty file.
     pairs = []
-    if eval_pairs_path is not None and (has_reward_model or Path(eval_pairs_path).stat().st_size > 0):
+    if eval_pairs_path is not None and (has_reward_model or holds_data(eval_pairs_path)):
         pairs = read_preference_pairs(eval_pairs_path)
     rows = read_eval_prompt_rows(eval_prompts_path, config.max_eval_prompts, config.seed)
     if reward_function is not None:

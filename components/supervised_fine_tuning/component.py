@@ -39,11 +39,10 @@ def supervised_fine_tuning(
     """
     # dataset_fingerprint is read by nothing here: it puts the data's contents into the step's cache
     # key, so that an sft_dataset edited in place reruns the step (pipeline/fingerprint.py).
-    import dataclasses
     import os
     import tempfile
 
-    from components.common.checkpoints import task_checkpoint_dir
+    from components.common.checkpoints import training_checkpoint_dir
     from components.common.data.preparation import TRAIN_FILE, write_jsonl
     from components.common.distributed import run_on_every_gpu
     from components.common.kfp_outputs import record_metrics
@@ -74,13 +73,9 @@ def supervised_fine_tuning(
     with tempfile.TemporaryDirectory() as scratch:
         rows_path = os.path.join(scratch, "sft_examples.jsonl")
         write_jsonl(rows_path, (example.to_json() for example in data.examples))
-        checkpoint_dir = task_checkpoint_dir(
-            checkpoint_root,
-            pipeline_root,
-            stage="supervised_fine_tuning",
-            code_version=code_version,
-            settings=dataclasses.asdict(config),
-            inputs={"base_model": base_model.path, "examples": rows_path},
+        checkpoint_dir = training_checkpoint_dir(
+            "supervised_fine_tuning", config, base_model.path, {"examples": rows_path},
+            code_version=code_version, checkpoint_root=checkpoint_root, pipeline_root=pipeline_root,
         )
         results = run_on_every_gpu(
             train_supervised,

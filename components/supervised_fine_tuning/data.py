@@ -30,6 +30,7 @@ from components.common.data import fields, formats, reasons
 from components.common.data.fields import RowError
 from components.common.data.ledger import Ledger
 from components.common.data.loading import _check_usable, _records
+from components.common.data.preparation import holds_data
 from components.common.data.records import Conversion, RowRef
 from components.common.data.transcripts import (
     ASSISTANT,
@@ -171,7 +172,7 @@ def read_chosen_answers(train_path: str | Path) -> SupervisedData:
     Raises UserInputError when the run has no preference data (the file is missing or empty).
     """
     path = Path(train_path)
-    if not path.is_file() or path.stat().st_size == 0:
+    if not holds_data(path):
         raise UserInputError(
             f"sft_dataset is '{PREFERENCE_CHOSEN}' but this run has no preference pairs (preference_dataset is "
             "empty): give a preference_dataset, or the supervised examples as an sft_dataset file"

@@ -13,12 +13,12 @@ import torch
 
 from components.common.canonical_data import read_canonical_rows
 from components.common.chat_templates import PromptFormatter
-from components.common.checkpoints import remove_task_checkpoints
 from components.common.data.transcripts import Prompt
 from components.common.distributed import TrainingProcesses
 from components.common.models import Placement, load_tokenizer
 from components.common.trainer_arguments import training_arguments
 from components.common.trainer_checkpoints import run_trainer
+from components.common.trainer_stage import finish_training, start_training
 from components.supervised_fine_tuning.config import SupervisedTrainingConfig
 from components.supervised_fine_tuning.data import SFT_FIELDS
 from components.supervised_fine_tuning.tokenization import SupervisedIds, supervised_ids
@@ -100,12 +100,8 @@ def train_supervised(
     Launched once per GPU (components.common.distributed), the Trainer trains with DDP, each
     process taking an equal share of every batch; the first process saves and reports.
     """
-    processes = TrainingProcesses.from_environment()
-    config.validate(processes.count)
-    placement = placement or Placement.detect()
-    output_dir, log_dir = Path(output_dir), Path(log_dir)
-    log_dir.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(config.seed)
+    processes, placement = start_training(config, placement, log_dir)
+    output_dir = Path(output_dir)
 
     tokenizer = load_tokenizer(base_source, padding_side="right")
     formatter = PromptFormatter(tokenizer, config.use_chat_template, base_source)
@@ -113,11 +109,12 @@ def train_supervised(
     examples = tokenized_examples(rows, formatter, config)
     steps = config.steps(len(examples))
     with tempfile.TemporaryDirectory(prefix="sft-trainer-") as scratch:  # the Trainer's folder when it saves nothing
-        trainer, result, _ = run_trainer(
+        result, logs, history = run_trainer(
             lambda trainer_dir, callbacks, checkpoint_steps: build_trainer(
                 config, base_source, tokenizer, examples, trainer_dir, placement, processes, callbacks,
                 checkpoint_steps,
             ),
+            lambda model: save_model(model, tokenizer, output_dir),
             stage="supervised fine-tuning",
             steps=steps,
             logging_steps=config.logging_steps,
@@ -127,16 +124,10 @@ def train_supervised(
             checkpoint_interval_steps=checkpoint_interval_steps,
             processes=processes,
         )
-        if processes.is_main:
-            save_model(trainer.model, tokenizer, output_dir)
-        accuracy = [logged["mean_token_accuracy"] for logged in trainer.state.log_history
-                    if "mean_token_accuracy" in logged]
-        del trainer
-    processes.wait_for_everyone()
     if not processes.is_main:
         return {}  # only the first process's result is reported
-    if checkpoint_dir:
-        remove_task_checkpoints(checkpoint_dir)  # the stage is done: nothing left to resume
+    accuracy = [logged["mean_token_accuracy"] for logged in history if "mean_token_accuracy" in logged]
+    finish_training(logs, checkpoint_dir)
     return {
         "train_loss": float(result.training_loss),
         "mean_token_accuracy_end": accuracy[-1] if accuracy else float("nan"),

@@ -33,11 +33,10 @@ def train_reward_model(
     in a folder named after this task's inputs, so that a retry with the same inputs resumes from
     the last one.
     """
-    import dataclasses
-    import os
     import tempfile
 
-    from components.common.checkpoints import task_checkpoint_dir
+    from components.common.checkpoints import training_checkpoint_dir
+    from components.common.data.preparation import prepared_files
     from components.common.distributed import run_on_every_gpu
     from components.common.kfp_outputs import record_metrics
     from components.common.models import model_source
@@ -55,15 +54,11 @@ def train_reward_model(
         max_response_tokens=target_sequence_length,
         seed=seed,
     )
-    train_path = os.path.join(preference_data.path, "train.jsonl")
-    eval_path = os.path.join(preference_data.path, "eval.jsonl")
-    checkpoint_dir = task_checkpoint_dir(
-        checkpoint_root,
-        pipeline_root,
-        stage="train_reward_model",
-        code_version=code_version,
-        settings={**dataclasses.asdict(config), "reward_model_reference": reward_model_reference},
-        inputs={"base_model": base_model.path, "train": train_path, "eval": eval_path},
+    train_path, eval_path = prepared_files(preference_data.path)
+    checkpoint_dir = training_checkpoint_dir(
+        "train_reward_model", config, base_model.path, {"train": train_path, "eval": eval_path},
+        code_version=code_version, checkpoint_root=checkpoint_root, pipeline_root=pipeline_root,
+        reward_model_reference=reward_model_reference,
     )
     with tempfile.TemporaryDirectory() as scratch:
         source = model_source(base_model.path)

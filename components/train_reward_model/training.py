@@ -12,7 +12,7 @@ import torch
 
 from components.common.canonical_data import PREFERENCE_FIELDS, read_canonical_rows
 from components.common.chat_templates import PromptFormatter
-from components.common.checkpoints import remove_task_checkpoints
+from components.common.data.preparation import holds_data
 from components.common.data.transcripts import Prompt
 from components.common.distributed import TrainingProcesses
 from components.common.errors import UserInputError
@@ -20,6 +20,7 @@ from components.common.models import Placement, load_tokenizer, weights_dtype
 from components.common.reward_scoring import RewardScorer, reward_model_ids
 from components.common.trainer_arguments import training_arguments
 from components.common.trainer_checkpoints import run_trainer
+from components.common.trainer_stage import finish_training, start_training
 from components.train_reward_model.config import RewardTrainingConfig
 
 RANK_LOSS_TAG = "rank_loss"  # the tag Vertex's reward trainer writes
@@ -116,6 +117,15 @@ def build_trainer(
     return trainer
 
 
+def save_reward_model(model, tokenizer, output_dir: Path, lora_rank: int, placement: Placement) -> None:
+    """The trained reward model as a plain Hugging Face directory: LoRA merged, in the placement's dtype
+    (the one every stage loads it in)."""
+    if lora_rank > 0:
+        model = model.merge_and_unload()
+    model.to(placement.dtype).save_pretrained(output_dir)
+    tokenizer.save_pretrained(output_dir)
+
+
 def train_reward_model(
     config: RewardTrainingConfig,
     base_source: str,
@@ -139,12 +149,8 @@ def train_reward_model(
     Launched once per GPU (components.common.distributed), the Trainer trains with DDP, each
     process taking an equal share of every batch; the first process saves, evaluates and reports.
     """
-    processes = TrainingProcesses.from_environment()
-    config.validate(processes.count)
-    placement = placement or Placement.detect()
-    output_dir, log_dir = Path(output_dir), Path(log_dir)
-    log_dir.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(config.seed)
+    processes, placement = start_training(config, placement, log_dir)
+    output_dir = Path(output_dir)
 
     tokenizer = load_tokenizer(base_source, padding_side="right")
 
@@ -159,10 +165,11 @@ def train_reward_model(
     formatter = PromptFormatter(tokenizer, config.use_chat_template, base_source)
     rows = tokenized_pairs(train_pairs, formatter, config.use_margin)
     overlength = count_overlength_pairs(rows, config.max_length)
-    trainer, result, logs = run_trainer(
+    result, logs, _ = run_trainer(
         lambda trainer_dir, callbacks, checkpoint_steps: build_trainer(
             config, base_source, tokenizer, rows, trainer_dir, placement, processes, callbacks, checkpoint_steps
         ),
+        lambda model: save_reward_model(model, tokenizer, output_dir, config.lora_rank, placement),
         stage="reward-model training",
         steps=config.steps,
         logging_steps=config.logging_steps,
@@ -173,16 +180,6 @@ def train_reward_model(
         processes=processes,
         renamed_tags={"loss": RANK_LOSS_TAG},
     )
-
-    if processes.is_main:
-        trained = trainer.model
-        if config.lora_rank > 0:
-            trained = trained.merge_and_unload()
-        trained.to(placement.dtype).save_pretrained(output_dir)  # the dtype every stage loads it in
-        tokenizer.save_pretrained(output_dir)
-        del trained
-    del trainer
-    processes.wait_for_everyone()
     if not processes.is_main:
         return {}  # only the first process's result is reported
 
@@ -195,15 +192,13 @@ def train_reward_model(
     )
     eval_pairs = (
         read_canonical_rows(eval_path, PREFERENCE_FIELDS, needed_for="reward-model evaluation")
-        if Path(eval_path).is_file() and Path(eval_path).stat().st_size
+        if holds_data(eval_path)
         else []
     )
     accuracy, margin = pairwise_accuracy(scorer, eval_pairs)
     logs.writer.add_scalar("eval_accuracy", accuracy, config.steps)
     logs.writer.add_scalar("eval_margin", margin, config.steps)
-    logs.writer.close()
-    if checkpoint_dir:
-        remove_task_checkpoints(checkpoint_dir)  # the stage is done: nothing left to resume
+    finish_training(logs, checkpoint_dir)
     return {
         "train_loss": float(result.training_loss),
         "eval_accuracy": accuracy,

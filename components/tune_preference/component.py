@@ -44,11 +44,10 @@ def tune_preference(
     in a folder named after this task's inputs, so that a retry with the same inputs resumes from
     the last one.
     """
-    import dataclasses
     import os
 
-    from components.common.checkpoints import task_checkpoint_dir
-    from components.common.data.preparation import EVAL_FILE, TRAIN_FILE
+    from components.common.checkpoints import training_checkpoint_dir
+    from components.common.data.preparation import prepared_files
     from components.common.distributed import run_on_every_gpu
     from components.common.kfp_outputs import record_metrics
     from components.common.models import model_source
@@ -70,15 +69,10 @@ def tune_preference(
         max_response_tokens=target_sequence_length,
         seed=seed,
     )
-    train_path = os.path.join(preference_data.path, TRAIN_FILE)
-    eval_path = os.path.join(preference_data.path, EVAL_FILE)
-    checkpoint_dir = task_checkpoint_dir(
-        checkpoint_root,
-        pipeline_root,
-        stage="tune_preference",
-        code_version=code_version,
-        settings=dataclasses.asdict(config),
-        inputs={"base_model": base_model.path, "train": train_path, "eval": eval_path},
+    train_path, eval_path = prepared_files(preference_data.path)
+    checkpoint_dir = training_checkpoint_dir(
+        "tune_preference", config, base_model.path, {"train": train_path, "eval": eval_path},
+        code_version=code_version, checkpoint_root=checkpoint_root, pipeline_root=pipeline_root,
     )
     os.makedirs(policy.path, exist_ok=True)
     os.makedirs(tensorboard_logs.path, exist_ok=True)

@@ -9,14 +9,13 @@ saved), as PPO's; the metrics include the implicit-reward accuracy on the held-o
 
 from pathlib import Path
 
-import torch
-
 from components.common.canonical_data import PREFERENCE_FIELDS, read_canonical_rows
 from components.common.chat_templates import PromptFormatter
-from components.common.checkpoints import remove_task_checkpoints
+from components.common.data.preparation import holds_data
 from components.common.distributed import TrainingProcesses
 from components.common.models import Placement, load_tokenizer
 from components.common.trainer_checkpoints import run_trainer
+from components.common.trainer_stage import finish_training, start_training
 from components.evaluate.eval_data import read_preference_pairs
 from components.evaluate.implicit_reward import implicit_reward_accuracy
 from components.tune_policy.policy_model import PolicyWithValueHead, save_policy
@@ -76,22 +75,19 @@ def train_preference_policy(
     Launched once per GPU (components.common.distributed), the Trainer trains with DDP, each
     process taking an equal share of every batch; the first process saves, evaluates and reports.
     """
-    processes = TrainingProcesses.from_environment()
-    config.validate(processes.count)
-    placement = placement or Placement.detect()
-    output_dir, log_dir = Path(output_dir), Path(log_dir)
-    log_dir.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(config.seed)
+    processes, placement = start_training(config, placement, log_dir)
+    output_dir = Path(output_dir)
 
     tokenizer = load_tokenizer(policy_source, padding_side="right")
     formatter = PromptFormatter(tokenizer, config.use_chat_template, policy_source)
     pairs = read_canonical_rows(train_path, PREFERENCE_FIELDS, needed_for=f"{config.algorithm.upper()} training")
     rows, row_facts = training_rows(config, pairs, formatter, processes)
 
-    trainer, result, logs = run_trainer(
+    result, logs, _ = run_trainer(
         lambda trainer_dir, callbacks, checkpoint_steps: build_trainer(
             config, policy_source, tokenizer, rows, trainer_dir, placement, processes, callbacks, checkpoint_steps
         ),
+        lambda model: save_tuned_policy(model, tokenizer, output_dir, placement),
         stage=config.algorithm.upper(),
         steps=config.steps,
         logging_steps=config.logging_steps,
@@ -101,26 +97,17 @@ def train_preference_policy(
         checkpoint_interval_steps=checkpoint_interval_steps,
         processes=processes,
     )
-
-    if processes.is_main:
-        save_tuned_policy(trainer.model, tokenizer, output_dir, placement)
-    del trainer
-    processes.wait_for_everyone()
     if not processes.is_main:
         return {}  # only the first process's result is reported
 
-    eval_pairs = (
-        read_preference_pairs(eval_path) if Path(eval_path).is_file() and Path(eval_path).stat().st_size else []
-    )
+    eval_pairs = read_preference_pairs(eval_path) if holds_data(eval_path) else []
     implicit = implicit_reward_accuracy(
         str(output_dir), policy_source, eval_pairs, placement, config.use_chat_template,
         config.max_prompt_tokens, config.max_response_tokens, config.eval_batch_size, config.seed,
     )
     logs.writer.add_scalar("eval_implicit_reward_accuracy", implicit["implicit_reward_accuracy"], config.steps)
     logs.writer.add_scalar("eval_implicit_reward_margin", implicit["implicit_reward_margin"], config.steps)
-    logs.writer.close()
-    if checkpoint_dir:
-        remove_task_checkpoints(checkpoint_dir)  # the stage is done: nothing left to resume
+    finish_training(logs, checkpoint_dir)
     return {
         "train_loss": float(result.training_loss),
         "eval_implicit_reward_accuracy": implicit["implicit_reward_accuracy"],

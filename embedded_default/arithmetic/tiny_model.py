@@ -7,10 +7,14 @@ r"""The built-in chat model `builtin:tiny-arithmetic`, built offline in about a 
    `<pad>` is a separate token) and `add_generation_prompt`;
 2. builds a tiny Llama causal LM from a config (random weights, seeded; the sizes of tiny-summarizer);
 3. warms it up with a short supervised pass on (prompt rendered with the chat template -> reply)
-   pairs, the reply "The answer is \boxed{N}." with the right N of every preference row's problem.
-   The reply format is learnt in a few dozen steps, the arithmetic only in part: the pass stops
-   (800 steps) while the model is right on about 40% of held-out problems (greedy; ~30% sampled),
-   which leaves GRPO with the `boxed-answer` reward room to improve it;
+   pairs: the reply "The answer is \boxed{N}." with the right N of every preference row's problem, and
+   for every second row also its rejected reply, a plausible mistake (an operand copied, the wrong
+   operation, off by one or two), as supervised data written by people holds mistakes. The reply
+   format is learnt in a few dozen steps, the arithmetic only in part: after 800 steps the model's
+   greedy answer is right on about 45% of held-out problems, a sampled one on about 22%, since
+   sampling also gives the mistakes their learnt share. That is the room GRPO with the `boxed-answer`
+   reward has on this task: it learns to avoid the mistakes the model already makes (sampled accuracy
+   rises to about 40%), more than it teaches new sums (greedy accuracy barely moves);
 4. saves model, generation config and tokenizer (chat template included) with `save_pretrained`.
 
 Decoding a generated reply gives back exactly the text the model was taught ("\boxed{7}" and all),
@@ -60,6 +64,7 @@ class ArithmeticModelConfig(TinyModelConfig):
     warmup_steps: int = 800
     warmup_batch_size: int = 32
     learning_rate: float = 3e-3
+    mistake_every: int = 2  # every second problem is also taught with its rejected (wrong) reply; 0: never
 
 
 def task_texts() -> list[str]:
@@ -115,14 +120,13 @@ def read_preference_rows(path: str | Path = PREFERENCE_FILE) -> list[dict]:
         return [json.loads(line) for line in handle if line.strip()]
 
 
-def warmup_pairs(rows: list[dict], rejected_every: int = 0) -> list[tuple[list[dict], str]]:
-    """(conversation, reply): the right answer of every preference row and, when `rejected_every` is
-    set, the wrong one of every `rejected_every`-th row too (off by default: wrong replies in the
-    warm-up slow its learning of the arithmetic without leaving RL any easier gain)."""
+def warmup_pairs(rows: list[dict], mistake_every: int) -> list[tuple[list[dict], str]]:
+    """(conversation, reply): the right answer of every preference row and, when `mistake_every` is set,
+    the wrong one of every `mistake_every`-th row too."""
     pairs = []
     for index, row in enumerate(rows):
         pairs.append((row["prompt"], row["chosen"][-1]["content"]))
-        if rejected_every and index % rejected_every == 0:
+        if mistake_every and index % mistake_every == 0:
             pairs.append((row["prompt"], row["rejected"][-1]["content"]))
     return pairs
 
@@ -148,7 +152,7 @@ def build_tiny_arithmetic_model(
     torch.manual_seed(seed)
     tokenizer = build_tokenizer(task_texts())
     model = build_model(tokenizer, config)
-    examples = encode_pairs(tokenizer, warmup_pairs(read_preference_rows(preference_file)))
+    examples = encode_pairs(tokenizer, warmup_pairs(read_preference_rows(preference_file), config.mistake_every))
     final_loss = supervised_warmup(model, examples, tokenizer.pad_token_id, config, seed, progress)
 
     build = BuiltModel(model, tokenizer, len(examples), final_loss, started, seed, config)

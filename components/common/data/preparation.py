@@ -6,6 +6,7 @@ prompts); a stage that cannot use the eval dataset holds out a deterministic sha
 """
 
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -108,6 +109,18 @@ def write_jsonl(path: Path, rows) -> None:
     with open(path, "w", encoding="utf-8") as handle:
         for row in rows:
             handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+
+def prepared_files(directory: str) -> tuple[str, str]:
+    """The training and held-out files that write_prepared writes in `directory`."""
+    return os.path.join(directory, TRAIN_FILE), os.path.join(directory, EVAL_FILE)
+
+
+def holds_data(path: str | Path) -> bool:
+    """Whether `path` is a file with something in it: the prepared files of a run without that data
+    are empty (components/prepare_preference_data/stage.py)."""
+    path = Path(path)
+    return path.is_file() and path.stat().st_size > 0
 
 
 def write_prepared(prepared: PreparedData, directory: str | Path) -> Path:
