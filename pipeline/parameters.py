@@ -183,7 +183,8 @@ OUR_PARAMETERS: tuple[Parameter, ...] = (
               "'false' feeds plain text (conversations as 'Human: ... Assistant:' transcripts)."),
     Parameter("eval_split_fraction", float, defaults.EVAL_SPLIT_FRACTION,
               "Share of the preference pairs (and of the prompts) held out for evaluation when no "
-              "`eval_dataset` provides them."),
+              "`eval_dataset` provides them; 0 needs an `eval_dataset` (of preference pairs when "
+              "`preference_dataset` is set)."),
     Parameter("max_eval_prompts", int, defaults.MAX_EVAL_PROMPTS,
               "At most this many held-out prompts are answered by both policies in the evaluation."),
     Parameter("gold_scorer", str, "",

@@ -6,6 +6,8 @@
 - The model references resolve, and nothing is downloaded to find out: a local directory has a
   config.json, a built-in name is known, a Hugging Face id is in the local cache or the hub knows it
   (one metadata request), a gs:// prefix holds a config.json.
+- Each dataset holds out something for the evaluation (the reward model's accuracy, the policies'
+  answers), or comes with an eval_dataset that does.
 - A dataset with fewer training rows than one batch is a warning with the numbers.
 """
 
@@ -70,6 +72,8 @@ def _check_preferences(preference, result: PreflightResult) -> None:
                                     None, preference.eval_split_fraction, preference.seed)
     except UserInputError as error:
         raise UserInputError(f"preference_dataset: {error}") from None
+    if pairs.missing_eval:
+        raise UserInputError(f"preference_dataset: {pairs.missing_eval}")
     result.checked.append(f"checked preference_dataset: {len(pairs.train)} train + {len(pairs.eval)} eval pairs "
                           f"({_rows(pairs)})")
     batch = preference.batch_size
@@ -111,6 +115,8 @@ def check_datasets(values: dict[str, Any], result: PreflightResult) -> None:
                                            prompts.eval_split_fraction, prompts.max_eval_prompts, prompts.seed)
     except UserInputError as error:
         raise UserInputError(f"prompt_dataset: {error}") from None
+    if prepared_prompts.missing_eval:
+        raise UserInputError(f"prompt_dataset: {prepared_prompts.missing_eval}")
     result.checked.append(f"checked prompt_dataset: {len(prepared_prompts.train)} train + "
                           f"{len(prepared_prompts.eval)} eval prompts ({_rows(prepared_prompts)})")
     _check_reward_function(str(values.get("reward_function") or ""), prepared_prompts, result)

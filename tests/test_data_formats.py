@@ -400,6 +400,24 @@ def test_validate_data_takes_a_prompt_dataset_alone(capsys):
     assert "preference" not in output and output.rstrip().endswith("result: usable")
 
 
+def test_validate_data_warns_when_nothing_is_held_out_for_the_evaluation(tmp_path, capsys):
+    """The datasets are usable, but with eval_split_fraction 0 and no eval_dataset of their kind the pipeline's
+    evaluation would have nothing: said on the dataset's summary."""
+    preferences, prompts = str(SAMPLES / "explicit_preferences.jsonl"), str(SAMPLES / "explicit_prompts.jsonl")
+    code, _ = validate(tmp_path, preference_dataset=preferences, prompt_dataset=prompts, eval_dataset=prompts)
+    output = capsys.readouterr().out
+    assert code == 0 and output.rstrip().endswith("result: usable")
+    assert (f"  warning: eval_split_fraction is 0 and eval_dataset {prompts} holds prompt rows, not preference "
+            "pairs: no preference pairs are held out to evaluate the reward model") in output
+    assert "no prompts are held out" not in output  # the prompts' eval rows come from eval_dataset
+    code, _ = validate(tmp_path, prompt_dataset=prompts)
+    assert ("  warning: eval_split_fraction is 0 and no eval_dataset is given: nothing is held out to evaluate "
+            "the tuned policy (nor the reward model); give an eval_dataset, or set eval_split_fraction above 0 "
+            "(e.g. 0.1) (rlhf-pipeline run refuses this)") in capsys.readouterr().out
+    code, _ = validate(tmp_path, prompt_dataset=prompts, eval_split_fraction=0.1)
+    assert "warning" not in capsys.readouterr().out
+
+
 def test_the_prompt_stage_writes_the_columns_for_the_reward_function(tmp_path):
     base_model = tmp_path / "base_model"
     write_model_reference(base_model, str(SAMPLES / "tokenizer"), "test tokenizer")

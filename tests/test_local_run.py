@@ -228,6 +228,7 @@ def test_an_all_malformed_preference_file_fails_before_any_stage(tiny_run_params
         ("large_model_reference=nosuch/model", "large_model_reference: 'nosuch/model' is not in the local Hugging Face"),
         ("kl_coeff=-1", "kl_coeff"),
         ("reward_model_train_steps=ten", "reward_model_train_steps"),
+        ("eval_split_fraction=0", "eval_split_fraction is 0 and no eval_dataset is given: nothing is held out"),
     ],
 )
 def test_bad_input_fails_before_any_stage_with_one_line(tiny_run_params, override, fragment):

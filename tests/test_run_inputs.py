@@ -73,6 +73,49 @@ def test_broken_data_fails_with_the_validate_data_message(tmp_path, model_dir):
                                         "max_bad_row_fraction=0.01: 5 bad_choice. First: ")
 
 
+def test_the_evaluation_needs_held_out_pairs_and_prompts(tmp_path, model_dir):
+    """eval_split_fraction 0 splits nothing off: the held-out data must then come from an eval_dataset of the
+    right kind, or the reward model's evaluation and the policies' would find nothing after training."""
+    values = values_for(tmp_path, model_dir, eval_split_fraction=0.0)
+    eval_prompts = write_jsonl(tmp_path / "eval_prompts.jsonl", [{"input_text": "held out [summary]: "}])
+    with pytest.raises(UserInputError) as caught:
+        check_before_run({**values, "eval_dataset": eval_prompts})
+    assert str(caught.value) == (
+        f"preference_dataset: eval_split_fraction is 0 and eval_dataset {eval_prompts} holds prompt rows, not "
+        "preference pairs: no preference pairs are held out to evaluate the reward model (and DPO/KTO's implicit "
+        "reward); give an eval_dataset of preference pairs, or set eval_split_fraction above 0 (e.g. 0.1)")
+    with pytest.raises(UserInputError, match="^preference_dataset: eval_split_fraction is 0 and no eval_dataset "):
+        check_before_run(values)
+    with pytest.raises(UserInputError) as caught:
+        check_before_run({**values, "preference_dataset": "", "reward_function": "boxed-answer"})
+    assert str(caught.value) == (
+        "prompt_dataset: eval_split_fraction is 0 and no eval_dataset is given: nothing is held out to evaluate "
+        "the tuned policy (nor the reward model); give an eval_dataset, or set eval_split_fraction above 0 (e.g. 0.1)")
+    eval_pairs = write_jsonl(tmp_path / "eval_pairs.jsonl", [{**GOOD_PAIR, "input_text": "held out [summary]: "}])
+    assert check_before_run({**values, "eval_dataset": eval_pairs}).checked[:2] == [
+        "checked preference_dataset: 80 train + 1 eval pairs (81 rows read)",
+        "checked prompt_dataset: 40 train + 1 eval prompts (41 rows read)",
+    ]
+
+
+def test_data_too_small_to_hold_anything_out_is_refused(tmp_path, model_dir):
+    values = values_for(tmp_path, model_dir)
+    one_prompt = write_jsonl(tmp_path / "one_prompt.jsonl", [{**GOOD_PAIR, "candidate_0": f"good {i}"}
+                                                             for i in range(5)])
+    with pytest.raises(UserInputError) as caught:
+        check_before_run({**values, "preference_dataset": one_prompt})
+    assert str(caught.value) == (
+        f"preference_dataset: no preference pairs can be held out to evaluate the reward model: all 5 pairs of "
+        f"{one_prompt} share one prompt (pairs are held out by whole prompts, and training keeps at least one); "
+        "give an eval_dataset of preference pairs")
+    single = write_jsonl(tmp_path / "single.jsonl", [{"input_text": "the only prompt [summary]: "}])
+    with pytest.raises(UserInputError) as caught:
+        check_before_run({**values, "prompt_dataset": single})
+    assert str(caught.value) == (
+        f"prompt_dataset: no prompts are held out to evaluate the tuned policy: {single} has 1 usable prompt(s) "
+        "and training keeps at least one; give an eval_dataset")
+
+
 @pytest.mark.parametrize("reference, message", [
     ("builtin:tiny-summarizer", None),
     ("builtin:nothing", "unknown built-in model 'builtin:nothing'"),

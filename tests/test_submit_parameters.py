@@ -84,6 +84,13 @@ INVALID_FILES = {
     "zero learning rate": ({**BASE, "reinforcement_learning_rate_multiplier": 0},
                            "reinforcement_learning_rate_multiplier: 0.0 is not allowed: must be greater than 0"),
     "fraction of one": ({**BASE, "eval_split_fraction": 1.0}, "eval_split_fraction: 1.0 is not allowed"),
+    "nothing held out": ({**BASE, "eval_split_fraction": 0.0, "eval_dataset": ""},
+                         "eval_split_fraction is 0 and no eval_dataset is given: nothing is held out to evaluate "
+                         "the tuned policy (nor the reward model); give an eval_dataset, or set eval_split_fraction "
+                         "above 0"),
+    "nothing held out, eval_dataset left out": (
+        {**{k: v for k, v in BASE.items() if k != "eval_dataset"}, "eval_split_fraction": 0.0},
+        "eval_split_fraction is 0 and no eval_dataset is given"),
     "minibatch over batch": ({**BASE, "ppo_minibatch_size": 128},
                              "ppo_minibatch_size (128) must not exceed batch_size (64)"),
     "batch not shared by the gpus": ({**BASE, "accelerator_count": 3},
@@ -155,6 +162,38 @@ def test_a_template_built_on_a_local_image_is_refused(tmp_path, fakes):
                                        "image that exists only where it was built")
 
 
+def test_an_eval_split_fraction_of_0_takes_an_eval_dataset():
+    """With an eval_dataset, eval_split_fraction 0 is fine as a parameter; the data check says whether it
+    holds the reward model's eval pairs."""
+    assert validate_for_pipeline({**BASE, "eval_split_fraction": 0.0})["eval_split_fraction"] == 0.0
+
+
+def test_an_eval_dataset_of_prompts_with_eval_split_fraction_0_is_refused_before_submission(tmp_path, fakes,
+                                                                                            monkeypatch):
+    """The reward model's eval pairs are then split off preference_dataset, and a fraction of 0 splits off none."""
+    from pipeline.submission.datasets import check_datasets
+
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", fakes.gcs.url)
+    fakes.gcs.add_object("held", "val/prompts.jsonl", b'{"input_text": "a post [summary]: "}\n')
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text("".join(json.dumps({"input_text": f"post {i} [summary]: ", "candidate_0": "good",
+                                         "candidate_1": "bad", "choice": 0}) + "\n" for i in range(4)))
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text('{"input_text": "a post [summary]: "}\n')
+    for eval_dataset in (str(prompts), "gs://held/val/prompts.jsonl"):
+        values = {"preference_dataset": str(pairs), "eval_dataset": eval_dataset, "eval_split_fraction": 0.0}
+        with pytest.raises(UserInputError) as refused:
+            check_datasets(values, report=lambda line: None)
+        assert str(refused.value) == (
+            f"eval_dataset: eval_split_fraction is 0 and eval_dataset {eval_dataset} holds prompt rows, not "
+            "preference pairs: no preference pairs are held out to evaluate the reward model (and DPO/KTO's "
+            "implicit reward); give an eval_dataset of preference pairs, or set eval_split_fraction above 0 (e.g. 0.1)")
+        check_datasets({**values, "eval_split_fraction": 0.1}, report=lambda line: None)
+        check_datasets({**values, "preference_dataset": ""}, report=lambda line: None)  # a rule reward alone
+    check_datasets({"preference_dataset": str(pairs), "eval_dataset": str(pairs), "eval_split_fraction": 0.0},
+                   report=lambda line: None)
+
+
 def test_datasets_are_checked_before_submission(tmp_path, fakes, monkeypatch):
     """A missing gs:// object and a broken local file both stop the submission before the job is created."""
     from pipeline.submission.datasets import check_datasets
@@ -171,3 +210,75 @@ def test_datasets_are_checked_before_submission(tmp_path, fakes, monkeypatch):
     local.write_text('{"input_text": "a"}\n' + "not json\n" * 5)
     with pytest.raises(UserInputError, match=r"prompt_dataset: .*prompts.jsonl: 5 of 6 rows are bad"):
         check_datasets({"prompt_dataset": str(local)})
+
+
+REWARD_SOURCE = "def score(completions, **kwargs):\n    return [1.0 for _ in completions]\n"
+NOT_A_REWARD_SOURCE = "def score(completions):\n    return [1.0 for _ in completions]\n"
+LOCAL_PATH_NOTE = "(a local path: the job loads it inside its container, so the image must hold it)"
+
+
+def _check_reward_function(spec: str) -> list[str]:
+    from pipeline.submission.datasets import check_reward_function
+
+    lines = []
+    check_reward_function({"reward_function": spec}, report=lines.append)
+    return lines
+
+
+def test_a_local_reward_function_is_loaded_before_submission_and_a_missing_one_refused(tmp_path):
+    """A local file is loaded as the RL step loads it; one that is not here must be under /gcs/ or in the image."""
+    path = tmp_path / "submit_local_rewards.py"
+    path.write_text(REWARD_SOURCE)
+    assert _check_reward_function("") == []
+    assert _check_reward_function("gsm8k-answer") == ["checked reward_function: gsm8k-answer, built in"]
+    assert _check_reward_function(f"{path}:score") == [
+        f"checked reward_function: {path}:score, loaded {LOCAL_PATH_NOTE}"]
+    with pytest.raises(UserInputError) as refused:
+        _check_reward_function(f"{path}:scor")
+    assert str(refused.value) == (f"reward_function '{path}:scor': rlhf_reward_function_submit_local_rewards has "
+                                  "no 'scor'; it defines score")
+    missing = tmp_path / "missing.py"
+    with pytest.raises(UserInputError) as refused:
+        _check_reward_function(f"{missing}:score")
+    assert str(refused.value) == (f"reward_function: {missing} does not exist here; put the file under "
+                                  "/gcs/BUCKET/... (gs://BUCKET/...) or in the container image (pass "
+                                  "--skip-data-check if it is only there)")
+    with pytest.raises(UserInputError, match=r"^reward_function: gs://rewards/r.py does not exist here; put the file "
+                                             r"under /gcs/BUCKET/"):  # the job reads /gcs/ paths, not gs:// URIs
+        _check_reward_function("gs://rewards/r.py:score")
+
+
+def test_a_reward_function_under_gcs_is_downloaded_and_loaded_before_submission(fakes, monkeypatch):
+    """/gcs/BUCKET/PATH is gs://BUCKET/PATH on the job's machine: the object must exist and hold the function."""
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", fakes.gcs.url)
+    fakes.gcs.add_object("rewards", "fn/submit_gcs_rewards.py", REWARD_SOURCE.encode())
+    fakes.gcs.add_object("rewards", "fn/submit_no_kwargs.py", NOT_A_REWARD_SOURCE.encode())
+    assert _check_reward_function("/gcs/rewards/fn/submit_gcs_rewards.py:score") == [
+        ("checked reward_function: /gcs/rewards/fn/submit_gcs_rewards.py:score, read from "
+         "gs://rewards/fn/submit_gcs_rewards.py and loaded")]
+    with pytest.raises(UserInputError, match=r"^reward_function '/gcs/rewards/fn/submit_gcs_rewards.py:scor': "
+                                             r"rlhf_reward_function_submit_gcs_rewards has no 'scor'"):
+        _check_reward_function("/gcs/rewards/fn/submit_gcs_rewards.py:scor")
+    with pytest.raises(UserInputError, match=r"^reward_function '/gcs/rewards/fn/submit_no_kwargs.py:score' cannot "
+                                             r"be called as a reward function"):
+        _check_reward_function("/gcs/rewards/fn/submit_no_kwargs.py:score")
+    with pytest.raises(UserInputError) as refused:
+        _check_reward_function("/gcs/rewards/fn/missing.py:score")
+    assert str(refused.value) == "reward_function: gs://rewards/fn/missing.py does not exist; upload the file there"
+    assert fakes.vertex.requests == []
+
+
+def test_a_reward_function_module_must_import_before_submission():
+    """A module that does not import here is refused, with the way out when it is only in the image."""
+    assert _check_reward_function("components.common.reward_functions:boxed_answer") == [
+        ("checked reward_function: components.common.reward_functions:boxed_answer, imported here (the container "
+         "image must hold the module too)")]
+    with pytest.raises(UserInputError) as refused:
+        _check_reward_function("no_such_rewards.module:score")
+    assert str(refused.value) == (
+        "reward_function 'no_such_rewards.module:score': the module no_such_rewards.module could not be imported: "
+        "ModuleNotFoundError: No module named 'no_such_rewards' (a file is given as path/to/file.py:name); the "
+        "module must be installed in the container image (pass --skip-data-check if it is only there)")
+    with pytest.raises(UserInputError, match=r"has no 'nothing'") as refused:
+        _check_reward_function("components.common.reward_functions:nothing")
+    assert "--skip-data-check" not in str(refused.value)  # it imports: the name is wrong, wherever it runs

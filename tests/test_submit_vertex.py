@@ -145,3 +145,21 @@ def test_an_invalid_parameter_file_is_refused_in_one_line_before_any_request(tmp
     assert "reward_model_train_steps: expected an integer, got the string '1410'" in line
     assert "kl_coeff: -0.1 is not allowed: must be at least 0" in line
     assert "unknown parameter 'kl_coef' (did you mean 'kl_coeff'?)" in line
+
+
+def test_a_reward_function_the_job_cannot_load_is_refused_unless_the_data_check_is_skipped(tmp_path, template,
+                                                                                          course_file):
+    with google_cloud_fakes(tmp_path / "home") as fakes:
+        add_course_datasets(fakes.gcs)
+        result = run_cli(_submit_args(template, fakes, "--params", str(course_file), "--set",
+                                      "reward_function=/gcs/rlhf-runs/rewards.py:score"), fakes.env())
+        assert result.returncode == 2
+        assert result.stderr.strip().splitlines()[-1] == (
+            "error: reward_function: gs://rlhf-runs/rewards.py does not exist; upload the file there")
+        assert fakes.vertex.requests == []
+        result = run_cli(_submit_args(template, fakes, "--params", str(course_file), "--set",
+                                      "reward_function=/opt/rewards.py:score", "--skip-data-check", "--dry-run"),
+                         fakes.env())
+        assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["pipelineJob"]["runtimeConfig"]["parameterValues"]["reward_function"] == (
+        "/opt/rewards.py:score")

@@ -190,6 +190,11 @@ def _required_columns(spec: str, function: Callable) -> tuple[str, ...]:
     return needed
 
 
+def names_a_file(target: str) -> bool:
+    """Whether the part of a spec before its last colon is a file (path/to/file.py), not a module name."""
+    return target.endswith(".py") or "/" in target or "\\" in target
+
+
 def load_reward_function(spec: str) -> RewardFunction | None:
     """The reward function `spec` names; None for an empty spec (the trained reward model scores).
 
@@ -206,8 +211,7 @@ def load_reward_function(spec: str) -> RewardFunction | None:
         if not colon or not target or not name:
             raise UserInputError(f"reward_function {spec!r} is not a built-in and not of the form file.py:name or "
                                  f"module:name; expected {_forms()}")
-        is_file = target.endswith(".py") or "/" in target or "\\" in target
-        module = _load_file(spec, Path(target)) if is_file else _load_module(spec, target)
+        module = _load_file(spec, Path(target)) if names_a_file(target) else _load_module(spec, target)
         function = _attribute(spec, module, name)
     return RewardFunction(spec, function, _required_columns(spec, function))
 

@@ -1,7 +1,8 @@
 """`rlhf-pipeline submit`: run the compiled pipeline on Vertex AI Pipelines or a self-hosted Kubeflow.
 
 Everything that can be checked here is checked before a request leaves this machine: the template's
-images, every parameter (names, types, required ones, impossible values) and the datasets.
+images, every parameter (names, types, required ones, impossible values), the datasets and the
+reward function.
 """
 
 import json
@@ -35,8 +36,8 @@ def add_parser(subparsers) -> None:
     parser = subparsers.add_parser(
         "submit",
         help="submit the compiled pipeline to Vertex AI Pipelines or a self-hosted Kubeflow",
-        description="Checks the template, every parameter and the datasets, then submits the compiled "
-        "pipeline to Vertex AI Pipelines (--target vertex) or Kubeflow Pipelines (--target kfp). "
+        description="Checks the template, every parameter, the datasets and the reward function, then submits "
+        "the compiled pipeline to Vertex AI Pipelines (--target vertex) or Kubeflow Pipelines (--target kfp). "
         "Credentials for Vertex AI are the Application Default Credentials.",
     )
     parser.add_argument("--target", choices=TARGETS, required=True, help="vertex (Vertex AI Pipelines) or kfp")
@@ -46,7 +47,7 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--set", dest="sets", action="append", default=[], metavar="NAME=VALUE",
                         help="set one pipeline parameter (repeatable; overrides --params)")
     parser.add_argument("--skip-data-check", action="store_true",
-                        help="do not read the datasets before submitting")
+                        help="do not read the datasets nor load the reward function before submitting")
     parser.add_argument("--display-name", help="name of the job or run (default: the pipeline's name)")
     parser.add_argument("--experiment", help="Vertex AI experiment or Kubeflow experiment to file the run under")
     parser.add_argument("--no-cache", action="store_true",
@@ -147,7 +148,7 @@ def prepare(args):
 
     Raises UserInputError on any problem, before any request is sent (the data check reads datasets
     on Cloud Storage only once everything else has passed)."""
-    from pipeline.submission.datasets import check_datasets
+    from pipeline.submission.datasets import check_datasets, check_reward_function
     from pipeline.submission.parameter_file import load_parameter_values
     from pipeline.submission.validation import validate_parameter_values
 
@@ -160,6 +161,7 @@ def prepare(args):
     settings = _vertex_settings(args, values, inputs) if args.target == VERTEX else _kubeflow_settings(args)
     if not args.skip_data_check:
         check_datasets(values, report=_note)
+        check_reward_function(values, report=_note)
         _fill_fingerprints(values, inputs)
     return spec, values, settings
 

@@ -86,6 +86,8 @@ def _summary(title: str, prepared: PreparedData) -> list[str]:
     if prepared.shared_prompts:
         lines.append(f"  {prepared.shared_prompts} eval prompts also appear in training")
     lines += [f"  note: {note}" for note in prepared.notes]
+    if prepared.missing_eval:
+        lines.append(f"  warning: {prepared.missing_eval} (rlhf-pipeline run refuses this)")
     return lines
 
 

@@ -127,6 +127,13 @@ def _stage_plan_problem(algorithm: str, reward_function: str, preference_dataset
     return ""
 
 
+def _held_out_problem(eval_split_fraction: float | None, eval_dataset: str | None) -> str:
+    """The evaluation needs held-out prompts (and pairs): from eval_dataset, or split off the datasets."""
+    from components.common.data.preparation import NO_EVAL_DATA
+
+    return NO_EVAL_DATA if eval_split_fraction == 0 and not (eval_dataset or "").strip() else ""
+
+
 def value_problems(values: dict[str, Any]) -> list[str]:
     """Every rule that the (already type-checked) values break, one message each."""
     problems = []
@@ -143,6 +150,9 @@ def value_problems(values: dict[str, Any]) -> list[str]:
         problem = _stage_plan_problem(*plan_inputs)
         if problem:
             problems.append(problem)
+    problem = _held_out_problem(values.get("eval_split_fraction"), values.get("eval_dataset"))
+    if problem:
+        problems.append(problem)
     for names, accepts, message in CROSS_RULES:
         given = [values.get(name) for name in names]
         if None not in given and not accepts(*given):

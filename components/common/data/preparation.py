@@ -34,6 +34,8 @@ class PreparedData:
     notes: list[str] = field(default_factory=list)
     leaks: list = field(default_factory=list)
     shared_prompts: int = 0
+    # Why nothing is held out for the evaluation, and what to change; empty when something is.
+    missing_eval: str = ""
 
     @property
     def datasets(self) -> list[LoadedDataset]:
@@ -58,6 +60,20 @@ def _given(path: str | None) -> bool:
     return bool(path and path.strip())
 
 
+# eval_split_fraction 0 without an eval_dataset: the evaluation would have nothing to run on.
+NO_EVAL_DATA = ("eval_split_fraction is 0 and no eval_dataset is given: nothing is held out to evaluate the tuned "
+                "policy (nor the reward model); give an eval_dataset, or set eval_split_fraction above 0 (e.g. 0.1)")
+
+
+def no_held_out_pairs(eval_dataset: str | None) -> str:
+    """Why eval_split_fraction 0 holds out no preference pairs when `eval_dataset` holds none, and the fix."""
+    source = (f"eval_dataset {eval_dataset} holds prompt rows, not preference pairs" if _given(eval_dataset)
+              else "no eval_dataset is given")
+    return (f"eval_split_fraction is 0 and {source}: no preference pairs are held out to evaluate the reward "
+            "model (and DPO/KTO's implicit reward); give an eval_dataset of preference pairs, or set "
+            "eval_split_fraction above 0 (e.g. 0.1)")
+
+
 def prepare_preferences(dataset: str, eval_dataset: str | None, settings: DataSettings, tokenizer=None,
                         eval_split_fraction: float = defaults.EVAL_SPLIT_FRACTION, seed: int = 0) -> PreparedData:
     train_data = load_dataset(dataset, PREFERENCE, settings, tokenizer)
@@ -74,8 +90,14 @@ def prepare_preferences(dataset: str, eval_dataset: str | None, settings: DataSe
         notes.append(f"{eval_dataset} holds prompt rows, not preference pairs: the reward model's eval pairs "
                      f"are held out from {dataset} instead")
     train, held_out = splitting.split_pairs(train_data.examples, eval_split_fraction, seed)
-    return PreparedData(PREFERENCE, train, held_out, train_data, None, FROM_SPLIT, seed, eval_split_fraction,
-                        notes=notes)
+    prepared = PreparedData(PREFERENCE, train, held_out, train_data, None, FROM_SPLIT, seed, eval_split_fraction,
+                            notes=notes)
+    if not held_out:
+        prepared.missing_eval = no_held_out_pairs(eval_dataset) if eval_split_fraction == 0 else (
+            f"no preference pairs can be held out to evaluate the reward model: all {len(train)} pairs of "
+            f"{dataset} share one prompt (pairs are held out by whole prompts, and training keeps at least one); "
+            "give an eval_dataset of preference pairs")
+    return prepared
 
 
 def prepare_prompts(dataset: str, eval_dataset: str | None, settings: DataSettings, tokenizer=None,
@@ -94,6 +116,10 @@ def prepare_prompts(dataset: str, eval_dataset: str | None, settings: DataSettin
     else:
         train, held_out = splitting.split_prompts(train_data.examples, eval_split_fraction, max_eval_prompts, seed)
         prepared = PreparedData(PROMPT, train, held_out, train_data, None, FROM_SPLIT, seed, eval_split_fraction)
+        if not held_out:
+            prepared.missing_eval = NO_EVAL_DATA if eval_split_fraction == 0 else (
+                f"no prompts are held out to evaluate the tuned policy: {dataset} has {len(train)} usable "
+                "prompt(s) and training keeps at least one; give an eval_dataset")
     prepared.shared_prompts = splitting.shared_prompts(prepared.train, prepared.eval)
     return prepared
 
