@@ -67,22 +67,10 @@ def local_entries(spec: str, shown_as=str) -> list[dict[str, Any]]:
     return [{"file": shown_as(p), "size": p.stat().st_size, "sha256": _sha256(p)} for p in paths]
 
 
-def _storage_client(uri: str):
-    try:
-        from google.cloud import storage
-
-        return storage.Client()
-    except Exception as error:  # no credentials, no project: the user's setup
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise UserInputError(
-            f"{uri}: cannot list the objects to fingerprint them for the cache ({reason}); run `gcloud auth "
-            "application-default login` or set GOOGLE_APPLICATION_CREDENTIALS") from None
-
-
 def gcs_entries(uri: str, client=None) -> list[dict[str, Any]]:
     """Name, generation and size of every object the data stages would read under `uri`."""
     bucket_name, blob_path = gcs_paths.split_uri(uri)
-    client = client or _storage_client(uri)
+    client = client or gcs_paths.storage_client(f"{uri}: cannot list the objects to fingerprint them for the cache")
     try:
         if _has_glob(blob_path):
             prefix = blob_path[: min(blob_path.index(c) for c in GLOB_CHARACTERS if c in blob_path)]

@@ -168,7 +168,7 @@ def test_gs_uris_are_read_through_the_storage_client(monkeypatch):
     other = json.dumps({"prompt": "q", "chosen": "a", "rejected": "b"}).encode() + b"\n"
     client = FakeClient({"data/train-0.jsonl": line, "data/train-1.jsonl": other, "data/_SUCCESS": b""})
     monkeypatch.setattr(gcs_paths, "GCS_FUSE_ROOT", Path("/nonexistent-mount"))
-    monkeypatch.setattr(sources, "_gcs_client", lambda uri: client)
+    monkeypatch.setattr(sources, "gcs_client", lambda uri: client)
     for uri in ("gs://bucket/data", "gs://bucket/data/train-*.jsonl"):
         loaded = load_dataset(uri, PREFERENCE, DataSettings())
         assert [p.prompt for p in loaded.examples] == ["p", "q"]

@@ -28,3 +28,17 @@ def uri_of_fuse_path(path: str | Path) -> str | None:
     if not path.is_relative_to(GCS_FUSE_ROOT) or path == GCS_FUSE_ROOT:
         return None
     return GCS_SCHEME + path.relative_to(GCS_FUSE_ROOT).as_posix()
+
+
+def storage_client(failure: str, alternative: str = ""):
+    """A Cloud Storage client with the Application Default Credentials. Without credentials, a project or
+    the library, raises UserInputError: `failure`, the reason, how to log in, and `alternative` if any."""
+    try:
+        from google.cloud import storage
+
+        return storage.Client()
+    except Exception as error:  # no credentials, no project, no library: all are the user's setup
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        otherwise = f", or {alternative}" if alternative else ""
+        raise UserInputError(f"{failure} ({reason}); run `gcloud auth application-default login` or set "
+                             f"GOOGLE_APPLICATION_CREDENTIALS{otherwise}") from None

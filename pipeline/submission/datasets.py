@@ -102,10 +102,10 @@ def _download(uri: str, directory: str) -> Path:
     """The Cloud Storage object `uri`, downloaded into `directory` under its own name."""
     from google.api_core.exceptions import NotFound
 
-    from components.common.data.sources import _gcs_client
+    from components.common.data.sources import gcs_client
 
     bucket, path = split_uri(uri)
-    blob = _gcs_client(uri).bucket(bucket).blob(path)
+    blob = gcs_client(uri).bucket(bucket).blob(path)
     local = Path(directory) / Path(path).name
     try:
         local.write_bytes(blob.download_as_bytes())

@@ -77,22 +77,14 @@ def _local_files(spec: str, shown_as: Callable[[Path], str]) -> list[DataFile]:
     raise UserInputError(f"{spec}: no such file or directory (expected {ACCEPTED})")
 
 
-def _gcs_client(uri: str):
-    try:
-        from google.cloud import storage
-
-        return storage.Client()
-    except Exception as error:  # no credentials, no project, no library: all are the user's setup
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise UserInputError(
-            f"{uri}: cannot read from Cloud Storage ({reason}); run `gcloud auth application-default "
-            "login` or set GOOGLE_APPLICATION_CREDENTIALS, or copy the data to a local path"
-        ) from None
+def gcs_client(uri: str):
+    """The Cloud Storage client that reads `uri`; a UserInputError naming it when none can be made."""
+    return gcs_paths.storage_client(f"{uri}: cannot read from Cloud Storage", "copy the data to a local path")
 
 
 def _gcs_files(uri: str) -> list[DataFile]:
     bucket_name, blob_path = gcs_paths.split_uri(uri)
-    client = _gcs_client(uri)
+    client = gcs_client(uri)
     try:
         bucket = client.bucket(bucket_name)
         if _has_glob(blob_path):
