@@ -221,6 +221,23 @@ def _perturb_lora(policy, seed: int = 1) -> None:
                 parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.5)
 
 
+def test_full_weight_reference_equals_the_policy_before_training_under_bf16_autocast(tiny_causal_lm):
+    """The reference is loaded as the policy is (float32 weights, the placement's autocast), so the KL
+    is exactly 0 at step 0 under mixed precision too (it was not with a bf16 copy of the weights)."""
+    from components.tune_policy.rollout import policy_logprobs_and_values
+
+    mixed = Placement(torch.device("cpu"), torch.bfloat16)
+    config = PPOConfig(steps=1, lora_rank=0, kl_coeff=0.1, temperature=0.7)
+    policy = load_policy(str(tiny_causal_lm), config, mixed)
+    reference = make_reference(policy, str(tiny_causal_lm), config, mixed)
+    tokenizer = load_tokenizer(str(tiny_causal_lm), padding_side="left")
+    encoded = tokenizer(["the cat sat on the mat", "a dog"], return_tensors="pt", padding=True)
+    ids, mask = encoded["input_ids"], encoded["attention_mask"]
+    response, response_mask = ids[:, -3:], mask[:, -3:]
+    logprobs, _, _ = policy_logprobs_and_values(policy, ids, mask, response, response_mask, config)
+    assert torch.equal(reference(ids, mask, response), logprobs)
+
+
 def test_lora_reference_is_the_base_model_and_saved_policy_is_merged(tmp_path, tiny_causal_lm):
     from transformers import AutoModelForCausalLM
 
@@ -283,15 +300,21 @@ def test_rollout_log_probs_are_those_of_the_sampler(tiny_causal_lm, lora_rank):
     response = response.masked_fill(response_mask == 0, tokenizer.pad_token_id)
     sampler = torch.stack(output.scores, dim=1).log_softmax(-1).gather(-1, response.unsqueeze(-1)).squeeze(-1)
 
-    logprobs, values = policy_logprobs_and_values(
+    logprobs, values, entropy = policy_logprobs_and_values(
         policy,
         torch.cat([prompt_ids, response], dim=1),
         torch.cat([prompt_mask, response_mask], dim=1),
         response,
+        response_mask,
         config,
     )
     assert torch.allclose(logprobs * response_mask, sampler * response_mask, atol=1e-4)
     assert values.shape == response.shape
+    # the entropy logged is that of the sampling distribution, on real response tokens only
+    sampling_log_probs = torch.stack(output.scores, dim=1).log_softmax(-1)
+    sampler_entropy = -(sampling_log_probs.exp() * sampling_log_probs).sum(-1)
+    assert torch.allclose(entropy, sampler_entropy * response_mask, atol=1e-4)
+    assert (entropy[response_mask == 0] == 0).all()
 
 
 def test_rollout_returns_the_score_on_real_tokens_only_and_flags_cut_responses(tiny_causal_lm):

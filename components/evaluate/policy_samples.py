@@ -100,14 +100,14 @@ def response_log_probs(model, batch: GeneratedBatch, temperature: float) -> torc
     device = next(model.parameters()).device
     input_ids = batch.input_ids.to(device)
     attention_mask = batch.attention_mask.to(device)
+    response_length = batch.response_ids.shape[1]
     logits = model(
-        input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids_for(attention_mask)
-    ).logits
-    prompt_length = batch.prompt_ids.shape[1]
-    response_logits = logits[:, prompt_length - 1 : -1].float()
-    if temperature > 0:
-        response_logits = response_logits / temperature
-    scores = token_log_probs(response_logits, batch.response_ids.to(device))
+        input_ids=input_ids,
+        attention_mask=attention_mask,
+        position_ids=position_ids_for(attention_mask),
+        logits_to_keep=response_length + 1,  # no LM head over the prompt
+    ).logits[:, :-1]
+    scores = token_log_probs(logits, batch.response_ids.to(device), temperature if temperature > 0 else 1.0)
     return scores.masked_fill(batch.response_mask.to(device) == 0, 0.0).cpu()
 
 

@@ -55,8 +55,8 @@ class PolicyWithValueHead(nn.Module):
     def forward(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, response_length: int
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Logits predicting each of the last `response_length` tokens, and the value before each
-        (None without a value head).
+        """Logits predicting each of the last `response_length` tokens (a view of the model's output, in
+        its dtype: no float32 copy), and the value before each (None without a value head).
 
         The value at response position t estimates the return of the state prompt + response[:t],
         read from the same hidden state that produces the logits of token t.
@@ -70,7 +70,7 @@ class PolicyWithValueHead(nn.Module):
                 output_hidden_states=self.value_head is not None,
                 use_cache=False,
             )
-        logits = output.logits[:, :-1].float()
+        logits = output.logits[:, :-1]
         if self.value_head is None:
             return logits, None
         hidden = output.hidden_states[-1][:, -(response_length + 1) : -1]
@@ -115,7 +115,8 @@ def make_reference(
 
     None when `kl_coeff` is 0: no reference is loaded at all. With LoRA the reference is the
     policy with its adapters disabled (the adapters start at zero, so that is the initial policy);
-    otherwise a second, frozen copy of the initial weights is loaded in the placement's dtype.
+    otherwise a second, frozen copy of the initial weights, loaded as the policy's are (float32,
+    computing under the same autocast), so that the KL to it is exactly 0 before the first update.
     """
     if config.kl_coeff == 0:
         return None
@@ -125,7 +126,7 @@ def make_reference(
     else:
         from transformers import AutoModelForCausalLM
 
-        reference_model = AutoModelForCausalLM.from_pretrained(source, dtype=placement.dtype)
+        reference_model = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32)
         reference_model.to(placement.device).eval().requires_grad_(False)
         adapters_disabled = contextlib.nullcontext
 
@@ -139,8 +140,8 @@ def make_reference(
                 position_ids=position_ids_for(attention_mask),
                 logits_to_keep=response_length + 1,
                 use_cache=False,
-            ).logits[:, :-1].float()
-        return token_log_probs(logits / config.temperature, response_ids)
+            ).logits[:, :-1]
+        return token_log_probs(logits, response_ids, config.temperature)
 
     return reference_logprobs
 

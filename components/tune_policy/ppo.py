@@ -25,7 +25,7 @@ from components.tune_policy.config import PPOConfig
 from components.tune_policy.optimization import build_optimizer
 from components.tune_policy.policy_model import load_policy, make_reference, save_policy
 from components.tune_policy.group_math import group_reward_statistics
-from components.tune_policy.ppo_math import masked_moments
+from components.tune_policy.ppo_math import masked_mean, masked_moments
 from components.tune_policy.ppo_update import ppo_update
 from components.tune_policy.prompt_data import PromptBatches, read_training_rows
 from components.tune_policy.rewards import RolloutRewards
@@ -64,6 +64,7 @@ def rollout_statistics(
         "response_length": float(lengths.mean()),
         "response_tokens": float(lengths.sum()),
         "truncated_fraction": float(truncated.mean()),
+        "entropy": float(masked_mean(rollout.entropy, mask, processes.total)),
     }
     if rollout.values is not None:
         _, returns_variance = masked_moments(rollout.returns, mask, processes.total)

@@ -40,13 +40,6 @@ def masked_whiten(values: torch.Tensor, mask: torch.Tensor, total: Total = _alon
     return (values - mean) * torch.rsqrt(variance + 1e-8) * mask.to(values.dtype)
 
 
-def entropy_from_logits(logits: torch.Tensor) -> torch.Tensor:
-    """Entropy of each position's next-token distribution, in nats."""
-    logits = logits.float()
-    log_probs = torch.log_softmax(logits, dim=-1)
-    return -(log_probs.exp() * log_probs).sum(dim=-1)
-
-
 def last_token_index(mask: torch.Tensor) -> torch.Tensor:
     """Index of each row's last real response token."""
     return (mask.sum(dim=1) - 1).clamp(min=0).long()

@@ -15,18 +15,15 @@ from components.common.log_probs import token_log_probs
 from components.tune_policy.config import PPOConfig
 from components.tune_policy.optimization import trainable_parameters
 from components.tune_policy.policy_model import PolicyWithValueHead
-from components.tune_policy.ppo_math import (
-    clipped_policy_loss,
-    clipped_value_loss,
-    entropy_from_logits,
-)
+from components.tune_policy.ppo_math import clipped_policy_loss, clipped_value_loss
 from components.tune_policy.group_math import aggregated_loss, clipped_ratio_loss, k3_kl
 from components.tune_policy.rollout import Rollout, trim_left_padding
 
 
-STATISTICS = ("rl_loss", "value_loss", "clip_fraction", "value_clip_fraction", "entropy", "approx_kl", "tokens")
+# The policy's entropy is a rollout statistic (rollout.policy_logprobs_and_values): the update takes none.
+STATISTICS = ("rl_loss", "value_loss", "clip_fraction", "value_clip_fraction", "approx_kl", "tokens")
 # GRPO and RLOO: no value loss; `kl_penalty` is GRPO's k3 KL term (0 for RLOO, whose KL is in the reward).
-GROUP_STATISTICS = ("rl_loss", "kl_penalty", "clip_fraction", "clip_fraction_low", "clip_fraction_high", "entropy",
+GROUP_STATISTICS = ("rl_loss", "kl_penalty", "clip_fraction", "clip_fraction_low", "clip_fraction_high",
                     "approx_kl", "tokens")
 
 
@@ -118,15 +115,14 @@ def _passes(policy, optimizer, scheduler, rollout: Rollout, config: PPOConfig, g
                 ids, attention = trim_left_padding(rollout.input_ids[rows], rollout.attention_mask[rows])
                 with synchronising:
                     logits, values = policy(ids, attention, response_length)
-                    logits = logits / config.temperature
-                    logprobs = token_log_probs(logits, rollout.response_ids[rows])
+                    logprobs = token_log_probs(logits, rollout.response_ids[rows], config.temperature)
                     mask = rollout.response_mask[rows].float()
                     loss_sum, per_token = chunk_loss(rollout, rows, logprobs, values, mask, config)
                     loss = loss_sum * processes.count / normaliser
                     loss.backward()
                 with torch.no_grad():
                     log_ratio = logprobs - rollout.logprobs[rows]
-                    per_token = (*per_token, entropy_from_logits(logits), 0.5 * log_ratio**2, torch.ones_like(mask))
+                    per_token = (*per_token, 0.5 * log_ratio**2, torch.ones_like(mask))
                     totals += torch.stack([(value.float() * mask).sum() for value in per_token]).double()
             grad_norms.append(float(torch.nn.utils.clip_grad_norm_(parameters, config.max_grad_norm)))
             optimizer.step()

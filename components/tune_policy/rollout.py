@@ -16,7 +16,7 @@ from components.common.chat_templates import PromptFormatter
 from components.common.data.transcripts import Prompt
 from components.common.distributed import TrainingProcesses
 from components.common.generation import generate_responses
-from components.common.log_probs import token_log_probs
+from components.common.log_probs import token_entropy, token_log_probs
 from components.tune_policy.config import PPOConfig
 from components.tune_policy.policy_model import PolicyWithValueHead, ReferenceLogprobs
 from components.common.errors import UserInputError
@@ -54,6 +54,7 @@ class Rollout:
     returns: torch.Tensor | None  # (B, R); None without a value head
     scores: torch.Tensor  # (B,) rewards, after the missing-EOS penalty; NaN: no reward
     kl: torch.Tensor  # (B, R) per-token logp - logp_ref (zeros without a reference)
+    entropy: torch.Tensor  # (B, R) of the sampling policy at each real response token (logged only)
     truncated: torch.Tensor  # (B,) True where the response hit max_new_tokens without an EOS
     texts: list[str]
     generation_seconds: float
@@ -73,17 +74,21 @@ def trim_left_padding(input_ids: torch.Tensor, attention_mask: torch.Tensor):
 
 @torch.no_grad()
 def policy_logprobs_and_values(
-    policy: PolicyWithValueHead, input_ids, attention_mask, response_ids, config: PPOConfig
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Log-probabilities of the sampled tokens and the values before them (None without a value head),
-    `forward_batch_size` rows at a time."""
-    logprobs, values = [], []
+    policy: PolicyWithValueHead, input_ids, attention_mask, response_ids, response_mask, config: PPOConfig
+) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+    """Log-probabilities of the sampled tokens, the values before them (None without a value head) and
+    the policy's entropy at each real response token, `forward_batch_size` rows at a time.
+
+    The entropy is a statistic only: taken here, from logits the rollout computes anyway and outside
+    any autograd graph, the update never spends time or memory on it."""
+    logprobs, values, entropy = [], [], []
     for rows in torch.arange(input_ids.shape[0]).split(config.forward_batch_size):
         ids, mask = trim_left_padding(input_ids[rows], attention_mask[rows])
         logits, row_values = policy(ids, mask, response_ids.shape[1])
-        logprobs.append(token_log_probs(logits / config.temperature, response_ids[rows]))
+        logprobs.append(token_log_probs(logits, response_ids[rows], config.temperature))
+        entropy.append(token_entropy(logits, response_mask[rows], config.temperature))
         values.append(row_values)
-    return torch.cat(logprobs), (None if values[0] is None else torch.cat(values))
+    return torch.cat(logprobs), (None if values[0] is None else torch.cat(values)), torch.cat(entropy)
 
 
 @torch.no_grad()
@@ -134,7 +139,9 @@ def collect_rollout(
     generation_seconds = time.perf_counter() - started
     input_ids, attention_mask = batch.input_ids, batch.attention_mask
     response_ids, response_mask = batch.response_ids, batch.response_mask
-    logprobs, values = policy_logprobs_and_values(policy, input_ids, attention_mask, response_ids, config)
+    logprobs, values, entropy = policy_logprobs_and_values(
+        policy, input_ids, attention_mask, response_ids, response_mask, config
+    )
     ref_logprobs = None
     if reference is not None:
         ref_logprobs = reference_logprobs_of(reference, input_ids, attention_mask, response_ids, config)
@@ -174,6 +181,7 @@ def collect_rollout(
         returns=returns,
         scores=scores,
         kl=kl,
+        entropy=entropy,
         truncated=truncated,
         texts=batch.texts,
         generation_seconds=generation_seconds,
