@@ -53,7 +53,8 @@ def model_source(artifact_dir: str | Path) -> str:
 
 @dataclass(frozen=True)
 class Placement:
-    """The device a stage computes on and the dtype its weights use there."""
+    """The device a stage computes on and the dtype its weights use there (on the CPU, with as many
+    torch threads as the stage has cores: components/common/threads.py)."""
 
     device: torch.device
     dtype: torch.dtype
@@ -62,8 +63,12 @@ class Placement:
     def detect(cls) -> "Placement":
         """CUDA in bf16 where the GPU supports it, else CUDA in fp32, else the CPU in fp32.
 
-        The GPU is the process's current one: its own, when one process runs per GPU.
+        The GPU is the process's current one: its own, when one process runs per GPU. Sets torch's
+        thread count to the cores the stage is given and prints the line that says so (stage log).
         """
+        from components.common.threads import use_the_cores_given
+
+        print(use_the_cores_given(), flush=True)
         if torch.cuda.is_available():
             dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
             return cls(torch.device("cuda", torch.cuda.current_device()), dtype)
