@@ -41,7 +41,7 @@ def add_parser(subparsers) -> None:
 
 
 def print_results(result) -> None:
-    from components.evaluate.report_content import reward_model_estimate, section_estimate
+    from components.evaluate.report_content import format_share, reward_model_estimate, section_estimate
 
     reward_model, policy = result.summary["reward_model"], result.summary["policy"]
     print(f"algorithm: {result.summary['algorithm']}")
@@ -65,7 +65,7 @@ def print_results(result) -> None:
               f"greedy base {section_estimate(policy, 'base_accuracy_greedy')} "
               f"-> tuned {section_estimate(policy, 'tuned_accuracy_greedy')}")
     print(f"KL to base {policy['kl_to_base']:.3f}; responses cut at the length limit: base "
-          f"{policy['base_truncated_fraction']:.0%}, tuned {policy['tuned_truncated_fraction']:.0%}")
+          f"{format_share(policy['base_truncated_fraction'])}, tuned {format_share(policy['tuned_truncated_fraction'])}")
     print(f"run directory: {result.run_dir}")
     print(f"summary: {result.summary_path}")
     print(f"report: {result.summary['paths']['report_html']}")
