@@ -6,11 +6,19 @@ it into `logs/pipeline.log`) and shows one line per stage, with progress (pipeli
 pipeline/console.py). A run directory holds, whether its stages ran or came from the cache:
 
     parameters.json  the values the pipeline ran with (dataset fingerprints included)
-    summary.json     the headline figures; its `paths` say where every output lives
-    report.html      the evaluation report, to open in a browser (report.md: the same in Markdown)
+    summary.json     the headline figures; its `paths` name files of this directory only
+    report.html      the evaluation report, to open in a browser
+    report.md        the same in Markdown: the first side-by-side rows, plots as links into predictions/
+    predictions/     both policies' answers to the held-out prompts, and the training curves' PNGs
+    policy/          the tuned policy, a plain Hugging Face model directory (LoRA merged)
+    reward_model/    the reward model, when one was trained
     stages.json      each stage: ran / cached (and from which run), seconds, log
     logs/            kfp's whole output and each stage's part of it
     artifacts/       the outputs of the stages that ran in this run
+
+The outputs of stages that came from the cache stay in the run that wrote them; the run directory
+holds hard links to them (copies across file systems), so deleting an older run never breaks a
+newer one: only its cache entries go.
 """
 
 import functools
@@ -33,7 +41,12 @@ DATASET_PARAMETERS = ("preference_dataset", "prompt_dataset", "eval_dataset")
 CACHE_DIR = ".kfp_cache"
 CHECKPOINTS_DIR = "checkpoints"  # under the output dir: training checkpoints that survive a rerun
 OUTCOME_FILE = "outcome.json"
-RUN_DIR_NAME = re.compile(r"/(run-\d{8}-\d{6}(?:-\d+)?)/")
+RUN_NAME = re.compile(r"run-\d{8}-\d{6}(?:-\d+)?")
+RUN_DIR_NAME = re.compile(rf"/({RUN_NAME.pattern})/")
+REQUEST_FILE = "request.json"  # in logs/: what the child runs, and the process that follows it (`pid`)
+# Libraries' own progress bars (transformers' "Loading weights", datasets' "Map"): without them a
+# stage's progress line shows the stage's work. The stages' bars and the Trainer's are plain tqdm.
+LIBRARY_BARS_OFF = {"HF_HUB_DISABLE_PROGRESS_BARS": "1", "HF_DATASETS_DISABLE_PROGRESS_BARS": "1"}
 
 
 @dataclass
@@ -207,13 +220,19 @@ def execute_pipeline(values: dict[str, Any], config: LocalRunConfig, run_dir: Pa
 
 # --- the parent -----------------------------------------------------------------------------------
 
+def child_environment(environ: dict[str, str]) -> dict[str, str]:
+    """The child's environment: unbuffered output, and library progress bars off unless the user
+    set those variables."""
+    return {**LIBRARY_BARS_OFF, **environ, "PYTHONUNBUFFERED": "1"}
+
+
 def _start_child(values: dict[str, Any], config: LocalRunConfig, run_dir: Path) -> subprocess.Popen:
-    request = run_dir / "logs" / "request.json"
+    request = run_dir / "logs" / REQUEST_FILE
     request.write_text(json.dumps({
-        "values": values, "run_dir": str(run_dir),
+        "values": values, "run_dir": str(run_dir), "pid": os.getpid(),
         "config": {**asdict(config), "output_dir": str(Path(config.output_dir).resolve())},
     }, indent=2, sort_keys=True) + "\n")
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env = child_environment(dict(os.environ))
     return subprocess.Popen(
         [sys.executable, "-m", "pipeline.local_child", str(request)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
@@ -237,8 +256,30 @@ def _follow(process: subprocess.Popen, splitter) -> int:
         splitter.close()
 
 
+PLACED_OUTPUTS = ("policy", "reward_model")  # summary paths that every run directory holds itself
+PREDICTIONS_DIR = "predictions"  # the evaluation's predictions folder, beside its report artifacts
+
+
+def _link_or_copy(source: str | Path, target: str | Path) -> None:
+    try:
+        os.link(source, target)
+    except OSError:  # another file system, or one without hard links
+        shutil.copy2(source, target)
+
+
+def place(source: Path, target: Path) -> None:
+    """`source` (a file or a folder) at `target` in hard links: no space is used twice, and `target`
+    stays whole when the run that wrote `source` is deleted. Copies where links cannot be made."""
+    if source.is_dir():
+        shutil.copytree(source, target, copy_function=_link_or_copy)
+    else:
+        _link_or_copy(source, target)
+
+
 def finalize(run_dir: Path, summary_artifact: Path, stages: list[dict]) -> LocalRunResult:
-    """Make `run_dir` complete: summary.json, report.html / report.md and stages.json in it."""
+    """Make `run_dir` complete whether its stages ran or came from the cache: summary.json,
+    report.html, report.md with the predictions folder its plot links point into, the tuned policy
+    and the reward model in it, and stages.json. Every path summary.json names lies in `run_dir`."""
     summary = json.loads(Path(summary_artifact).read_text(encoding="utf-8"))
     paths = dict(summary.get("paths", {}))
     report = None
@@ -246,12 +287,19 @@ def finalize(run_dir: Path, summary_artifact: Path, stages: list[dict]) -> Local
     if artifact.is_file():
         report = run_dir / "report.html"
         shutil.copyfile(artifact, report)
-        paths["report_html_artifact"] = str(artifact)
         paths["report_html"] = str(report)
         markdown = artifact.with_name("report_markdown")
         if markdown.is_file():
             shutil.copyfile(markdown, run_dir / "report.md")
             paths["report_markdown"] = str(run_dir / "report.md")
+        predictions = artifact.with_name(PREDICTIONS_DIR)
+        if predictions.is_dir():
+            place(predictions, run_dir / PREDICTIONS_DIR)
+            paths["predictions"] = str(run_dir / PREDICTIONS_DIR)
+    for name in PLACED_OUTPUTS:
+        if paths.get(name) and Path(paths[name]).exists():
+            place(Path(paths[name]), run_dir / name)
+            paths[name] = str(run_dir / name)
     summary["paths"] = paths
     summary_path = run_dir / "summary.json"
     summary_path.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
