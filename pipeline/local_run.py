@@ -55,6 +55,7 @@ class LocalRunConfig:
     output_dir: Path = Path("rlhf-runs")
     enable_caching: bool = True
     image: str = DEFAULT_IMAGE
+    dry_run: bool = False  # pretend every task that misses the cache (pipeline/dry_run.py)
 
 
 @dataclass
@@ -317,21 +318,14 @@ def with_local_checkpoints(values: dict[str, Any], output_dir: Path) -> dict[str
     return {**values, "checkpoint_root": checkpoint_root}
 
 
-def run_locally(values: dict[str, Any], config: LocalRunConfig, console=None,
-                run_dir: Path | None = None) -> LocalRunResult:
-    """Run the DAG with `values` in a new run directory, following it on `console`.
-
-    Raises RunFailed when a stage fails (its reason and log), UserInputError when the run could
-    not start."""
-    from pipeline.console import PlainConsole
+def _follow_child(values: dict[str, Any], config: LocalRunConfig, console, run_dir: Path) -> tuple[list[dict], dict]:
+    """Run the child on `run_dir`, following it on `console`: the stages' records and the succeeded
+    outcome. Raises RunFailed when a stage fails (its reason and log), UserInputError when the run
+    could not start."""
     from pipeline.kfp_stream import StreamSplitter
 
-    console = console or PlainConsole()
-    run_dir = run_dir or new_run_dir(config.output_dir)
     logs = run_dir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    values = with_local_checkpoints(values, config.output_dir)
-    (run_dir / "parameters.json").write_text(json.dumps(values, indent=2, sort_keys=True) + "\n")
     cache_root = Path(config.output_dir).resolve() / CACHE_DIR
     splitter = StreamSplitter(logs, stage_titles(config.image), console, steps=steps_per_run(config.image),
                               origin_of=lambda key: cache_origin(cache_root, key))
@@ -341,7 +335,7 @@ def run_locally(values: dict[str, Any], config: LocalRunConfig, console=None,
     outcome_path = logs / OUTCOME_FILE
     outcome = json.loads(outcome_path.read_text()) if outcome_path.is_file() else {}
     if code == 0 and outcome.get("status") == "succeeded":
-        return finalize(run_dir, Path(outcome["summary_artifact"]), stages)
+        return stages, outcome
     (run_dir / "stages.json").write_text(json.dumps(stages, indent=2) + "\n")
     if outcome.get("status") == "input-error":
         raise UserInputError(outcome["message"])
@@ -352,3 +346,31 @@ def run_locally(values: dict[str, Any], config: LocalRunConfig, console=None,
 
     reason = outcome.get("message") or failure_reason(list(splitter.tail))
     raise RunFailed("the local run", reason, logs / "pipeline.log")
+
+
+def run_locally(values: dict[str, Any], config: LocalRunConfig, console=None,
+                run_dir: Path | None = None) -> LocalRunResult:
+    """Run the DAG with `values` in a new run directory, following it on `console`.
+
+    Raises RunFailed when a stage fails (its reason and log), UserInputError when the run could
+    not start."""
+    from pipeline.console import PlainConsole
+
+    run_dir = run_dir or new_run_dir(config.output_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    values = with_local_checkpoints(values, config.output_dir)
+    (run_dir / "parameters.json").write_text(json.dumps(values, indent=2, sort_keys=True) + "\n")
+    stages, outcome = _follow_child(values, config, console or PlainConsole(), run_dir)
+    return finalize(run_dir, Path(outcome["summary_artifact"]), stages)
+
+
+def plan_locally(values: dict[str, Any], config: LocalRunConfig, console) -> list[dict]:
+    """What `run_locally` would do with `values`, with nothing run (pipeline/dry_run.py): each
+    stage's record, status succeeded (it would run) or cached. Leaves no run directory."""
+    import dataclasses
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="rlhf-dry-run-") as scratch:
+        stages, _ = _follow_child(with_local_checkpoints(values, config.output_dir),
+                                  dataclasses.replace(config, dry_run=True), console, Path(scratch))
+    return stages

@@ -35,6 +35,9 @@ def add_parser(subparsers) -> None:
                         help="where run directories and the local cache go (default: rlhf-runs)")
     parser.add_argument("--no-cache", action="store_true", help="run every step even if a cached result exists")
     parser.add_argument("--image", default=LocalRunConfig.image, help="component image for --runner docker")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="check everything, then print the stages a run would execute and those the cache "
+                        "would give, without running any or making a run directory")
     parser.add_argument("--verbose", action="store_true",
                         help="print kfp's and every stage's full output as it comes (it is in the logs either way)")
     parser.set_defaults(func=main)
@@ -71,14 +74,24 @@ def print_results(result) -> None:
     print(f"report: {result.summary['paths']['report_html']}")
 
 
+def print_plan(stages: list[dict], task: str | None, config) -> int:
+    from pipeline.local_run import CACHE_DIR
+
+    cached = sum(stage["status"] == "cached" for stage in stages)
+    print(f"dry run{f' of sample task {task}' if task else ''}: {len(stages) - cached} of {len(stages)} stages "
+          f"would run, {cached} come from the cache in {config.output_dir / CACHE_DIR}; nothing ran")
+    return 0
+
+
 def main(args) -> int:
-    from pipeline.console import make_console
+    from pipeline.console import PlanConsole, make_console
     from pipeline.fingerprint import data_fingerprints
     from pipeline.local_run import (
         RunFailed,
         check_runner,
         chosen_sample_task,
         new_run_dir,
+        plan_locally,
         run_locally,
         steps_per_run,
         with_sample_task,
@@ -100,10 +113,12 @@ def main(args) -> int:
         print(line)
     for line in checks.warnings:
         print(line, file=sys.stderr)
-    run_dir = new_run_dir(config.output_dir)
-    print(f"{f'sample task {task}: ' if task else ''}{steps_per_run(config.image)} stages, "
-          f"run directory {run_dir}{'' if config.enable_caching else ' (cache off)'}", flush=True)
     try:
+        if args.dry_run:
+            return print_plan(plan_locally(values, config, PlanConsole()), task, config)
+        run_dir = new_run_dir(config.output_dir)
+        print(f"{f'sample task {task}: ' if task else ''}{steps_per_run(config.image)} stages, "
+              f"run directory {run_dir}{'' if config.enable_caching else ' (cache off)'}", flush=True)
         result = run_locally(values, config, make_console(args.verbose), run_dir=run_dir)
     except RunFailed as failure:
         print(f"error: {failure}", file=sys.stderr)
