@@ -13,7 +13,8 @@ def add_parser(subparsers) -> None:
         "prompts it.",
     )
     parser.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a run directory, e.g. rlhf-runs/run-20261202-144120")
-    parser.add_argument("prompts", nargs="*", metavar="PROMPT", help="prompts to answer (the run's instruction goes before each)")
+    parser.add_argument("prompts", nargs="*", metavar="PROMPT",
+                        help="prompts to answer, right after RUN_DIR (the run's instruction goes before each)")
     parser.add_argument("--file", metavar="PATH", help="answer the prompts of this prompt dataset (.jsonl rows with "
                         "input_text, prompt or messages, as the pipeline reads them)")
     parser.add_argument("--limit", type=int, metavar="N", help="answer only the first N prompts of --file")

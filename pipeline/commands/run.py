@@ -18,12 +18,13 @@ def add_parser(subparsers) -> None:
         help="run the whole pipeline locally (the embedded sample task when no dataset is given)",
         description="Runs every stage of the pipeline on this machine with kfp.local. With no "
         "preference_dataset or prompt_dataset given, runs the embedded sample task. Prints one line "
-        "per stage and the results; each stage's full output goes to <run dir>/logs/<stage>.log.",
+        "per stage and the results; each stage's full output goes to <run dir>/logs/<stage>.log. "
+        "`rlhf-pipeline params` lists the pipeline parameters that --params and --set take.",
     )
     parser.add_argument("--params", metavar="FILE", help="YAML or JSON file of pipeline parameter values")
     parser.add_argument(
         "--set", dest="sets", action="append", default=[], metavar="NAME=VALUE",
-        help="set one pipeline parameter (repeatable; overrides --params)",
+        help="set one pipeline parameter (repeatable; overrides --params); `rlhf-pipeline params` lists them",
     )
     parser.add_argument("--sample-task", choices=list(sample_tasks()), default=None,
                         help="run a bundled sample task: summaries (the default when no dataset is given: "

@@ -28,9 +28,12 @@ def main(args) -> int:
 
     runs = list_runs(args.output_dir)
     if args.remove or args.keep_newest is not None:
-        for run in runs_to_remove(runs, args.remove, args.keep_newest):
+        chosen = runs_to_remove(runs, args.remove, args.keep_newest)
+        for run in chosen:
             entries = remove_run(args.output_dir, run)
             print(f"removed {run.name} ({format_size(run.size_bytes)}) and {entries} cache entries")
+        if not chosen:
+            print(f"nothing to remove: {len(runs)} run(s) in {args.output_dir}")
         return 0
     if not runs:
         print(f"no runs in {args.output_dir}")
