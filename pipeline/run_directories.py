@@ -25,7 +25,7 @@ class RunInfo:
     path: Path
     status: str  # succeeded, failed (a stage failed), running, or unfinished (stopped before its end)
     algorithm: str  # "" when the run has no summary
-    headline: str  # the figure a run is judged by, base -> tuned; "" when the run has no summary
+    headline: str  # its main figure (see `headline`); "" when the run has no summary
     size_bytes: int  # every file once, hard links included
     cached_from: tuple[str, ...]  # the runs whose cached outputs this run reuses
 
@@ -44,12 +44,13 @@ def headline(summary: dict) -> str:
 
 
 def format_size(size_bytes: int) -> str:
-    size = float(size_bytes)
+    """In decimal units, as `du --si` writes them: 950 B, 2.5 MB, 12 MB."""
+    size, unit = float(size_bytes), "B"
     for unit in ("B", "KB", "MB", "GB"):
         if size < 1000 or unit == "GB":
-            return f"{size:.0f} {unit}" if unit == "B" or size >= 10 else f"{size:.1f} {unit}"
+            break
         size /= 1000
-    raise AssertionError("unreachable")
+    return f"{size:.0f} {unit}" if unit == "B" or size >= 10 else f"{size:.1f} {unit}"
 
 
 def directory_size(path: Path) -> int:

@@ -14,6 +14,7 @@ from pathlib import Path
 from components.common.data.loading import PROMPT, DataSettings, load_dataset
 from components.common.data.transcripts import Prompt
 from components.common.errors import UserInputError
+from pipeline.parameters import defaults
 
 GREEDY = 0.0
 
@@ -45,11 +46,11 @@ def run_settings(run_dir: str | Path) -> RunSettings:
     run_dir = Path(run_dir)
     summary = _read_json(run_dir / "summary.json")
     values = _read_json(run_dir / "parameters.json")
-    policy_dir = Path(summary.get("paths", {}).get("policy") or "")
+    policy_dir = run_dir / "policy"  # where it is in a run directory that was moved, too
+    if not (policy_dir / "config.json").is_file():  # a run from before run directories held their policy
+        policy_dir = Path(summary.get("paths", {}).get("policy") or "")
     if not (policy_dir / "config.json").is_file():
         raise UserInputError(f"{run_dir}: its tuned policy {policy_dir} is missing (no config.json)")
-    from pipeline.parameters import defaults
-
     settings = {**defaults(), **values}
     return RunSettings(policy_dir, settings["instruction"] or None, settings["use_chat_template"],
                        settings["prompt_sequence_length"], settings["target_sequence_length"],

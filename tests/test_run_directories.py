@@ -118,3 +118,9 @@ def test_a_running_run_is_not_removed(tmp_path):
     result = run_cli("runs", "--output-dir", str(tmp_path), "--remove", "run-20261201-120000")
     assert result.returncode == 2 and result.stderr == "error: run-20261201-120000 is still running; stop it first\n"
     assert (tmp_path / "run-20261201-120000").is_dir()
+
+
+def test_sizes_read_as_du_si_writes_them():
+    from pipeline.run_directories import format_size
+
+    assert [format_size(n) for n in (950, 2_500, 12_345_678, 2_500_000_000)] == ["950 B", "2.5 KB", "12 MB", "2.5 GB"]
