@@ -8,6 +8,7 @@ Three consoles take the events of pipeline/kfp_stream.py:
   at most every `PLAIN_PROGRESS_SECONDS` (and, in a long stage, every tenth of its time so far), so
   a log stays short and still shows that work goes on.
 - `VerboseConsole` (`--verbose`): kfp's whole stream, as it comes.
+- `PlanConsole` (`--dry-run`): one line per stage, whether it would run or come from the cache.
 
 Everything else goes to the run's `logs/` directory, which each stage's first line names.
 """
@@ -97,6 +98,26 @@ class PlainConsole:
 
     def __exit__(self, *exc) -> None:
         pass
+
+
+def planned_line(stage: Stage) -> str:
+    """`run --dry-run`'s line: what a run would do with the stage."""
+    if stage.status != CACHED:
+        return f"[{stage.index}/{stage.total}] {stage.title}: would run"
+    return f"[{stage.index}/{stage.total}] {stage.title}: cached" + (f" (outputs of {stage.origin})" if stage.origin else "")
+
+
+class PlanConsole(PlainConsole):
+    """`run --dry-run`: one line per stage, once kfp.local has passed it."""
+
+    def stage_started(self, stage: Stage) -> None:
+        pass
+
+    def stage_progress(self, stage: Stage) -> None:
+        pass
+
+    def stage_finished(self, stage: Stage) -> None:
+        self.print(planned_line(stage))
 
 
 class VerboseConsole(PlainConsole):

@@ -40,6 +40,10 @@ def main(argv: list[str]) -> int:
         outcome_path.write_text(json.dumps(outcome, indent=2) + "\n")
 
     _show_kfp_info_logs()
+    if config.dry_run:
+        from pipeline.dry_run import pretend_tasks
+
+        pretend_tasks()
     try:
         summary = execute_pipeline(request["values"], config, run_dir)
     except UserInputError as error:

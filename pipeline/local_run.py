@@ -6,11 +6,19 @@ it into `logs/pipeline.log`) and shows one line per stage, with progress (pipeli
 pipeline/console.py). A run directory holds, whether its stages ran or came from the cache:
 
     parameters.json  the values the pipeline ran with (dataset fingerprints included)
-    summary.json     the headline figures; its `paths` say where every output lives
-    report.html      the evaluation report, to open in a browser (report.md: the same in Markdown)
+    summary.json     the headline figures; its `paths` name files of this directory only
+    report.html      the evaluation report, to open in a browser
+    report.md        the same in Markdown: the first side-by-side rows, plots as links into predictions/
+    predictions/     both policies' answers to the held-out prompts, and the training curves' PNGs
+    policy/          the tuned policy, a plain Hugging Face model directory (LoRA merged)
+    reward_model/    the reward model, when one was trained
     stages.json      each stage: ran / cached (and from which run), seconds, log
     logs/            kfp's whole output and each stage's part of it
     artifacts/       the outputs of the stages that ran in this run
+
+The outputs of stages that came from the cache stay in the run that wrote them; the run directory
+holds hard links to them (copies across file systems), so deleting an older run never breaks a
+newer one: only its cache entries go.
 """
 
 import functools
@@ -33,7 +41,12 @@ DATASET_PARAMETERS = ("preference_dataset", "prompt_dataset", "eval_dataset")
 CACHE_DIR = ".kfp_cache"
 CHECKPOINTS_DIR = "checkpoints"  # under the output dir: training checkpoints that survive a rerun
 OUTCOME_FILE = "outcome.json"
-RUN_DIR_NAME = re.compile(r"/(run-\d{8}-\d{6}(?:-\d+)?)/")
+RUN_NAME = re.compile(r"run-\d{8}-\d{6}(?:-\d+)?")
+RUN_DIR_NAME = re.compile(rf"/({RUN_NAME.pattern})/")
+REQUEST_FILE = "request.json"  # in logs/: what the child runs, and the process that follows it (`pid`)
+# Libraries' own progress bars (transformers' "Loading weights", datasets' "Map"): without them a
+# stage's progress line shows the stage's work. The stages' bars and the Trainer's are plain tqdm.
+LIBRARY_BARS_OFF = {"HF_HUB_DISABLE_PROGRESS_BARS": "1", "HF_DATASETS_DISABLE_PROGRESS_BARS": "1"}
 
 
 @dataclass
@@ -42,6 +55,7 @@ class LocalRunConfig:
     output_dir: Path = Path("rlhf-runs")
     enable_caching: bool = True
     image: str = DEFAULT_IMAGE
+    dry_run: bool = False  # pretend every task that misses the cache (pipeline/dry_run.py)
 
 
 @dataclass
@@ -207,13 +221,19 @@ def execute_pipeline(values: dict[str, Any], config: LocalRunConfig, run_dir: Pa
 
 # --- the parent -----------------------------------------------------------------------------------
 
+def child_environment(environ: dict[str, str]) -> dict[str, str]:
+    """The child's environment: unbuffered output, and library progress bars off unless the user
+    set those variables."""
+    return {**LIBRARY_BARS_OFF, **environ, "PYTHONUNBUFFERED": "1"}
+
+
 def _start_child(values: dict[str, Any], config: LocalRunConfig, run_dir: Path) -> subprocess.Popen:
-    request = run_dir / "logs" / "request.json"
+    request = run_dir / "logs" / REQUEST_FILE
     request.write_text(json.dumps({
-        "values": values, "run_dir": str(run_dir),
+        "values": values, "run_dir": str(run_dir), "pid": os.getpid(),
         "config": {**asdict(config), "output_dir": str(Path(config.output_dir).resolve())},
     }, indent=2, sort_keys=True) + "\n")
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env = child_environment(dict(os.environ))
     return subprocess.Popen(
         [sys.executable, "-m", "pipeline.local_child", str(request)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
@@ -237,8 +257,30 @@ def _follow(process: subprocess.Popen, splitter) -> int:
         splitter.close()
 
 
+PLACED_OUTPUTS = ("policy", "reward_model")  # summary paths that every run directory holds itself
+PREDICTIONS_DIR = "predictions"  # the evaluation's predictions folder, beside its report artifacts
+
+
+def _link_or_copy(source: str | Path, target: str | Path) -> None:
+    try:
+        os.link(source, target)
+    except OSError:  # another file system, or one without hard links
+        shutil.copy2(source, target)
+
+
+def place(source: Path, target: Path) -> None:
+    """`source` (a file or a folder) at `target` in hard links: no space is used twice, and `target`
+    stays whole when the run that wrote `source` is deleted. Copies where links cannot be made."""
+    if source.is_dir():
+        shutil.copytree(source, target, copy_function=_link_or_copy)
+    else:
+        _link_or_copy(source, target)
+
+
 def finalize(run_dir: Path, summary_artifact: Path, stages: list[dict]) -> LocalRunResult:
-    """Make `run_dir` complete: summary.json, report.html / report.md and stages.json in it."""
+    """Make `run_dir` complete whether its stages ran or came from the cache: summary.json,
+    report.html, report.md with the predictions folder its plot links point into, the tuned policy
+    and the reward model in it, and stages.json. Every path summary.json names lies in `run_dir`."""
     summary = json.loads(Path(summary_artifact).read_text(encoding="utf-8"))
     paths = dict(summary.get("paths", {}))
     report = None
@@ -246,12 +288,19 @@ def finalize(run_dir: Path, summary_artifact: Path, stages: list[dict]) -> Local
     if artifact.is_file():
         report = run_dir / "report.html"
         shutil.copyfile(artifact, report)
-        paths["report_html_artifact"] = str(artifact)
         paths["report_html"] = str(report)
         markdown = artifact.with_name("report_markdown")
         if markdown.is_file():
             shutil.copyfile(markdown, run_dir / "report.md")
             paths["report_markdown"] = str(run_dir / "report.md")
+        predictions = artifact.with_name(PREDICTIONS_DIR)
+        if predictions.is_dir():
+            place(predictions, run_dir / PREDICTIONS_DIR)
+            paths["predictions"] = str(run_dir / PREDICTIONS_DIR)
+    for name in PLACED_OUTPUTS:
+        if paths.get(name) and Path(paths[name]).exists():
+            place(Path(paths[name]), run_dir / name)
+            paths[name] = str(run_dir / name)
     summary["paths"] = paths
     summary_path = run_dir / "summary.json"
     summary_path.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
@@ -269,21 +318,14 @@ def with_local_checkpoints(values: dict[str, Any], output_dir: Path) -> dict[str
     return {**values, "checkpoint_root": checkpoint_root}
 
 
-def run_locally(values: dict[str, Any], config: LocalRunConfig, console=None,
-                run_dir: Path | None = None) -> LocalRunResult:
-    """Run the DAG with `values` in a new run directory, following it on `console`.
-
-    Raises RunFailed when a stage fails (its reason and log), UserInputError when the run could
-    not start."""
-    from pipeline.console import PlainConsole
+def _follow_child(values: dict[str, Any], config: LocalRunConfig, console, run_dir: Path) -> tuple[list[dict], dict]:
+    """Run the child on `run_dir`, following it on `console`: the stages' records and the succeeded
+    outcome. Raises RunFailed when a stage fails (its reason and log), UserInputError when the run
+    could not start."""
     from pipeline.kfp_stream import StreamSplitter
 
-    console = console or PlainConsole()
-    run_dir = run_dir or new_run_dir(config.output_dir)
     logs = run_dir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    values = with_local_checkpoints(values, config.output_dir)
-    (run_dir / "parameters.json").write_text(json.dumps(values, indent=2, sort_keys=True) + "\n")
     cache_root = Path(config.output_dir).resolve() / CACHE_DIR
     splitter = StreamSplitter(logs, stage_titles(config.image), console, steps=steps_per_run(config.image),
                               origin_of=lambda key: cache_origin(cache_root, key))
@@ -293,7 +335,7 @@ def run_locally(values: dict[str, Any], config: LocalRunConfig, console=None,
     outcome_path = logs / OUTCOME_FILE
     outcome = json.loads(outcome_path.read_text()) if outcome_path.is_file() else {}
     if code == 0 and outcome.get("status") == "succeeded":
-        return finalize(run_dir, Path(outcome["summary_artifact"]), stages)
+        return stages, outcome
     (run_dir / "stages.json").write_text(json.dumps(stages, indent=2) + "\n")
     if outcome.get("status") == "input-error":
         raise UserInputError(outcome["message"])
@@ -304,3 +346,31 @@ def run_locally(values: dict[str, Any], config: LocalRunConfig, console=None,
 
     reason = outcome.get("message") or failure_reason(list(splitter.tail))
     raise RunFailed("the local run", reason, logs / "pipeline.log")
+
+
+def run_locally(values: dict[str, Any], config: LocalRunConfig, console=None,
+                run_dir: Path | None = None) -> LocalRunResult:
+    """Run the DAG with `values` in a new run directory, following it on `console`.
+
+    Raises RunFailed when a stage fails (its reason and log), UserInputError when the run could
+    not start."""
+    from pipeline.console import PlainConsole
+
+    run_dir = run_dir or new_run_dir(config.output_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    values = with_local_checkpoints(values, config.output_dir)
+    (run_dir / "parameters.json").write_text(json.dumps(values, indent=2, sort_keys=True) + "\n")
+    stages, outcome = _follow_child(values, config, console or PlainConsole(), run_dir)
+    return finalize(run_dir, Path(outcome["summary_artifact"]), stages)
+
+
+def plan_locally(values: dict[str, Any], config: LocalRunConfig, console) -> list[dict]:
+    """What `run_locally` would do with `values`, with nothing run (pipeline/dry_run.py): each
+    stage's record, status succeeded (it would run) or cached. Leaves no run directory."""
+    import dataclasses
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="rlhf-dry-run-") as scratch:
+        stages, _ = _follow_child(with_local_checkpoints(values, config.output_dir),
+                                  dataclasses.replace(config, dry_run=True), console, Path(scratch))
+    return stages

@@ -20,7 +20,6 @@ from pipeline.submission.resources import DEFAULT_ACCELERATOR_COUNT, DEFAULT_CPU
 REQUIRED = object()  # marks a parameter without a default
 
 
-
 @dataclass(frozen=True)
 class Parameter:
     name: str
@@ -229,7 +228,8 @@ def defaults() -> dict[str, Any]:
     return {p.name: p.default for p in PARAMETERS if not p.required}
 
 
-def _type_name(annotation: Any) -> str:
+def type_name(annotation: Any) -> str:
+    """`str`, `int`, `float`, `bool` or `Optional[str]`, as the README and `rlhf-pipeline params` show it."""
     return "Optional[str]" if annotation == Optional[str] else annotation.__name__
 
 
@@ -238,5 +238,5 @@ def markdown_table() -> str:
     rows = ["| name | type | default | description |", "|---|---|---|---|"]
     for p in PARAMETERS:
         default = "required" if p.required else f"`{p.default!r}`"
-        rows.append(f"| `{p.name}` | {_type_name(p.annotation)} | {default} | {p.description} |")
+        rows.append(f"| `{p.name}` | {type_name(p.annotation)} | {default} | {p.description} |")
     return "\n".join(rows)

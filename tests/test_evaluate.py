@@ -493,6 +493,10 @@ def test_component_runs_the_whole_evaluation(tmp_path, models, data):
     assert "95% intervals" in markdown and "95% intervals" in html
     assert "rank\\_loss" in markdown and "| 0.45 |" in markdown  # final value of the rank_loss curve
     assert "How to read this" in markdown and "<script>" not in markdown
+    # the plots are links to the PNGs, relative to the report's folder
+    links = re.findall(r"\]\(([^)]+\.png)\)", markdown)
+    assert sorted(link.removeprefix("predictions/curves/") for link in links) == pngs
+    assert all((out / link).is_file() for link in links)
 
     # summary.json carries every figure and interval of evaluation.json under the same names
     summary = Artifact(uri=str(out / "summary.json"))

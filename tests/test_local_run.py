@@ -3,6 +3,7 @@ console shows, what the run directory holds, the cache (and what makes it rerun)
 
 import json
 import math
+import os
 import random
 import re
 import subprocess
@@ -37,7 +38,10 @@ BRANCH_STAGES = {
     "tune-preference": "Tune policy on pairs (DPO/KTO)",
 }
 MAX_CONSOLE_LINES = 60
-KFP_NOISE = ("Traceback", "Executing task", "[KFP Executor", "executor_input", "UserWarning", "LOAD REPORT", "it/s]")
+KFP_NOISE = ("Traceback", "Executing task", "[KFP Executor", "executor_input", "UserWarning", "LOAD REPORT", "it/s]",
+             "Loading weights")
+# A progress line's text (pipeline/kfp_stream.py Progress.describe): "PPO 3/32 (9%), 2.3s/step, ...".
+PROGRESS_TEXT = re.compile(r"^.+ [\d.e+]+/[\d.e+]+ \(\d+%\)")
 
 
 def write_task(directory):
@@ -91,8 +95,12 @@ def value_of(result, name):
 
 
 def stage_states(result, stages=STAGES):
-    """task -> what its console lines say happened: 'ran' (started and done), 'cached', or the lines
-    ([] for a step that did not run); every line counts the steps of one run, len(STAGES)."""
+    """task -> what its console lines say happened: 'ran' (started, then done), 'cached', or the lines
+    ([] for a step that did not run); every line counts the steps of one run, len(STAGES).
+
+    Between started and done, a stage that runs longer than the console's interval (30 s, so on a
+    loaded machine any stage) prints progress lines: they may come, and must be the stage's own
+    progress."""
     states = {}
     for task, title in stages.items():
         lines = [line for line in result.stdout.splitlines()
@@ -100,10 +108,20 @@ def stage_states(result, stages=STAGES):
         said = [line.split(f"{title}: ", 1)[1] for line in lines]
         if len(said) == 1 and said[0].startswith("cached"):
             states[task] = "cached"
-        elif len(said) == 2 and said[0] == f"started (log: logs/{task}.log)" and said[1].startswith("done in "):
+        elif (len(said) >= 2 and said[0] == f"started (log: logs/{task}.log)" and said[-1].startswith("done in ")
+              and all(PROGRESS_TEXT.match(line) for line in said[1:-1])):
             states[task] = "ran"
         else:
             states[task] = said
+    return states
+
+
+def planned_states(result, stages=STAGES):
+    """task -> what `run --dry-run` says a run would do with it: 'ran' (would run) or 'cached'."""
+    states = {}
+    for task, title in stages.items():
+        said = re.findall(rf"^\[\d+/{len(STAGES)}\] {re.escape(title)}: (would run|cached)", result.stdout, re.MULTILINE)
+        states[task] = {"would run": "ran", "cached": "cached"}[said[0]] if len(said) == 1 else said
     return states
 
 
@@ -126,6 +144,7 @@ def test_local_run_end_to_end_then_from_cache_then_after_an_edit(tiny_run_params
     for task in STAGES:
         assert f"Executing task '{task}'" in (run_dir / "logs" / f"{task}.log").read_text()
     assert "it/s]" in (run_dir / "logs" / "train-reward-model.log").read_text()
+    assert "Loading weights" not in (run_dir / "logs" / "evaluate.log").read_text()  # libraries' bars are off
 
     # Derived from the pairs the data stage kept for training: ceil(pairs / batch 8) * 1 epoch.
     train_file = next(run_dir.glob("artifacts/*/prepare-preference-data/preference_data/train.jsonl"))
@@ -138,13 +157,22 @@ def test_local_run_end_to_end_then_from_cache_then_after_an_edit(tiny_run_params
     }
     assert summary["algorithm"] == "ppo"
     assert stage_states(first, BRANCH_STAGES) == {task: [] for task in BRANCH_STAGES}  # the branches not taken
-    assert 0.0 <= summary["reward_model"]["eval_accuracy"] <= 1.0
+    # end to end: the evaluation measured the held-out pairs the data stage kept and the answers in
+    # the run's predictions, and the summary says what it measured
+    reward_model = summary["reward_model"]
+    assert reward_model["eval_pairs"] == 80 - train_pairs
+    assert (reward_model["eval_accuracy"] * reward_model["eval_pairs"]).is_integer()  # a share of those pairs
     policy = summary["policy"]
-    for key in ("base_mean_reward", "tuned_mean_reward", "win_rate", "kl_to_base"):
-        assert isinstance(policy[key], float)
+    answers = {name: [json.loads(line)["prediction"] for line in
+                      (run_dir / "predictions" / f"{name}_predictions.jsonl").read_text().splitlines()]
+               for name in ("base", "tuned")}
+    assert policy["eval_prompts"] == len(answers["base"]) == len(answers["tuned"]) == 4  # max_eval_prompts
+    assert (policy["win_rate"] * 4 * 2).is_integer()  # wins and half ties over those 4 prompts
+    assert policy["tuned_minus_base_reward"] == pytest.approx(policy["tuned_mean_reward"] - policy["base_mean_reward"])
     assert policy["base_gold_score"] is None and policy["tuned_gold_score"] is None
-    for path in summary["paths"].values():
-        assert (directory / path).exists()
+    # every path the summary names lies in the run directory
+    assert set(summary["paths"]) == {"policy", "reward_model", "report_html", "report_markdown", "predictions"}
+    assert all(path.startswith(f"{run_dir}/") and os.path.exists(path) for path in summary["paths"].values())
     parameters = json.loads((run_dir / "parameters.json").read_text())
     assert parameters["seed"] == 3 and parameters["preference_data_fingerprint"].startswith("sha256:")
     assert {s["task"]: s["status"] for s in json.loads((run_dir / "stages.json").read_text())} == {
@@ -163,23 +191,53 @@ def test_local_run_end_to_end_then_from_cache_then_after_an_edit(tiny_run_params
     assert {k: v for k, v in second_summary.items() if k != "paths"} == {k: v for k, v in summary.items() if k != "paths"}
     assert value_of(second, "report") == str(second_dir / "report.html") == second_summary["paths"]["report_html"]
     assert (second_dir / "report.html").read_bytes() == (run_dir / "report.html").read_bytes()
-    assert second_summary["paths"]["policy"] == summary["paths"]["policy"]  # the cached model, not a copy
+    # the cached models in it as hard links to the first run's: no space used twice
+    assert second_summary["paths"]["policy"] == str(second_dir / "policy")
+    weights = next((run_dir / "policy").glob("*.safetensors"))
+    assert (second_dir / "policy" / weights.name).stat().st_ino == weights.stat().st_ino
 
     # The preference file fixed in place: its stage and every stage after it run again.
     preference = directory / "preference.jsonl"
     rows = preference.read_text().splitlines()
     rows[0] = rows[0].replace("sat on mat 0", "sat on the mat 0")
     preference.write_text("\n".join(rows) + "\n")
+    unaffected = ("resolve-base-model", "plan-stages", "prepare-prompt-data", "skip-supervised-fine-tuning")
+    expected = {task: "cached" if task in unaffected else "ran" for task in STAGES}
+    # --dry-run says so first, running nothing and making no run directory
+    runs_before = sorted((directory / "runs").iterdir())
+    planned = run_tiny(directory, "--dry-run")
+    assert planned.returncode == 0, planned.stdout[-3000:] + planned.stderr[-3000:]
+    assert planned_states(planned) == expected
+    assert planned.stdout.splitlines()[-1] == (f"dry run: 7 of 11 stages would run, 4 come from the cache in "
+                                               f"{directory / 'runs' / '.kfp_cache'}; nothing ran")
+    assert sorted((directory / "runs").iterdir()) == runs_before
     third = run_tiny(directory)
     assert third.returncode == 0, third.stdout[-3000:] + third.stderr[-3000:]
-    unaffected = ("resolve-base-model", "plan-stages", "prepare-prompt-data", "skip-supervised-fine-tuning")
-    assert stage_states(third) == {task: "cached" if task in unaffected else "ran" for task in STAGES}
+    assert stage_states(third) == expected
 
     # --verbose: kfp's whole stream, and the results still at the end
     verbose = run_tiny(directory, "--verbose")
     assert verbose.returncode == 0, verbose.stderr[-3000:]
     assert "cache hit" in verbose.stdout and "Executing task" in verbose.stdout
     assert verbose.stdout.splitlines()[-1].startswith("report: ")
+
+    # `runs` lists the four; removing all but the newest leaves it whole: its summary's paths, the
+    # report's plot links and its tuned policy, which `chat` loads and answers with
+    listed = run_cli("runs", "--output-dir", str(directory / "runs"))
+    names = sorted(p.name for p in (directory / "runs").glob("run-*"))
+    assert [line.split()[:3] for line in listed.stdout.splitlines()[1:]] == [[name, "succeeded", "ppo"] for name in names]
+    assert listed.stdout.splitlines()[2].endswith(f"  {run_dir.name}")  # the second run's stages came from the first's
+    removed = run_cli("runs", "--output-dir", str(directory / "runs"), "--keep-newest", "1")
+    assert removed.returncode == 0 and len(removed.stdout.splitlines()) == 3, removed.stderr
+    newest = directory / "runs" / names[-1]
+    assert sorted(p.name for p in (directory / "runs").glob("run-*")) == [newest.name]
+    newest_summary = json.loads((newest / "summary.json").read_text())
+    assert all(os.path.exists(path) for path in newest_summary["paths"].values())
+    links = re.findall(r"\]\(([^)]+\.png)\)", (newest / "report.md").read_text())
+    assert links and all((newest / link).is_file() for link in links)
+    answered = run_cli("chat", str(newest), "the cat sat on the mat [summary]: ", "--temperature", "0")
+    assert answered.returncode == 0, answered.stderr
+    assert answered.stdout.startswith("[1] the cat sat on the mat [summary]:\n=> ")
 
 
 def test_a_failing_stage_says_why_in_one_line_with_its_log_and_no_traceback(tiny_run_params):
@@ -270,7 +328,12 @@ def test_grpo_with_a_user_reward_function_and_no_pairs_trains_no_reward_model(ti
     assert summary["algorithm"] == "grpo" and summary["paths"]["reward_model"] is None
     assert summary["steps"]["reward_model_train_steps"] == 0
     assert summary["reward_model"]["eval_accuracy"] is None
-    assert 0.0 <= summary["policy"]["tuned_accuracy"] <= 1.0  # the user's function measured both policies
+    # the user's function measured both policies: accuracy is the share of their answers that say 'good'
+    run_dir = next((directory / "grpo-runs").glob("run-*"))
+    for name in ("base", "tuned"):
+        answers = [json.loads(line)["prediction"] for line in
+                   (run_dir / "predictions" / f"{name}_predictions.jsonl").read_text().splitlines()]
+        assert summary["policy"][f"{name}_accuracy"] == pytest.approx(sum("good" in a for a in answers) / len(answers))
 
 
 def test_dpo_tunes_on_the_pairs_without_reward_model_or_rl(tiny_run_params):

@@ -12,6 +12,7 @@ figure is None (null in evaluation.json, "not measured" in the reports).
 
 import dataclasses
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -388,7 +389,8 @@ def run_evaluation(
     for path in (outputs.report_html, outputs.report_markdown, outputs.evaluation_json):
         path.parent.mkdir(parents=True, exist_ok=True)
     outputs.report_html.write_text(render_html(content), encoding="utf-8")
-    outputs.report_markdown.write_text(render_markdown(content, config.markdown_rows), encoding="utf-8")
+    plots_folder = Path(os.path.relpath(outputs.predictions_dir, outputs.report_markdown.parent)).as_posix()
+    outputs.report_markdown.write_text(render_markdown(content, config.markdown_rows, plots_folder), encoding="utf-8")
     outputs.evaluation_json.write_text(json.dumps(evaluation, indent=2) + "\n", encoding="utf-8")
     return EvaluationResult(evaluation, _flat_metrics(content))
 

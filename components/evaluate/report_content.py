@@ -63,6 +63,17 @@ def format_number(value: float | int | None) -> str:
     return f"{value:.4g}"
 
 
+def format_share(value: float) -> str:
+    """A share as a percentage, with the fewest decimals that keep it honest: above 0 it never reads
+    0%, below 1 never 100% (0.25 -> "25%", 0.005 -> "0.5%", 0.9996 -> "99.96%")."""
+    for decimals in range(7):
+        text = f"{value:.{decimals}%}"
+        shown = float(text[:-1]) / 100
+        if (shown == 0) == (value == 0) and (shown == 1) == (value == 1):
+            break
+    return text
+
+
 def format_estimate(value: float | None, interval: Interval | None) -> str:
     """A figure with its interval, as in "0.81 [0.76, 0.86]"; the figure alone when it has none."""
     if interval is None:
@@ -227,7 +238,7 @@ class ReportContent:
             )
         if policy["tuned_truncated_fraction"] > TRUNCATED_MANY:
             notes.append(
-                f"{policy['tuned_truncated_fraction']:.0%} of the tuned responses were cut at the length limit "
+                f"{format_share(policy['tuned_truncated_fraction'])} of the tuned responses were cut at the length limit "
                 "before their end token: raise target_sequence_length, set missing_eos_penalty, or check that "
                 "an instruct model reads its chat template (use_chat_template)."
             )

@@ -1,4 +1,10 @@
-"""The evaluation report as Markdown: metrics, the first side-by-side rows, final curve values."""
+"""The evaluation report as Markdown: metrics, the first side-by-side rows, final curve values.
+
+What differs from the HTML report: the side-by-side table holds the first `markdown_rows` prompts
+(the HTML report and the predictions hold all), and the plots are links to the PNG files in the predictions folder, not
+pictures inside the file. The links are relative to the report's own folder, where the predictions
+folder lies beside it: in the evaluation's artifacts and in a local run directory alike.
+"""
 
 import re
 from html import escape
@@ -24,7 +30,8 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     return lines
 
 
-def render_markdown(content: ReportContent, max_rows: int) -> str:
+def render_markdown(content: ReportContent, max_rows: int, plots_folder: str) -> str:
+    """The report; `plots_folder`: the folder the plots' file names are relative to, from the report's folder."""
     lines = [f"# {TITLE}", "", "## Headline metrics", ""]
     lines += _table(["Metric", "Value"], [[markdown_cell(m), v] for m, v in content.single_metrics()])
     lines += [""]
@@ -36,6 +43,8 @@ def render_markdown(content: ReportContent, max_rows: int) -> str:
 
     shown = content.rows[:max_rows]
     lines += ["", f"## Side by side (first {len(shown)} of {len(content.rows)} held-out prompts)", ""]
+    if len(shown) < len(content.rows):
+        lines += ["The HTML report shows every prompt; the predictions folder holds every response.", ""]
     rm, rule = content.has_reward_model, content.has_accuracy
     header = ["#", "Prompt", "Base response", "Tuned response"]
     if rm:
@@ -62,12 +71,12 @@ def render_markdown(content: ReportContent, max_rows: int) -> str:
         curve_rows = [
             [markdown_cell(p.curve.stage), markdown_cell(p.curve.tag), str(len(p.curve.values)),
              format_number(p.curve.values[0]), format_number(p.curve.values[-1]), str(p.curve.steps[-1]),
-             markdown_cell(p.filename)]
+             f"[{markdown_cell(p.curve.file_stem)}]({plots_folder}/{p.filename})"]
             for p in content.plots
         ]
         header = ["Stage", "Tag", "Points", "First value", "Final value", "Final step", "Plot"]
         lines += _table(header, curve_rows)
-        lines += ["", "The plots are in the HTML report; Plot is each PNG's path inside the predictions folder."]
+        lines += ["", f"The plots are pictures in the HTML report; here Plot links each PNG in {plots_folder}/."]
     else:
         lines += ["No training logs with scalar curves were found."]
 

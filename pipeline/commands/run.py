@@ -18,12 +18,13 @@ def add_parser(subparsers) -> None:
         help="run the whole pipeline locally (the embedded sample task when no dataset is given)",
         description="Runs every stage of the pipeline on this machine with kfp.local. With no "
         "preference_dataset or prompt_dataset given, runs the embedded sample task. Prints one line "
-        "per stage and the results; each stage's full output goes to <run dir>/logs/<stage>.log.",
+        "per stage and the results; each stage's full output goes to <run dir>/logs/<stage>.log. "
+        "`rlhf-pipeline params` lists the pipeline parameters that --params and --set take.",
     )
     parser.add_argument("--params", metavar="FILE", help="YAML or JSON file of pipeline parameter values")
     parser.add_argument(
         "--set", dest="sets", action="append", default=[], metavar="NAME=VALUE",
-        help="set one pipeline parameter (repeatable; overrides --params)",
+        help="set one pipeline parameter (repeatable; overrides --params); `rlhf-pipeline params` lists them",
     )
     parser.add_argument("--sample-task", choices=list(sample_tasks()), default=None,
                         help="run a bundled sample task: summaries (the default when no dataset is given: "
@@ -35,13 +36,16 @@ def add_parser(subparsers) -> None:
                         help="where run directories and the local cache go (default: rlhf-runs)")
     parser.add_argument("--no-cache", action="store_true", help="run every step even if a cached result exists")
     parser.add_argument("--image", default=LocalRunConfig.image, help="component image for --runner docker")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="check everything, then print the stages a run would execute and those the cache "
+                        "would give, without running any or making a run directory")
     parser.add_argument("--verbose", action="store_true",
                         help="print kfp's and every stage's full output as it comes (it is in the logs either way)")
     parser.set_defaults(func=main)
 
 
 def print_results(result) -> None:
-    from components.evaluate.report_content import reward_model_estimate, section_estimate
+    from components.evaluate.report_content import format_share, reward_model_estimate, section_estimate
 
     reward_model, policy = result.summary["reward_model"], result.summary["policy"]
     print(f"algorithm: {result.summary['algorithm']}")
@@ -65,20 +69,30 @@ def print_results(result) -> None:
               f"greedy base {section_estimate(policy, 'base_accuracy_greedy')} "
               f"-> tuned {section_estimate(policy, 'tuned_accuracy_greedy')}")
     print(f"KL to base {policy['kl_to_base']:.3f}; responses cut at the length limit: base "
-          f"{policy['base_truncated_fraction']:.0%}, tuned {policy['tuned_truncated_fraction']:.0%}")
+          f"{format_share(policy['base_truncated_fraction'])}, tuned {format_share(policy['tuned_truncated_fraction'])}")
     print(f"run directory: {result.run_dir}")
     print(f"summary: {result.summary_path}")
     print(f"report: {result.summary['paths']['report_html']}")
 
 
+def print_plan(stages: list[dict], task: str | None, config) -> int:
+    from pipeline.local_run import CACHE_DIR
+
+    cached = sum(stage["status"] == "cached" for stage in stages)
+    print(f"dry run{f' of sample task {task}' if task else ''}: {len(stages) - cached} of {len(stages)} stages "
+          f"would run, {cached} come from the cache in {config.output_dir / CACHE_DIR}; nothing ran")
+    return 0
+
+
 def main(args) -> int:
-    from pipeline.console import make_console
+    from pipeline.console import PlanConsole, make_console
     from pipeline.fingerprint import data_fingerprints
     from pipeline.local_run import (
         RunFailed,
         check_runner,
         chosen_sample_task,
         new_run_dir,
+        plan_locally,
         run_locally,
         steps_per_run,
         with_sample_task,
@@ -100,10 +114,12 @@ def main(args) -> int:
         print(line)
     for line in checks.warnings:
         print(line, file=sys.stderr)
-    run_dir = new_run_dir(config.output_dir)
-    print(f"{f'sample task {task}: ' if task else ''}{steps_per_run(config.image)} stages, "
-          f"run directory {run_dir}{'' if config.enable_caching else ' (cache off)'}", flush=True)
     try:
+        if args.dry_run:
+            return print_plan(plan_locally(values, config, PlanConsole()), task, config)
+        run_dir = new_run_dir(config.output_dir)
+        print(f"{f'sample task {task}: ' if task else ''}{steps_per_run(config.image)} stages, "
+              f"run directory {run_dir}{'' if config.enable_caching else ' (cache off)'}", flush=True)
         result = run_locally(values, config, make_console(args.verbose), run_dir=run_dir)
     except RunFailed as failure:
         print(f"error: {failure}", file=sys.stderr)

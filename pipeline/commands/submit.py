@@ -45,7 +45,7 @@ def add_parser(subparsers) -> None:
                         help="compiled pipeline spec (default: the repository's pipeline.yaml)")
     parser.add_argument("--params", metavar="FILE", help="YAML or JSON file of pipeline parameter values")
     parser.add_argument("--set", dest="sets", action="append", default=[], metavar="NAME=VALUE",
-                        help="set one pipeline parameter (repeatable; overrides --params)")
+                        help="set one pipeline parameter (repeatable; overrides --params); `rlhf-pipeline params` lists them")
     parser.add_argument("--skip-data-check", action="store_true",
                         help="do not read the datasets nor load the reward function before submitting")
     parser.add_argument("--display-name", help="name of the job or run (default: the pipeline's name)")

@@ -10,8 +10,8 @@ import sys
 from pathlib import Path
 
 from components.common.data import formats
-from components.common.data.lengths import LENGTH_POLICIES, TRUNCATE, load_length_tokenizer
-from components.common.data.loading import DEFAULT_MAX_BAD_ROW_FRACTION, PREFERENCE, DataSettings
+from components.common.data.lengths import LENGTH_POLICIES, load_length_tokenizer
+from components.common.data.loading import PREFERENCE, DataSettings
 from components.common.data.preparation import PreparedData, prepare_preferences, prepare_prompts, write_prepared
 from components.common.data.report import PERCENTILES, percentile, write_report
 from components.common.errors import UserInputError
@@ -22,41 +22,57 @@ REJECTS_SHOWN = 5
 PREFERENCE_OUTPUT, PROMPT_OUTPUT = "preference_data", "prompt_data"
 
 
-def _default(name: str):
-    return PARAMETERS_BY_NAME[name].default
+DESCRIPTION = (
+    "Reads the datasets exactly as the pipeline's data stages do (same formats, checks, books, split) and "
+    "prints per dataset the format, the rows used, rejected (with file, line, field and reason) and removed "
+    "as duplicates, and the train/eval split. Exits 0 when every dataset given is usable, 1 when one is "
+    "not, 2 on a wrong option.")
+
+
+def _like_parameter(name: str, **overrides) -> dict:
+    """add_argument's default and help for an option that is a pipeline parameter: the parameter
+    table's default and description (pipeline/parameters.py), not a second text."""
+    parameter = PARAMETERS_BY_NAME[name]
+    default = overrides.pop("default", parameter.default)
+    shown = f" (default: {default})" if default not in (None, "") else ""
+    return {"default": default, "help": (parameter.description + shown).replace("%", "%%"), **overrides}
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Registers `validate-data` on the CLI's subparsers; its `func` returns the exit code."""
     parser = subparsers.add_parser(
         "validate-data", help="check preference / prompt datasets and print what would be used",
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+        description=DESCRIPTION)
     add_arguments(parser)
     parser.set_defaults(func=main)
     return parser
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--preference-dataset", help="preference pairs: a file, directory, glob or gs:// URI")
-    parser.add_argument("--prompt-dataset", help="prompts for the reinforcement-learning stage")
-    parser.add_argument("--eval-dataset", help="held-out preference pairs or prompts")
-    parser.add_argument("--format", default=formats.AUTO, choices=[formats.AUTO, *formats.PREFERENCE_FORMATS],
-                        help="layout of the preference data (default: detected from the first rows)")
-    parser.add_argument("--tokenizer", help="tokenizer (hub id or local directory) for the token-length checks; "
-                                            "without it lengths are not checked")
+    parser.add_argument("--preference-dataset", metavar="PATH",
+                        help="preference pairs: a file, directory, glob or gs:// URI")
+    parser.add_argument("--prompt-dataset", metavar="PATH", help="prompts for the reinforcement-learning stage")
+    parser.add_argument("--eval-dataset", metavar="PATH", help="held-out preference pairs or prompts")
+    parser.add_argument("--format", choices=[formats.AUTO, *formats.PREFERENCE_FORMATS],
+                        **_like_parameter("dataset_format"))
+    parser.add_argument("--tokenizer", metavar="NAME_OR_PATH",
+                        help="tokenizer (hub id or local directory) for the token-length checks; "
+                             "without it lengths are not checked")
     parser.add_argument("--write-normalized", metavar="DIR",
                         help=f"write the canonical train/eval JSONL, rejects and books to DIR/{PREFERENCE_OUTPUT} "
                              f"and DIR/{PROMPT_OUTPUT}, with a Markdown report each")
-    parser.add_argument("--instruction", default="", help="text prepended to every prompt")
-    parser.add_argument("--prompt-sequence-length", type=int, default=_default("prompt_sequence_length"))
-    parser.add_argument("--target-sequence-length", type=int, default=_default("target_sequence_length"))
-    parser.add_argument("--length-policy", choices=LENGTH_POLICIES, default=TRUNCATE,
-                        help="what happens to a prompt or answer over its token limit (default: truncate)")
-    parser.add_argument("--max-bad-row-fraction", type=float, default=DEFAULT_MAX_BAD_ROW_FRACTION,
-                        help="share of bad rows above which a dataset is not usable")
-    parser.add_argument("--eval-split-fraction", type=float, default=_default("eval_split_fraction"))
-    parser.add_argument("--max-eval-prompts", type=int, default=_default("max_eval_prompts"))
-    parser.add_argument("--seed", type=int, default=_default("seed"))
+    parser.add_argument("--instruction", metavar="TEXT", **_like_parameter("instruction", default=""))
+    parser.add_argument("--prompt-sequence-length", type=int, metavar="TOKENS",
+                        **_like_parameter("prompt_sequence_length"))
+    parser.add_argument("--target-sequence-length", type=int, metavar="TOKENS",
+                        **_like_parameter("target_sequence_length"))
+    parser.add_argument("--length-policy", choices=LENGTH_POLICIES, **_like_parameter("length_policy"))
+    parser.add_argument("--max-bad-row-fraction", type=float, metavar="SHARE",
+                        **_like_parameter("max_bad_row_fraction"))
+    parser.add_argument("--eval-split-fraction", type=float, metavar="SHARE",
+                        **_like_parameter("eval_split_fraction"))
+    parser.add_argument("--max-eval-prompts", type=int, metavar="N", **_like_parameter("max_eval_prompts"))
+    parser.add_argument("--seed", type=int, **_like_parameter("seed"))
 
 
 def _summary(title: str, prepared: PreparedData) -> list[str]:
@@ -134,8 +150,7 @@ def main(args: argparse.Namespace) -> int:
 
 def run_standalone(argv: list[str] | None = None) -> int:
     """`python -m pipeline.commands.validate_data ...`: the same command without the main CLI."""
-    parser = argparse.ArgumentParser(prog="validate-data", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="validate-data", description=DESCRIPTION)
     add_arguments(parser)
     try:
         return main(parser.parse_args(argv))

@@ -41,7 +41,7 @@ def above(bound: float) -> Rule:
 
 
 def non_empty(what: str) -> Rule:
-    return Rule(lambda v: bool(v.strip()), f"{what} (it is empty)")
+    return Rule(lambda v: bool(v.strip()), f"{what}, not empty")
 
 
 def one_of(values: tuple[str, ...]) -> Rule:

@@ -66,7 +66,7 @@ def coerce(value: Any, spec: TemplateInput) -> Any:
     raise _TypeProblem(f"expected {spec.type_word}, got {_describe(value)}{hint}")
 
 
-def _unknown_name_problem(name: str, known: list[str]) -> str:
+def unknown_name_problem(name: str, known: list[str]) -> str:
     close = difflib.get_close_matches(name, known, n=1)
     suggestion = f" (did you mean '{close[0]}'?)" if close else ""
     return f"unknown parameter '{name}'{suggestion}: not an input of this pipeline"
@@ -85,7 +85,7 @@ def validate_parameter_values(values: dict[str, Any], template_inputs: dict[str,
     for name, value in values.items():
         spec = template_inputs.get(name)
         if spec is None:
-            problems.append(_unknown_name_problem(name, known))
+            problems.append(unknown_name_problem(name, known))
             continue
         if value is None:
             if spec.required:
