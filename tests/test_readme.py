@@ -28,6 +28,7 @@ NOT_RUN = {
     "needs the cloud": lambda words: words[:2] == ["rlhf-pipeline", "submit"],
     "needs Docker and a registry": lambda words: words[0] == "docker" or words[0].startswith("IMAGE=")
     or any("$IMAGE" in word for word in words),
+    "a benchmark: minutes to half an hour": lambda words: any(word.startswith("benchmarks/") for word in words),
 }
 RUN_HERE = {"params", "runs", "steps", "validate-data"}  # rlhf-pipeline subcommands that take seconds
 

@@ -44,5 +44,5 @@ def main(args) -> int:
         if number > 1:
             print()
         print(f"[{number}] {prompt.text.strip()}")
-        print(f"=> {answer}")
+        print(f"=> {answer}" if answer else "=> (no answer: the model ended its reply at once)")
     return 0
