@@ -263,7 +263,21 @@ def test_grpo_killed_halfway_resumes_and_ends_as_an_uninterrupted_run(
     assert not folder.exists()
 
 
-def test_grpo_in_two_processes_keeps_groups_whole_and_logs_once(tmp_path, tiny_causal_lm, length_reward_model):
+def test_each_process_rolls_out_whole_groups():
+    """The step's rows (each prompt num_generations times in a row, as train_policy lays them out) are
+    shared so that no group straddles two processes; a batch that cannot share so is refused."""
+    from components.common.distributed import TrainingProcesses
+
+    config = _grouped_config("grpo", batch_size=16, num_generations=4, minibatch_size=8)
+    config.validate(processes=2)
+    rows = [prompt for prompt in "abcd" for _ in range(config.num_generations)]
+    shares = [TrainingProcesses(rank=rank, count=2).shard(rows) for rank in range(2)]
+    assert shares == [list("aaaabbbb"), list("ccccdddd")]
+    with pytest.raises(UserInputError, match="whole groups"):
+        _grouped_config("grpo", batch_size=12, num_generations=4, minibatch_size=6).validate(processes=2)
+
+
+def test_grpo_in_two_processes_trains_and_logs_once(tmp_path, tiny_causal_lm, length_reward_model):
     from components.common.distributed import run_in_processes
     from components.tune_policy.ppo import train_policy
     from test_tune_policy import _scalar_events
@@ -280,3 +294,58 @@ def test_grpo_in_two_processes_keeps_groups_whole_and_logs_once(tmp_path, tiny_c
     scalars = _scalar_events(tmp_path / "logs")
     assert len(scalars["reward_std_within_groups"]) == 2
     assert scalars["response_tokens"][0] <= 8 * 5  # every process's responses counted once
+
+
+@pytest.mark.parametrize("loss_type", ["grpo", "dr_grpo", "dapo"])
+def test_the_update_step_takes_the_gradient_of_the_loss_type_trl_names(tiny_causal_lm, loss_type):
+    """One minibatch of 4 responses of different lengths, forwarded in chunks of 1 row: the update's
+    gradient is that of TRL's loss on the whole minibatch (ratio 1, so the policy term is -A * logp's
+    gradient), plus the k3 KL term; each loss type averages the tokens its own way."""
+    from components.common.log_probs import token_log_probs
+    from components.common.models import load_tokenizer
+    from components.tune_policy.group_math import k3_kl
+    from components.tune_policy.policy_model import load_policy
+    from components.tune_policy.ppo_update import ppo_update
+    from components.tune_policy.rollout import Rollout
+
+    config = _grouped_config("grpo", steps=1, batch_size=4, minibatch_size=4, forward_batch_size=1, ppo_epochs=1,
+                             lora_rank=0, kl_coeff=0.3, max_new_tokens=3, loss_type=loss_type, max_grad_norm=1e9,
+                             temperature=0.7)
+    policy = load_policy(str(tiny_causal_lm), config, CPU)
+    tokenizer = load_tokenizer(str(tiny_causal_lm), padding_side="left")
+    encoded = tokenizer(PROMPTS[:4], return_tensors="pt", padding=True)
+    response_ids = torch.randint(3, tokenizer.vocab_size, (4, 3), generator=torch.Generator().manual_seed(0))
+    response_mask = torch.tensor([[1, 1, 1], [1, 0, 0], [1, 1, 0], [1, 1, 1]])
+    input_ids = torch.cat([encoded["input_ids"], response_ids], dim=1)
+    attention_mask = torch.cat([encoded["attention_mask"], response_mask], dim=1)
+    with torch.no_grad():
+        logits, _ = policy(input_ids, attention_mask, 3)
+        logprobs = token_log_probs(logits, response_ids, config.temperature)
+    ref_logprobs = logprobs - 0.1 * torch.arange(12.0).reshape(4, 3) / 12  # a reference a little apart
+    advantages = torch.tensor([[1.0], [-0.5], [2.0], [-1.5]]) * response_mask
+    rollout = Rollout(input_ids=input_ids, attention_mask=attention_mask, response_ids=response_ids,
+                      response_mask=response_mask, logprobs=logprobs, values=None, advantages=advantages,
+                      returns=None, scores=torch.zeros(4), kl=torch.zeros(4, 3), entropy=torch.zeros(4, 3),
+                      truncated=torch.zeros(4, dtype=torch.bool), texts=[""] * 4, generation_seconds=0.0, seconds=0.0,
+                      ref_logprobs=ref_logprobs)
+
+    policy.zero_grad()
+    logits, _ = policy(input_ids, attention_mask, 3)
+    current = token_log_probs(logits, response_ids, config.temperature)
+    token_losses = -advantages * torch.exp(current - current.detach()) + config.kl_coeff * k3_kl(current, ref_logprobs)
+    mask = response_mask.float()
+    expected_loss = {
+        "grpo": ((token_losses * mask).sum(1) / mask.sum(1)).mean(),  # mean over responses of token means
+        "dapo": (token_losses * mask).sum() / mask.sum(),  # every token of the minibatch alike
+        "dr_grpo": (token_losses * mask).sum() / (4 * config.max_new_tokens),  # a constant: no length bias
+    }[loss_type]
+    expected_loss.backward()
+    expected = {name: p.grad.clone() for name, p in policy.named_parameters() if p.requires_grad}
+
+    weights = {name: p.detach().clone() for name, p in policy.named_parameters() if p.requires_grad}
+    optimizer = torch.optim.SGD([p for p in policy.parameters() if p.requires_grad], lr=1.0)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+    ppo_update(policy, optimizer, scheduler, rollout, config, torch.Generator().manual_seed(0))
+    for name, parameter in policy.named_parameters():
+        if parameter.requires_grad:  # SGD at rate 1: the step is minus the gradient
+            torch.testing.assert_close(weights[name] - parameter.detach(), expected[name], atol=1e-6, rtol=1e-4)
