@@ -1,8 +1,10 @@
-"""A version string that changes whenever the pipeline's code changes.
+"""A version string that changes whenever the code a pipeline step runs changes.
 
 KFP's cache key covers a lightweight component's wrapper source and its inputs, not the package the
 wrapper imports. Every component therefore takes this string as an input: editing the trainers
-invalidates the cached training steps, while an unchanged tree keeps hitting the cache.
+invalidates the cached training steps, while an unchanged tree keeps hitting the cache. It hashes what
+the steps run (`components/` and the sample tasks' `embedded_default/`), not the command line and DAG
+code of `pipeline/`, which no step imports: editing the console keeps every cached step.
 """
 
 import functools
@@ -11,7 +13,7 @@ from importlib import metadata
 from pathlib import Path
 
 PACKAGE_NAME = "rlhf-pipeline"
-_SOURCE_ROOTS = ("pipeline", "components", "embedded_default")
+_SOURCE_ROOTS = ("components", "embedded_default")  # what the steps import; never pipeline/
 
 
 def _package_version() -> str:
@@ -22,7 +24,7 @@ def _package_version() -> str:
 
 
 def source_digest(repo_root: Path | None = None) -> str:
-    """SHA-256 over the relative path and bytes of every Python file of the two packages."""
+    """SHA-256 over the relative path and bytes of every Python file that the steps run."""
     root = repo_root or Path(__file__).resolve().parents[2]
     digest = hashlib.sha256()
     for package in _SOURCE_ROOTS:
