@@ -52,7 +52,8 @@ def finished_line(stage: Stage) -> str:
     if stage.status == FAILED:
         return f"{_prefix(stage)}: FAILED after {format_seconds(stage.seconds)}"
     result = stage.result_text()
-    return f"{_prefix(stage)}: done in {format_seconds(stage.seconds)}" + (f"; {result}" if result else "")
+    done = f"{_prefix(stage)}: done in {format_seconds(stage.seconds)}" + (f"; {result}" if result else "")
+    return "\n".join([done] + [f"{_prefix(stage)}: warning: {warning}" for warning in stage.warnings])
 
 
 def progress_line(stage: Stage) -> str:

@@ -51,6 +51,9 @@ USER_INPUT_ERROR = "UserInputError"
 FAILURE_TAIL_LINES = 2000  # lines of each stage kept in memory to find why it failed
 
 RUNNING, SUCCEEDED, FAILED, CACHED = "running", "succeeded", "failed", "cached"
+# A stage prints "warning: ..." for what a person must see though the stage succeeded (a run that learned
+# nothing, an unbalanced KTO set); the console shows each under the stage's line.
+WARNING_PREFIX = "warning: "
 
 
 def strip_ansi(text: str) -> str:
@@ -187,6 +190,7 @@ class Stage:
     seconds: float | None = None
     cache_key: str = ""
     origin: str = ""  # for a cached stage: the run whose outputs it reuses
+    warnings: list[str] = field(default_factory=list)  # the stage's own "warning: ..." lines
     bars: dict[str, Progress] = field(default_factory=dict)
     latest: Progress | None = None
     metrics: dict[str, str] = field(default_factory=dict)
@@ -301,6 +305,9 @@ class StreamSplitter:
         own = line[len(COMPONENT_INDENT):] if line.startswith(COMPONENT_INDENT) else line
         self._current.tail.append(own)
         if self._current.status != RUNNING:
+            return
+        if own.startswith(WARNING_PREFIX):
+            self._current.warnings.append(own[len(WARNING_PREFIX):].strip())
             return
         progress = parse_progress(own)
         if progress is not None:

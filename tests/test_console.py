@@ -211,6 +211,18 @@ def test_stage_lines_name_the_stage_its_log_its_duration_and_what_it_did(tmp_pat
     ]
 
 
+def test_a_stages_warnings_are_shown_under_its_done_line_and_kept_in_its_log(tmp_path):
+    warned = RECORDED_SUCCESS.replace(
+        "    built the tiny summarizer", "    warning: no learning signal in any of the 2 steps\n    built the tiny summarizer")
+    out = io.StringIO()
+    follow(warned, tmp_path, PlainConsole(out, clock=lambda: 0.0), origin_of=lambda key: "run-20261202-031226")
+    lines = out.getvalue().splitlines()
+    assert lines[1].startswith("03:12:51 [1/4] Resolve base model: done in 25 s")
+    assert lines[2] == "03:12:51 [1/4] Resolve base model: warning: no learning signal in any of the 2 steps"
+    assert lines[3].startswith("03:12:51 [2/4] Prepare preference data: cached")
+    assert "warning: no learning signal" in (tmp_path / "logs" / "resolve-base-model.log").read_text()
+
+
 def test_a_plain_console_prints_progress_at_most_every_interval(tmp_path):
     now = [0.0]
     out = io.StringIO()

@@ -65,6 +65,8 @@ def test_responses_without_reward_count_in_no_baseline_and_get_no_advantage():
     assert not torch.isnan(group_advantages(rewards, 3, "batch")).any()
     statistics = group_reward_statistics(rewards, 3)
     assert statistics["unrewarded_fraction"] == pytest.approx(0.5)
+    assert statistics["zero_reward_fraction"] == 0.0
+    assert group_reward_statistics(torch.tensor([0.0, 0.0, 1.0, NAN]), 2)["zero_reward_fraction"] == pytest.approx(2 / 3)
     assert statistics["reward_std_within_groups"] == pytest.approx(math.sqrt(2) / 2)
     check_some_rewarded(rewards)
     with pytest.raises(UserInputError, match="no response of this step's 4 got a reward"):
@@ -349,3 +351,31 @@ def test_the_update_step_takes_the_gradient_of_the_loss_type_trl_names(tiny_caus
     for name, parameter in policy.named_parameters():
         if parameter.requires_grad:  # SGD at rate 1: the step is minus the gradient
             torch.testing.assert_close(weights[name] - parameter.detach(), expected[name], atol=1e-6, rtol=1e-4)
+
+
+def test_a_run_whose_groups_never_differ_says_it_learned_nothing_and_why():
+    from components.tune_policy.group_math import missing_learning_signal
+
+    silent = {"groups_with_equal_rewards": 1.0, "zero_reward_fraction": 1.0, "truncated_fraction": 0.25}
+    warning = missing_learning_signal([silent, silent, silent], num_generations=8)
+    assert warning.startswith("no learning signal in any of the 3 steps: the 8 responses of every group")
+    assert "100.0% of rewards were 0 and 25.0% of responses were cut at target_sequence_length" in warning
+    assert "\\boxed{}" in warning and "raise target_sequence_length" in warning
+    assert missing_learning_signal([silent, {**silent, "groups_with_equal_rewards": 0.75}], 8) is None
+    assert missing_learning_signal([], 8) is None
+
+
+def test_grpo_stage_warns_when_the_reward_never_differs(tmp_path, tiny_causal_lm, capsys):
+    """A rule that gives every answer 0 (as a boxed-answer reward gives a model that never writes one):
+    the stage finishes, reports no step with a learning signal and prints the warning the console shows."""
+    from components.tune_policy.ppo import train_policy
+
+    rule = tmp_path / "never.py"
+    rule.write_text("def never(completions, **kwargs):\n    return [0.0] * len(completions)\n")
+    config = _grouped_config("grpo", steps=2, batch_size=8, minibatch_size=8, ppo_epochs=1, max_new_tokens=4,
+                             reward_function=f"{rule}:never")
+    prompts_path = _write_prompts(tmp_path / "prompts.jsonl", [{"prompt": p} for p in PROMPTS])
+    metrics = train_policy(config, policy_source=str(tiny_causal_lm), reward_source="", prompts_path=str(prompts_path),
+                           output_dir=str(tmp_path / "policy"), log_dir=str(tmp_path / "logs"), placement=CPU)
+    assert metrics["steps_with_learning_signal"] == 0
+    assert "warning: no learning signal in any of the 2 steps" in capsys.readouterr().out

@@ -80,16 +80,39 @@ def leave_one_out_advantages(rewards: torch.Tensor, num_generations: int) -> tor
 
 
 def group_reward_statistics(rewards: torch.Tensor, num_generations: int) -> dict[str, float]:
-    """What the groups say: the mean standard deviation within them, and the share of groups whose rewards
-    are all equal (those teach GRPO nothing), and the share of responses that got no reward."""
+    """What the groups say: the mean standard deviation within them, the share of groups whose rewards
+    are all equal (those teach GRPO nothing; TRL logs it as `frac_reward_zero_std`), the share of
+    responses that got no reward, and the share of rewarded responses whose reward is 0."""
     grouped = _groups(rewards, num_generations)
     stds = nan_std(grouped, dim=1)
     flat = torch.nan_to_num(stds, nan=0.0)
+    rewarded = rewards[~torch.isnan(rewards)]
     return {
         "reward_std_within_groups": float(flat.mean()) if len(flat) else 0.0,
         "groups_with_equal_rewards": float((flat < 1e-8).float().mean()) if len(flat) else 0.0,
         "unrewarded_fraction": float(torch.isnan(rewards).float().mean()) if rewards.numel() else 0.0,
+        "zero_reward_fraction": float((rewarded == 0).float().mean()) if rewarded.numel() else 0.0,
     }
+
+
+def missing_learning_signal(history: list[dict[str, float]], num_generations: int) -> str | None:
+    """A warning when no step of a GRPO/RLOO run had a group with different rewards: then every advantage
+    was 0 and the policy learned nothing from its rewards. None when some step had a signal."""
+    if not history or any(step["groups_with_equal_rewards"] < 1.0 for step in history):
+        return None
+
+    def mean_of(name: str) -> float:
+        return sum(step[name] for step in history) / len(history)
+
+    return (
+        f"no learning signal in any of the {len(history)} steps: the {num_generations} responses of every group "
+        f"got the same reward, so every advantage was 0 and the policy learned nothing from its rewards; "
+        f"{mean_of('zero_reward_fraction'):.1%} of rewards were 0 and {mean_of('truncated_fraction'):.1%} of "
+        "responses were cut at target_sequence_length. Likely causes: a reward the model never earns (a format "
+        "it does not write, such as \\boxed{}, or a task too hard for it: try an easier slice, or an "
+        "instruction that asks for the format), or answers cut before they end (raise "
+        "target_sequence_length); the stage log shows sampled responses"
+    )
 
 
 def clipped_ratio_loss(

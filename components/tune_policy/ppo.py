@@ -24,7 +24,7 @@ from components.tune_policy.checkpointing import Progress, TrainingState, resume
 from components.tune_policy.config import PPOConfig
 from components.tune_policy.optimization import build_optimizer
 from components.tune_policy.policy_model import load_policy, make_reference, save_policy
-from components.tune_policy.group_math import group_reward_statistics
+from components.tune_policy.group_math import group_reward_statistics, missing_learning_signal
 from components.tune_policy.ppo_math import masked_mean, masked_moments
 from components.tune_policy.ppo_update import ppo_update
 from components.tune_policy.prompt_data import PromptBatches, read_training_rows
@@ -109,7 +109,11 @@ def summarize(history: list[dict[str, float]]) -> dict[str, float]:
     total_seconds = sum(s["time/step_seconds"] for s in history)
     rollout_seconds = sum(s["time/rollout_seconds"] for s in history)
     response_tokens = sum(s["response_tokens"] for s in history)
+    grouped = {}
+    if "groups_with_equal_rewards" in history[0]:  # GRPO, RLOO: steps in which some group's rewards differed
+        grouped["steps_with_learning_signal"] = float(sum(s["groups_with_equal_rewards"] < 1.0 for s in history))
     return {
+        **grouped,
         "reward_start": mean_of("reward", first),
         "reward_end": mean_of("reward", last),
         "reward_gain": mean_of("reward", last) - mean_of("reward", first),
@@ -250,6 +254,8 @@ def train_policy(
             writer.close()
     if processes.is_main:
         save_policy(policy, tokenizer, output_dir)
+        if config.grouped and (warning := missing_learning_signal(progress.history, config.num_generations)):
+            print(f"warning: {warning}", flush=True)  # the console shows it under the stage's line
     processes.wait_for_everyone()
     if processes.is_main and checkpoint_dir:
         remove_task_checkpoints(checkpoint_dir)
