@@ -16,10 +16,10 @@ import torch
 from components.common.errors import UserInputError
 from components.common.chat_templates import PromptFormatter
 from components.common.data.transcripts import Prompt
-from components.common.models import Placement, load_tokenizer
+from components.common.models import Placement, load_tokenizer, save_causal_lm
 from components.tune_policy.config import PPOConfig
 from components.tune_policy.optimization import learning_rate_factor
-from components.tune_policy.policy_model import load_policy, make_reference, save_policy
+from components.tune_policy.policy_model import load_policy, make_reference
 from components.tune_policy.ppo_math import (
     clipped_policy_loss,
     clipped_value_loss,
@@ -264,7 +264,7 @@ def test_lora_reference_is_the_base_model_and_saved_policy_is_merged(tmp_path, t
         assert torch.allclose(reference(ids, mask, response), base, atol=1e-5)
         assert not torch.allclose(tuned, base, atol=1e-3)  # the perturbation matters
 
-        save_policy(policy, tokenizer, tmp_path / "merged")
+        save_causal_lm(policy.language_model, tokenizer, tmp_path / "merged")
         assert not (tmp_path / "merged" / "adapter_config.json").exists()
         merged = AutoModelForCausalLM.from_pretrained(str(tmp_path / "merged"))
         assert not any("lora" in name for name in merged.state_dict())

@@ -98,3 +98,27 @@ def load_tokenizer(source: str, padding_side: str):
         tokenizer.pad_token = tokenizer.eos_token
     tokenizer.padding_side = padding_side
     return tokenizer
+
+
+def save_causal_lm(language_model, tokenizer, output_dir: str | Path) -> None:
+    """Save a tuned causal LM as a plain Hugging Face model directory: LoRA merged in (a peft model),
+    float32 weights, and the ids generation needs. Every stage that tunes a policy saves it so.
+
+    Merging happens in float32 (on the CPU, to spare GPU memory) so that small tuned deltas are not
+    rounded away by a bf16 base.
+    """
+    from peft import PeftModel
+
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    language_model = language_model.to(device="cpu", dtype=torch.float32)
+    if isinstance(language_model, PeftModel):
+        language_model = language_model.merge_and_unload()
+    for settings in (language_model.config, language_model.generation_config):
+        # Fill in what generation needs; keep the source's own ids (e.g. several stop tokens).
+        if settings.pad_token_id is None:
+            settings.pad_token_id = tokenizer.pad_token_id
+        if settings.eos_token_id is None:
+            settings.eos_token_id = tokenizer.eos_token_id
+    language_model.save_pretrained(output_dir)
+    tokenizer.save_pretrained(output_dir)

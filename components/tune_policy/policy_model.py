@@ -1,4 +1,4 @@
-"""The policy being tuned (a causal LM with a value head), its frozen reference, and saving it.
+"""The policy being tuned (a causal LM with a value head) and its frozen reference.
 
 Critic design: the value head is one linear layer on the policy's last hidden state (a shared
 trunk), not a separate critic model. A separate critic would double the weights in memory and the
@@ -13,7 +13,6 @@ Forward passes run under autocast to the placement's dtype, so AdamW never updat
 
 import contextlib
 from collections.abc import Callable
-from pathlib import Path
 
 import torch
 from torch import nn
@@ -144,24 +143,3 @@ def make_reference(
         return token_log_probs(logits, response_ids, config.temperature)
 
     return reference_logprobs
-
-
-def save_policy(policy: PolicyWithValueHead, tokenizer, output_dir: str | Path) -> None:
-    """Save a plain Hugging Face model directory: LoRA merged in, no value head, float32 weights.
-
-    Merging happens in float32 (on the CPU, to spare GPU memory) so that small tuned deltas are not
-    rounded away by a bf16 base.
-    """
-    output_dir = Path(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    language_model = policy.language_model.to(device="cpu", dtype=torch.float32)
-    if policy.uses_lora:
-        language_model = language_model.merge_and_unload()
-    for settings in (language_model.config, language_model.generation_config):
-        # Fill in what generation needs; keep the source's own ids (e.g. several stop tokens).
-        if settings.pad_token_id is None:
-            settings.pad_token_id = tokenizer.pad_token_id
-        if settings.eos_token_id is None:
-            settings.eos_token_id = tokenizer.eos_token_id
-    language_model.save_pretrained(output_dir)
-    tokenizer.save_pretrained(output_dir)

@@ -18,12 +18,12 @@ from components.common.checkpoints import interval_steps, remove_event_files, re
 from components.common.data.transcripts import Prompt
 from components.common.distributed import TrainingProcesses
 from components.common.errors import UserInputError
-from components.common.models import Placement, load_tokenizer
+from components.common.models import Placement, load_tokenizer, save_causal_lm
 from components.common.reward_scoring import RewardScorer
 from components.tune_policy.checkpointing import Progress, TrainingState, resume, save_checkpoint
 from components.tune_policy.config import PPOConfig
 from components.tune_policy.optimization import build_optimizer
-from components.tune_policy.policy_model import load_policy, make_reference, save_policy
+from components.tune_policy.policy_model import load_policy, make_reference
 from components.tune_policy.group_math import group_reward_statistics, missing_learning_signal
 from components.tune_policy.ppo_math import masked_mean, masked_moments
 from components.tune_policy.ppo_update import ppo_update
@@ -253,7 +253,7 @@ def train_policy(
         if writer is not None:
             writer.close()
     if processes.is_main:
-        save_policy(policy, tokenizer, output_dir)
+        save_causal_lm(policy.language_model, tokenizer, output_dir)  # no value head
         if config.grouped and (warning := missing_learning_signal(progress.history, config.num_generations)):
             print(f"warning: {warning}", flush=True)  # the console shows it under the stage's line
     processes.wait_for_everyone()

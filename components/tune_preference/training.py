@@ -13,12 +13,11 @@ from components.common.canonical_data import PREFERENCE_FIELDS, read_canonical_r
 from components.common.chat_templates import PromptFormatter
 from components.common.data.preparation import holds_data
 from components.common.distributed import TrainingProcesses
-from components.common.models import Placement, load_tokenizer
+from components.common.models import Placement, load_tokenizer, save_causal_lm
 from components.common.trainer_checkpoints import run_trainer
 from components.common.trainer_stage import finish_training, start_training
 from components.evaluate.eval_data import read_preference_pairs
 from components.evaluate.implicit_reward import implicit_reward_accuracy
-from components.tune_policy.policy_model import PolicyWithValueHead, save_policy
 from components.tune_preference.config import PreferenceTuningConfig
 from components.tune_preference.kto_rows import ClassBalance, unpaired_rows
 from components.tune_preference.trainers import build_trainer
@@ -44,12 +43,6 @@ def training_rows(
         "kto_class_balance_in_range": float(balance.in_recommended_range),
     }
     return tokenized, facts
-
-
-def save_tuned_policy(model, tokenizer, output_dir: Path, placement: Placement) -> None:
-    """Save as PPO saves its policy (components/tune_policy/policy_model.py): LoRA merged, float32."""
-    save_policy(PolicyWithValueHead(model, model.config.get_text_config().hidden_size, placement, with_value_head=False),
-                tokenizer, output_dir)
 
 
 def train_preference_policy(
@@ -87,7 +80,7 @@ def train_preference_policy(
         lambda trainer_dir, callbacks, checkpoint_steps: build_trainer(
             config, policy_source, tokenizer, rows, trainer_dir, placement, processes, callbacks, checkpoint_steps
         ),
-        lambda model: save_tuned_policy(model, tokenizer, output_dir, placement),
+        lambda model: save_causal_lm(model, tokenizer, output_dir),
         stage=config.algorithm.upper(),
         steps=config.steps,
         logging_steps=config.logging_steps,
