@@ -1,7 +1,6 @@
 """The code version in every step's cache key follows the code the steps run, and nothing else."""
 
 from components.common.code_version import source_digest
-from conftest import REPO_ROOT
 
 
 def test_the_digest_follows_the_steps_code_not_the_command_line(tmp_path):
@@ -17,11 +16,3 @@ def test_the_digest_follows_the_steps_code_not_the_command_line(tmp_path):
     (tmp_path / "components" / "stage.py").write_text("x = 2\n")
     assert source_digest(tmp_path) != changed
 
-
-def test_no_step_imports_the_command_line_package():
-    """What makes leaving pipeline/ out of the digest right: no module of the steps imports it."""
-    offenders = [str(path.relative_to(REPO_ROOT)) for root in ("components", "embedded_default")
-                 for path in (REPO_ROOT / root).rglob("*.py")
-                 if any(line.lstrip().startswith(("from pipeline", "import pipeline"))
-                        for line in path.read_text().splitlines())]
-    assert offenders == []

@@ -7,7 +7,8 @@ import pytest
 import embedded_default
 from components.common.prompts import apply_instruction
 from embedded_default import generate as gen
-from embedded_default.gold import DEFAULT_WORD_LIMIT, GOLD_SCORERS, gold_score, word_limit
+from components.common.registry import gold_scorers
+from embedded_default.gold import DEFAULT_WORD_LIMIT, gold_score, word_limit
 from embedded_default.lexicon import KEY_NOUNS, check_lexicon, key_nouns_in
 from pipeline.parameters import PARAMETERS_BY_NAME
 
@@ -163,7 +164,8 @@ def test_gold_fact_factor_is_neutral_for_a_prompt_without_a_key_noun():
 
 
 def test_gold_scorer_registry():
-    assert GOLD_SCORERS["sample-summaries"] is gold_score
+    """The installed package registers the sample task's scorer, and only through its entry point."""
+    assert gold_scorers()["sample-summaries"] is gold_score
 
 
 # --- parameters ------------------------------------------------------------------------------
@@ -179,7 +181,7 @@ def test_params_are_known_pipeline_parameters_of_the_right_type():
     for dataset in ("preference_dataset", "prompt_dataset", "eval_dataset"):
         assert dataset not in params  # filled in by the runner
     assert params["large_model_reference"] == embedded_default.BUILTIN_MODEL_REFERENCE
-    assert params["gold_scorer"] in GOLD_SCORERS
+    assert params["gold_scorer"] in gold_scorers()
     assert word_limit(params["instruction"]) == DEFAULT_WORD_LIMIT  # the limit the data was built for
 
 

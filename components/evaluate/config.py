@@ -17,7 +17,7 @@ class EvaluationConfig:
     max_prompt_tokens: int = defaults.PROMPT_SEQUENCE_LENGTH
     temperature: float = 1.0
     max_eval_prompts: int = defaults.MAX_EVAL_PROMPTS
-    gold_scorer: str = ""  # a name in embedded_default.gold.GOLD_SCORERS; "" = none
+    gold_scorer: str = ""  # a registered gold scorer's name (components/common/registry.py); "" = none
     # a rule reward (components/common/reward_functions.py): a built-in, file.py:name or module:name; "" = none.
     # When set, the evaluation reports accuracy (mean rule reward), sampled and greedy, of both policies.
     reward_function: str = ""

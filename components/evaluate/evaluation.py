@@ -28,7 +28,8 @@ from components.evaluate.accuracy import RuleRewards, accuracy_figures, row_valu
 from components.evaluate.config import EvaluationConfig
 from components.evaluate.curves import read_curves, render_curve_png
 from components.evaluate.eval_data import EvalPrompt, PreferencePair, read_eval_prompt_rows, read_preference_pairs
-from components.evaluate.gold_scoring import GoldScorer, gold_scores, resolve_gold_scorer
+from components.common.registry import GoldScorer
+from components.evaluate.gold_scoring import gold_scores, resolve_gold_scorer
 from components.evaluate.implicit_reward import IMPLICIT_REWARD_KEYS, implicit_reward_accuracy
 from components.evaluate.metrics import (
     correct_orderings,
@@ -282,7 +283,7 @@ def run_evaluation(
 ) -> EvaluationResult:
     """Evaluate the tuned policy against the base model and write every output.
 
-    `gold_scorers` replaces the shipped registry (embedded_default.gold.GOLD_SCORERS) when given;
+    `gold_scorers` replaces the registered gold scorers (components/common/registry.py) when given;
     `config.gold_scorer` names the one to use ('' = none). Without `reward_source` (None or '') no
     reward model is loaded: the reward-model figures are None. The held-out pairs of `eval_pairs_path`
     (when given) also measure the tuned policy's implicit reward against the base

@@ -5,32 +5,20 @@ preferences came from (the embedded sample task does), scoring the generations w
 whether a higher reward means a better response or a reward model being gamed.
 """
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 
 from tqdm.auto import tqdm
 
 from components.common.errors import UserInputError
-
-GoldScorer = Callable[[str, str], float]  # (prompt, response) -> score, higher is better
-GOLD_SCORERS_MODULE = "embedded_default.gold"
-
-
-def known_gold_scorers() -> dict[str, GoldScorer]:
-    """The gold scorers the package ships, by name (none when their module is not there)."""
-    try:
-        from embedded_default.gold import GOLD_SCORERS
-    except ModuleNotFoundError as error:
-        if error.name != GOLD_SCORERS_MODULE:
-            raise
-        return {}
-    return dict(GOLD_SCORERS)
+from components.common.registry import GoldScorer, gold_scorers
 
 
 def resolve_gold_scorer(name: str, registry: Mapping[str, GoldScorer] | None = None) -> GoldScorer | None:
-    """The scorer called `name` in `registry` (default: the shipped ones); None for an empty name."""
+    """The scorer called `name` in `registry` (default: those installed packages register); None for an
+    empty name."""
     if not name:
         return None
-    scorers = known_gold_scorers() if registry is None else registry
+    scorers = gold_scorers() if registry is None else registry
     if name not in scorers:
         known = ", ".join(repr(n) for n in sorted(scorers)) or "none"
         raise UserInputError(

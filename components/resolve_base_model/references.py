@@ -6,8 +6,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from components.common.errors import UserInputError
+from components.common.registry import BUILTIN_PREFIX, builtin_models
 
-BUILTIN_PREFIX = "builtin:"
 
 # Vertex model names that have an open Hugging Face causal LM with the same weights.
 VERTEX_OPEN_EQUIVALENTS: dict[str, str] = {
@@ -48,28 +48,9 @@ class ResolvedModel:
     description: str
 
 
-def builtin_models() -> dict[str, str]:
-    """The built-in model references and what each is: the tiny models of the embedded sample tasks."""
-    from embedded_default import BUILTIN_MODEL_REFERENCE
-    from embedded_default.arithmetic import BUILTIN_MODEL_REFERENCE as ARITHMETIC_REFERENCE
-
-    return {
-        BUILTIN_MODEL_REFERENCE: "tiny causal LM of the embedded sample task, built offline",
-        ARITHMETIC_REFERENCE: "tiny chat model of the embedded arithmetic task, built offline",
-    }
-
-
 def build_builtin_model(reference: str, output_dir: str | Path, seed: int) -> Path:
-    """Build the built-in model `reference` into `output_dir`."""
-    from embedded_default.arithmetic import BUILTIN_MODEL_REFERENCE as ARITHMETIC_REFERENCE
-
-    if reference == ARITHMETIC_REFERENCE:
-        from embedded_default.arithmetic.tiny_model import build_tiny_arithmetic_model
-
-        return build_tiny_arithmetic_model(output_dir, seed=seed)
-    from embedded_default.tiny_model import build_tiny_model
-
-    return build_tiny_model(output_dir, seed=seed)
+    """Build the built-in model `reference` (registered by a package: components/common/registry.py)."""
+    return builtin_models()[reference].build(Path(output_dir), seed)
 
 
 def accepted_forms() -> str:
@@ -91,7 +72,7 @@ def resolve_model_reference(reference: str) -> ResolvedModel:
         if ref not in known:
             names = ", ".join(f"'{name}'" for name in known)
             raise UserInputError(f"unknown built-in model '{ref}'; the built-in models are {names}")
-        return ResolvedModel("builtin", ref, known[ref])
+        return ResolvedModel("builtin", ref, known[ref].description)
     if ref.startswith("gs://"):
         if len(ref) <= len("gs://") or ref.endswith("gs://"):
             raise UserInputError(f"model reference '{ref}' names no bucket")
