@@ -186,7 +186,7 @@ def _gcs_check(name: str, uri: str) -> str:
 
 
 def _resolve(name: str, reference: str):
-    from components.resolve_base_model.references import resolve_model_reference
+    from components.common.model_references import resolve_model_reference
 
     try:
         return resolve_model_reference(reference)

@@ -7,7 +7,7 @@ import pytest
 
 from components.common.data.answers import last_boxed
 from components.common.reward_functions import boxed_answer
-from components.resolve_base_model.references import resolve_model_reference
+from components.common.model_references import resolve_model_reference
 from embedded_default import arithmetic
 from embedded_default.arithmetic import generate as gen
 from pipeline.parameters import PARAMETERS_BY_NAME
@@ -150,7 +150,7 @@ def test_tokenizer_round_trips_every_prompt_and_reply_through_the_chat_template(
 
 @pytest.fixture(scope="module")
 def built_model(tmp_path_factory):
-    from components.resolve_base_model.materialize import materialize_base_model
+    from components.common.models import materialize_base_model
 
     directory = tmp_path_factory.mktemp("tiny-arithmetic")
     resolved = materialize_base_model("builtin:tiny-arithmetic", directory, seed=0)

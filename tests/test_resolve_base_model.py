@@ -5,8 +5,8 @@ import pytest
 from components.common.errors import UserInputError
 from components.common.gcs_paths import fuse_path, uri_of_fuse_path
 from components.common.models import model_source
-from components.resolve_base_model.materialize import materialize_base_model
-from components.resolve_base_model.references import (
+from components.common.models import materialize_base_model
+from components.common.model_references import (
     VERTEX_OPEN_EQUIVALENTS,
     resolve_model_reference,
 )

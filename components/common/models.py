@@ -12,6 +12,9 @@ from pathlib import Path
 
 import torch
 
+from components.common.gcs_paths import fuse_path
+from components.common.model_references import ResolvedModel, build_builtin_model, resolve_model_reference
+
 MODEL_REFERENCE_FILE = "model_reference.json"
 # Written into a Model artifact that stands for "no model": the DAG's branch that skips the reward model
 # (pipeline/dag.py) passes such an artifact on, since KFP cannot pass an input only sometimes.
@@ -122,3 +125,41 @@ def save_causal_lm(language_model, tokenizer, output_dir: str | Path) -> None:
             settings.eos_token_id = tokenizer.eos_token_id
     language_model.save_pretrained(output_dir)
     tokenizer.save_pretrained(output_dir)
+
+
+def download_gcs_prefix(uri: str, destination: Path) -> Path:
+    """Copy every object under gs://BUCKET/PREFIX into `destination` (Application Default Credentials)."""
+    from google.cloud import storage
+
+    bucket_name, _, prefix = uri.removeprefix("gs://").partition("/")
+    client = storage.Client()
+    prefix = prefix.rstrip("/") + "/" if prefix else ""
+    count = 0
+    for blob in client.list_blobs(bucket_name, prefix=prefix):
+        if blob.name.endswith("/"):
+            continue
+        target = destination / blob.name[len(prefix) :]
+        target.parent.mkdir(parents=True, exist_ok=True)
+        blob.download_to_filename(str(target))
+        count += 1
+    if count == 0:
+        raise FileNotFoundError(f"no objects under {uri}")
+    return destination
+
+
+def materialize_base_model(reference: str, artifact_dir: str | Path, seed: int) -> ResolvedModel:
+    """Fill `artifact_dir` with the model (built-in, downloaded) or a reference to where it lives."""
+    resolved = resolve_model_reference(reference)
+    directory = Path(artifact_dir)
+    directory.mkdir(parents=True, exist_ok=True)
+    if resolved.kind == "builtin":
+        build_builtin_model(resolved.name_or_path, directory, seed)
+    elif resolved.kind == "gcs":
+        mounted = fuse_path(resolved.name_or_path)
+        if mounted.is_dir():
+            write_model_reference(directory, str(mounted), resolved.description)
+        else:
+            download_gcs_prefix(resolved.name_or_path, directory)
+    else:
+        write_model_reference(directory, resolved.name_or_path, resolved.description)
+    return resolved

@@ -10,7 +10,7 @@ def resolve_base_model(
     model: Output[Model],
 ) -> str:
     """Resolve `model_reference` into a Model artifact (the model itself or a reference to it)."""
-    from components.resolve_base_model.materialize import materialize_base_model
+    from components.common.models import materialize_base_model
 
     resolved = materialize_base_model(model_reference, model.path, seed)
     model.metadata["kind"] = resolved.kind

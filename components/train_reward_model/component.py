@@ -63,7 +63,7 @@ def train_reward_model(
     with tempfile.TemporaryDirectory() as scratch:
         source = model_source(base_model.path)
         if reward_model_reference:
-            from components.resolve_base_model.materialize import materialize_base_model
+            from components.common.models import materialize_base_model
 
             materialize_base_model(reward_model_reference, scratch, seed)
             source = model_source(scratch)
