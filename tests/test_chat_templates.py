@@ -164,12 +164,13 @@ def test_the_evaluation_samples_each_policy_on_its_rendered_prompts(chat_model):
 
     from components.common.models import Placement
     from components.evaluate.config import EvaluationConfig
-    from components.evaluate.policy_samples import load_policy, sample_policy
+    from components.common.models import load_causal_lm
+    from components.evaluate.policy_samples import sample_policy
 
-    model, formatter = load_policy(str(chat_model), Placement(torch.device("cpu"), torch.float32), "auto")
+    model, formatter = load_causal_lm(str(chat_model), Placement(torch.device("cpu"), torch.float32), "auto")
     samples = sample_policy(model, formatter, [CONVERSATION], EvaluationConfig(max_new_tokens=2), "tuned")
     [batch] = samples.batches
     expected = formatter.tokenizer("i my cat it a cat i the dog [summary]:\n", return_tensors="pt")["input_ids"]
     assert torch.equal(batch.prompt_ids, expected)
-    _, plain = load_policy(str(chat_model), Placement(torch.device("cpu"), torch.float32), "false")
+    _, plain = load_causal_lm(str(chat_model), Placement(torch.device("cpu"), torch.float32), "false")
     assert plain.prompt(CONVERSATION) == CONVERSATION.text

@@ -15,13 +15,14 @@ from components.common.generation import generate_responses
 from components.common.models import Placement
 from components.common.reward_scoring import RewardScorer
 from components.evaluate.accuracy import ACCURACY_KEYS
-from components.evaluate.implicit_reward import IMPLICIT_REWARD_KEYS
+from components.common.implicit_reward import IMPLICIT_REWARD_KEYS
 from components.evaluate.config import EvaluationConfig
 from components.evaluate.curves import read_curves
-from components.evaluate.eval_data import read_eval_prompts, read_preference_pairs
+from components.common.canonical_data import read_preference_pairs
+from components.evaluate.eval_data import read_eval_prompts
 from components.evaluate.evaluation import EvaluationOutputs, run_evaluation
 from components.evaluate.gold_scoring import resolve_gold_scorer
-from components.evaluate.metrics import (
+from components.common.metrics import (
     correct_orderings,
     mean_margin,
     pairwise_accuracy,
@@ -29,10 +30,11 @@ from components.evaluate.metrics import (
     win_rate,
     win_shares,
 )
-from components.evaluate.policy_samples import load_policy, response_log_probs
+from components.common.log_probs import response_log_probs
+from components.common.models import load_causal_lm
 from components.evaluate.report_content import format_estimate
 from components.evaluate.report_markdown import markdown_cell
-from components.evaluate.uncertainty import bootstrap_mean_intervals
+from components.common.uncertainty import bootstrap_mean_intervals
 
 CPU = Placement(torch.device("cpu"), torch.float32)
 CORPUS = [
@@ -263,7 +265,7 @@ def test_response_token_counts_exclude_the_closing_eos_and_padding():
 
 def test_policy_log_probs_match_the_sampling_distribution(models):
     """Log-probabilities re-read in one forward pass equal those generate() sampled from."""
-    model, formatter = load_policy(models["tuned"], CPU, "auto")
+    model, formatter = load_causal_lm(models["tuned"], CPU, "auto")
     tokenizer = formatter.tokenizer
     torch.manual_seed(0)
     batch = generate_responses(model, tokenizer, EVAL_PROMPTS[:4], max_new_tokens=5, max_prompt_tokens=24,

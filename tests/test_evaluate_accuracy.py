@@ -18,7 +18,7 @@ from components.evaluate.accuracy import ACCURACY_FIGURES, ACCURACY_KEYS, RuleRe
 from components.evaluate.config import EvaluationConfig
 from components.evaluate.evaluation import EvaluationOutputs, run_evaluation
 from components.evaluate.report_content import ACCURACY_GUIDE, NO_REWARD_MODEL, format_estimate
-from components.evaluate.uncertainty import bootstrap_mean_intervals
+from components.common.uncertainty import bootstrap_mean_intervals
 from components.summarize_run.summary import build_summary
 from tiny_models import PROMPTS, build_causal_lm
 

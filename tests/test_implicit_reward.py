@@ -8,17 +8,17 @@ import torch
 
 from components.common.data.transcripts import Prompt
 from components.common.models import Placement, load_tokenizer
-from components.evaluate.eval_data import PreferencePair
-from components.evaluate.implicit_reward import implicit_reward_accuracy
+from components.common.canonical_data import CanonicalPair
+from components.common.implicit_reward import implicit_reward_accuracy
 
 CPU = Placement(torch.device("cpu"), torch.float32)
 # Prompts and answers of different lengths, so that batches pad both.
 PAIRS = [
-    PreferencePair(Prompt("the cat sat on the mat [summary]:"), "good cat", "bad the dog ran in the park"),
-    PreferencePair(Prompt("my day [summary]:"), "a good day today", "sad"),
-    PreferencePair(Prompt("i was happy today and the dog was happy [summary]:"), "happy", "no"),
-    PreferencePair(Prompt("a short post about my cat [summary]:"), "short post", "long long long post"),
-    PreferencePair(Prompt("the dog [summary]:"), "yes", "the dog sat"),
+    CanonicalPair(Prompt("the cat sat on the mat [summary]:"), "good cat", "bad the dog ran in the park"),
+    CanonicalPair(Prompt("my day [summary]:"), "a good day today", "sad"),
+    CanonicalPair(Prompt("i was happy today and the dog was happy [summary]:"), "happy", "no"),
+    CanonicalPair(Prompt("a short post about my cat [summary]:"), "short post", "long long long post"),
+    CanonicalPair(Prompt("the dog [summary]:"), "yes", "the dog sat"),
 ]
 
 
@@ -51,7 +51,7 @@ def test_margins_are_the_summed_log_ratios_of_the_answers(tmp_path, tiny_causal_
     tokenizer = load_tokenizer(str(tiny_causal_lm), padding_side="left")
     policy, reference = (AutoModelForCausalLM.from_pretrained(str(path)) for path in (tuned, tiny_causal_lm))
 
-    def log_ratio(pair: PreferencePair, answer: str) -> float:
+    def log_ratio(pair: CanonicalPair, answer: str) -> float:
         return (answer_log_prob(policy, tokenizer, pair.prompt.text, answer)
                 - answer_log_prob(reference, tokenizer, pair.prompt.text, answer))
 

@@ -1,5 +1,6 @@
 """Which way the imports point: the steps (components/) import neither the command line and DAG
-(pipeline/) nor the sample tasks (embedded_default/), which register into them (components/common/registry.py)."""
+(pipeline/) nor the sample tasks (embedded_default/), which register into them (components/common/registry.py);
+no stage imports another, and components/common imports none: what two stages share lives in common."""
 
 import pytest
 
@@ -19,3 +20,25 @@ def importers_of(package: str, roots: tuple[str, ...]) -> list[str]:
 ])
 def test_no_import_points_the_wrong_way(package, roots):
     assert importers_of(package, roots) == []
+
+
+STAGES = ("evaluate", "plan_stages", "prepare_preference_data", "prepare_prompt_data", "resolve_base_model",
+          "summarize_run", "supervised_fine_tuning", "train_reward_model", "tune_policy", "tune_preference",
+          "upload_model")
+
+
+def test_the_stage_folders_list_every_stage():
+    folders = {path.name for path in (REPO_ROOT / "components").iterdir()
+               if path.is_dir() and (path / "component.py").is_file()}
+    assert folders == set(STAGES)
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_a_stage_imports_no_other_stage_what_two_share_lives_in_common(stage):
+    others = [other for other in STAGES if other != stage]
+    offenders = [module for other in others for module in importers_of(f"components.{other}", (f"components/{stage}",))]
+    assert offenders == []
+
+
+def test_common_code_imports_no_stage():
+    assert [module for stage in STAGES for module in importers_of(f"components.{stage}", ("components/common",))] == []

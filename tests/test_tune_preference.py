@@ -14,8 +14,8 @@ from components.common.distributed import TrainingProcesses
 from components.common.errors import UserInputError
 from components.common.generation import encode_prompts, generate_responses
 from components.common.models import Placement, load_tokenizer
-from components.evaluate.eval_data import read_preference_pairs
-from components.evaluate.implicit_reward import implicit_reward_accuracy
+from components.common.canonical_data import read_preference_pairs
+from components.common.implicit_reward import implicit_reward_accuracy
 from components.tune_preference.config import PreferenceTuningConfig
 from components.tune_preference.kto_rows import ClassBalance, KTORow, unpaired_rows
 from components.tune_preference.trainers import build_trainer

@@ -4,8 +4,10 @@ Preference rows: {"prompt", "chosen", "rejected"[, "margin"]}; prompt rows: {"pr
 """
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
+from components.common.data.transcripts import Prompt
 from components.common.errors import UserInputError
 
 PREFERENCE_FIELDS = ("prompt", "chosen", "rejected")
@@ -43,3 +45,18 @@ def read_canonical_rows(path: str | Path, fields: tuple[str, ...], needed_for: s
     if not rows:
         raise UserInputError(f"{path}: no rows; {needed_for} needs at least one")
     return rows
+
+
+@dataclass(frozen=True)
+class CanonicalPair:
+    """A held-out preference pair as the evaluation and the DPO/KTO stage read it."""
+
+    prompt: Prompt
+    chosen: str
+    rejected: str
+
+
+def read_preference_pairs(path: str | Path) -> list[CanonicalPair]:
+    """Held-out pairs in the canonical form {"prompt", "chosen", "rejected"}."""
+    rows = read_canonical_rows(path, PREFERENCE_FIELDS, needed_for="the evaluation of the reward model")
+    return [CanonicalPair(Prompt.from_row(r), r["chosen"], r["rejected"]) for r in rows]

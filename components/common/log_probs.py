@@ -9,7 +9,12 @@ by chunk. The step keeps the logits (which the model made anyway) and their grad
 copy, tempered copy or log-softmax of them. `token_entropy` works the same way, without gradients.
 """
 
+from typing import TYPE_CHECKING
+
 import torch
+
+if TYPE_CHECKING:
+    from components.common.generation import GeneratedBatch
 
 # Elements of a float32 temporary per chunk (16 MiB): a few rows of a real vocabulary at a time, and the
 # whole of a small model's logits in one go.
@@ -96,3 +101,25 @@ def token_entropy(logits: torch.Tensor, mask: torch.Tensor, temperature: float =
         log_probs = scaled - torch.logsumexp(scaled, dim=-1, keepdim=True)
         entropy[rows, :length] = -(log_probs.exp() * log_probs).sum(dim=-1)
     return entropy * mask.to(entropy.dtype)
+
+
+@torch.no_grad()
+def response_log_probs(model, batch: "GeneratedBatch", temperature: float) -> torch.Tensor:
+    """(B, R) log-probabilities the model gives each response token, 0 where the response mask is 0.
+
+    Logits are divided by the sampling temperature (when it is positive), so the log-probabilities
+    are those of the distribution the responses were sampled from. Position ids follow the left
+    padding, as during generation.
+    """
+    device = next(model.parameters()).device
+    input_ids = batch.input_ids.to(device)
+    attention_mask = batch.attention_mask.to(device)
+    response_length = batch.response_ids.shape[1]
+    logits = model(
+        input_ids=input_ids,
+        attention_mask=attention_mask,
+        position_ids=position_ids_for(attention_mask),
+        logits_to_keep=response_length + 1,  # no LM head over the prompt
+    ).logits[:, :-1]
+    scores = token_log_probs(logits, batch.response_ids.to(device), temperature if temperature > 0 else 1.0)
+    return scores.masked_fill(batch.response_mask.to(device) == 0, 0.0).cpu()

@@ -6,6 +6,7 @@ a local directory, a `gs://` object mounted under `/gcs/`) is passed by referenc
 `model_reference.json` naming it, and `from_pretrained` loads it from there unchanged.
 """
 
+import gc
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -163,3 +164,23 @@ def materialize_base_model(reference: str, artifact_dir: str | Path, seed: int) 
     else:
         write_model_reference(directory, resolved.name_or_path, resolved.description)
     return resolved
+
+
+def load_causal_lm(source: str, placement: Placement, use_chat_template: str):
+    """A causal LM in eval mode on the placement's device, and the formatter of its prompts (the
+    evaluation's policies, DPO's implicit reward)."""
+    from transformers import AutoModelForCausalLM
+
+    from components.common.chat_templates import PromptFormatter
+
+    tokenizer = load_tokenizer(source, padding_side="left")
+    model = AutoModelForCausalLM.from_pretrained(source, dtype=placement.dtype)
+    model.to(placement.device).eval()
+    return model, PromptFormatter(tokenizer, use_chat_template, source)
+
+
+def free_accelerator_memory() -> None:
+    """Return the memory of models that went out of scope before the next one is loaded."""
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()

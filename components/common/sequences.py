@@ -6,7 +6,7 @@ tokens, with the special tokens the tokenizer adds), and the answer is the token
 EOS, at most `max_response_tokens` of them with the EOS. Every stage that trains on or scores given
 answers uses them in that form: supervised fine-tuning (components/supervised_fine_tuning/
 tokenization.py), preference tuning (components/tune_preference/trl_rows.py) and the
-implicit-reward evaluation (components/evaluate/implicit_reward.py): the prompt's ids as generation
+implicit-reward evaluation (components/common/implicit_reward.py): the prompt's ids as generation
 encodes them, then the answer encoded alone and EOS; an answer too long for the budget is cut there
 and gets no EOS, as a generated one cut at the limit (the policy is not taught to stop where a text
 was cut).

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 
 from components.common.reward_functions import RewardFunction, score_completions
 from components.evaluate.eval_data import EvalPrompt
-from components.evaluate.metrics import mean
+from components.common.metrics import mean
 from components.evaluate.policy_samples import PolicySamples
-from components.evaluate.uncertainty import bootstrap_mean_intervals
+from components.common.uncertainty import bootstrap_mean_intervals
 
 # Figures with an interval, in the order they are resampled (all with the same prompt indices).
 ACCURACY_FIGURES = (

@@ -1,26 +1,14 @@
-"""Reading the held-out data the evaluation runs on: preference pairs and prompts (JSONL)."""
+"""Reading the held-out prompts the evaluation samples from (JSONL); its held-out pairs are read by
+components/common/canonical_data.read_preference_pairs."""
 
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from components.common.canonical_data import PREFERENCE_FIELDS, PROMPT_FIELDS, read_canonical_rows
+from components.common.canonical_data import PROMPT_FIELDS, read_canonical_rows
 from components.common.data.records import COLUMNS_FIELD
 from components.common.data.transcripts import Prompt
-
-
-@dataclass(frozen=True)
-class PreferencePair:
-    prompt: Prompt
-    chosen: str
-    rejected: str
-
-
-def read_preference_pairs(path: str | Path) -> list[PreferencePair]:
-    """Held-out pairs in the canonical form {"prompt", "chosen", "rejected"}."""
-    rows = read_canonical_rows(path, PREFERENCE_FIELDS, needed_for="the evaluation of the reward model")
-    return [PreferencePair(Prompt.from_row(r), r["chosen"], r["rejected"]) for r in rows]
 
 
 @dataclass(frozen=True)

@@ -21,17 +21,18 @@ from tqdm.auto import tqdm
 
 from components.common.data.preparation import holds_data
 from components.common.data.transcripts import Prompt
-from components.common.models import Placement
+from components.common.models import Placement, free_accelerator_memory, load_causal_lm
 from components.common.reward_functions import RewardFunction, check_columns, load_reward_function
 from components.common.reward_scoring import RewardScorer
 from components.evaluate.accuracy import RuleRewards, accuracy_figures, row_values, rule_rewards
 from components.evaluate.config import EvaluationConfig
 from components.evaluate.curves import read_curves, render_curve_png
-from components.evaluate.eval_data import EvalPrompt, PreferencePair, read_eval_prompt_rows, read_preference_pairs
+from components.common.canonical_data import CanonicalPair, read_preference_pairs
+from components.evaluate.eval_data import EvalPrompt, read_eval_prompt_rows
 from components.common.registry import GoldScorer
 from components.evaluate.gold_scoring import gold_scores, resolve_gold_scorer
-from components.evaluate.implicit_reward import IMPLICIT_REWARD_KEYS, implicit_reward_accuracy
-from components.evaluate.metrics import (
+from components.common.implicit_reward import IMPLICIT_REWARD_KEYS, implicit_reward_accuracy
+from components.common.metrics import (
     correct_orderings,
     mean,
     mean_margin,
@@ -41,18 +42,12 @@ from components.evaluate.metrics import (
     win_shares,
     word_count,
 )
-from components.evaluate.policy_samples import (
-    PolicySamples,
-    free_accelerator_memory,
-    load_policy,
-    log_probs_of_samples,
-    sample_policy,
-)
+from components.evaluate.policy_samples import PolicySamples, log_probs_of_samples, sample_policy
 from components.evaluate.predictions import write_predictions
 from components.evaluate.report_content import CurvePlot, ReportContent, SideBySideRow
 from components.evaluate.report_html import render_html
 from components.evaluate.report_markdown import render_markdown
-from components.evaluate.uncertainty import Interval, bootstrap_mean_intervals
+from components.common.uncertainty import Interval, bootstrap_mean_intervals
 
 BASE_PREDICTIONS_FILE = "base_predictions.jsonl"
 TUNED_PREDICTIONS_FILE = "tuned_predictions.jsonl"
@@ -102,7 +97,7 @@ def _greedy_samples(
 def _tuned_phase(
     source: str, prompts: list[Prompt], config: EvaluationConfig, placement: Placement, greedy: bool = False
 ) -> _PolicyPhase:
-    model, formatter = load_policy(source, placement, config.use_chat_template)
+    model, formatter = load_causal_lm(source, placement, config.use_chat_template)
     samples = sample_policy(model, formatter, prompts, config, "tuned")
     log_probs = log_probs_of_samples(model, samples, config.temperature, "tuned")
     greedy_samples = _greedy_samples(model, formatter, prompts, config, "tuned", samples, greedy)
@@ -117,7 +112,7 @@ def _base_phase(
     placement: Placement,
     greedy: bool = False,
 ) -> _PolicyPhase:
-    model, formatter = load_policy(source, placement, config.use_chat_template)
+    model, formatter = load_causal_lm(source, placement, config.use_chat_template)
     vocabulary = formatter.tokenizer.get_vocab()
     if vocabulary != tuned.vocabulary:
         raise ValueError(
@@ -159,7 +154,7 @@ class _RewardPhase:
 
 def _reward_phase(
     source: str,
-    pairs: list[PreferencePair],
+    pairs: list[CanonicalPair],
     prompts: list[Prompt],
     base_texts: list[str],
     tuned_texts: list[str],
@@ -213,7 +208,7 @@ def _policy_intervals(
     return dict(zip(per_prompt, bootstrap_mean_intervals(list(per_prompt.values()), seed)))
 
 
-def _reward_model_section(rewards: "_RewardPhase | None", pairs: list[PreferencePair], seed: int) -> dict:
+def _reward_model_section(rewards: "_RewardPhase | None", pairs: list[CanonicalPair], seed: int) -> dict:
     """evaluation.json's `reward_model` section; every figure None without a reward model."""
     if rewards is None:
         return {"eval_accuracy": None, "eval_accuracy_ci": None, "eval_pairs": None}
@@ -287,7 +282,7 @@ def run_evaluation(
     `config.gold_scorer` names the one to use ('' = none). Without `reward_source` (None or '') no
     reward model is loaded: the reward-model figures are None. The held-out pairs of `eval_pairs_path`
     (when given) also measure the tuned policy's implicit reward against the base
-    (components/evaluate/implicit_reward.py; None without pairs). `config.reward_function` adds the
+    (components/common/implicit_reward.py; None without pairs). `config.reward_function` adds the
     accuracy figures (None without it).
     """
     config.validate()

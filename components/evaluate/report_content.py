@@ -4,7 +4,7 @@ import math
 from dataclasses import dataclass, field
 
 from components.evaluate.curves import Curve
-from components.evaluate.uncertainty import BOOTSTRAP_RESAMPLES, CONFIDENCE_LEVEL, Interval
+from components.common.uncertainty import BOOTSTRAP_RESAMPLES, CONFIDENCE_LEVEL, Interval
 
 # Thresholds of the automatic observations.
 RM_ACCURACY_SUSPICIOUS = 0.95  # held-out accuracy above this: pairs trivially separable or leaked

@@ -4,7 +4,7 @@ answer on its own, desirable or undesirable, against KTO's reference point).
 
 The output is a plain Hugging Face model directory (LoRA merged, tokenizer and generation config
 saved), as PPO's; the metrics include the implicit-reward accuracy on the held-out pairs
-(components/evaluate/implicit_reward.py).
+(components/common/implicit_reward.py).
 """
 
 from pathlib import Path
@@ -16,8 +16,8 @@ from components.common.distributed import TrainingProcesses
 from components.common.models import Placement, load_tokenizer, save_causal_lm
 from components.common.trainer_checkpoints import run_trainer
 from components.common.trainer_stage import finish_training, start_training
-from components.evaluate.eval_data import read_preference_pairs
-from components.evaluate.implicit_reward import implicit_reward_accuracy
+from components.common.canonical_data import read_preference_pairs
+from components.common.implicit_reward import implicit_reward_accuracy
 from components.tune_preference.config import PreferenceTuningConfig
 from components.tune_preference.kto_rows import ClassBalance, unpaired_rows
 from components.tune_preference.trainers import build_trainer

@@ -8,7 +8,7 @@ size; it says nothing about another training run (seed, data split), which can m
 
 import torch
 
-from components.evaluate.metrics import Scores
+from components.common.metrics import Scores
 
 BOOTSTRAP_RESAMPLES = 2000  # enough for stable 2.5% and 97.5% percentiles, and fast on a CPU
 CONFIDENCE_LEVEL = 0.95

@@ -19,11 +19,11 @@ import torch
 from components.common import defaults
 from components.common.chat_templates import PromptFormatter
 from components.common.generation import GeneratedBatch, encode_prompts
-from components.common.models import Placement
-from components.evaluate.eval_data import PreferencePair
-from components.evaluate.metrics import correct_orderings, mean_margin, pairwise_accuracy, summed_log_ratios
-from components.evaluate.policy_samples import free_accelerator_memory, load_policy, response_log_probs
-from components.evaluate.uncertainty import bootstrap_mean_intervals
+from components.common.log_probs import response_log_probs
+from components.common.models import Placement, free_accelerator_memory, load_causal_lm
+from components.common.canonical_data import CanonicalPair
+from components.common.metrics import correct_orderings, mean_margin, pairwise_accuracy, summed_log_ratios
+from components.common.uncertainty import bootstrap_mean_intervals
 from components.common.sequences import answer_ids
 
 SIDES = ("chosen", "rejected")
@@ -39,7 +39,7 @@ IMPLICIT_REWARD_KEYS = (
 
 def answer_batches(
     formatter: PromptFormatter,
-    pairs: Sequence[PreferencePair],
+    pairs: Sequence[CanonicalPair],
     side: str,
     max_prompt_tokens: int,
     max_response_tokens: int,
@@ -75,7 +75,7 @@ def answer_log_probs(model, batches: dict[str, list[GeneratedBatch]]) -> dict[st
 def implicit_reward_accuracy(
     policy_source: str,
     reference_source: str,
-    pairs: Sequence[PreferencePair],
+    pairs: Sequence[CanonicalPair],
     placement: Placement,
     use_chat_template: str = defaults.USE_CHAT_TEMPLATE,
     max_prompt_tokens: int = defaults.PROMPT_SEQUENCE_LENGTH,
@@ -92,13 +92,13 @@ def implicit_reward_accuracy(
         return {"implicit_reward_accuracy": math.nan, "implicit_reward_accuracy_ci": [math.nan, math.nan],
                 "implicit_reward_margin": math.nan, "implicit_reward_margin_ci": [math.nan, math.nan],
                 "implicit_reward_pairs": 0}
-    model, formatter = load_policy(policy_source, placement, use_chat_template)
+    model, formatter = load_causal_lm(policy_source, placement, use_chat_template)
     batches = {side: answer_batches(formatter, pairs, side, max_prompt_tokens, max_response_tokens, batch_size)
                for side in SIDES}
     tuned = answer_log_probs(model, batches)
     del model
     free_accelerator_memory()
-    model, _ = load_policy(reference_source, placement, use_chat_template)
+    model, _ = load_causal_lm(reference_source, placement, use_chat_template)
     reference = answer_log_probs(model, batches)
     del model
     free_accelerator_memory()
