@@ -32,7 +32,7 @@ from components.common.checkpoints import (
 )
 from components.common.distributed import TrainingProcesses
 from components.common.models import Placement, write_model_reference
-from components.common.trainer_checkpoints import checkpoint_interval
+from components.common.trainer.checkpoints import checkpoint_interval
 from components.train_reward_model.config import RewardTrainingConfig
 from components.tune_policy.config import PPOConfig
 from conftest import REPO_ROOT
@@ -59,7 +59,7 @@ if request["stage"] == "ppo":
     from components.tune_policy.config import PPOConfig as Config
     from components.tune_policy.ppo import train_policy as train
 else:
-    from components.common import trainer_checkpoints as hooked
+    from components.common.trainer import checkpoints as hooked
     from components.train_reward_model.config import RewardTrainingConfig as Config
     from components.train_reward_model.training import train_reward_model as train
 from components.common.models import Placement

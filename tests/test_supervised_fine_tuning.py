@@ -316,7 +316,7 @@ def test_examples_are_tokenized_as_the_policy_generates():
 
 def test_a_run_stopped_after_a_checkpoint_resumes_and_ends_as_an_uninterrupted_run(tmp_path, tiny_causal_lm,
                                                                                     monkeypatch, capsys):
-    from components.common import trainer_checkpoints
+    from components.common.trainer import checkpoints as trainer_checkpoints
 
     rows = write_jsonl(tmp_path / "rows.jsonl", taught_rows() * 2)  # 10 examples: 5 steps an epoch
     config = SupervisedTrainingConfig(epochs=2, batch_size=2, learning_rate_multiplier=100.0, logging_steps=2)

@@ -275,7 +275,7 @@ def test_a_run_resumed_from_its_checkpoint_ends_as_an_uninterrupted_one(tmp_path
     folder = tmp_path / "checkpoints" / "tune_preference-0123"
     attempt = dict(**data, output_dir=tmp_path / "resumed", log_dir=tmp_path / "r-logs", checkpoint_dir=str(folder),
                    checkpoint_interval_steps=2)
-    from components.common import trainer_checkpoints
+    from components.common.trainer import checkpoints as trainer_checkpoints
 
     bookkeeping = trainer_checkpoints.checkpoint_bookkeeping
 

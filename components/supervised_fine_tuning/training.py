@@ -16,9 +16,9 @@ from components.common.chat_templates import PromptFormatter
 from components.common.data.transcripts import Prompt
 from components.common.distributed import TrainingProcesses
 from components.common.models import Placement, load_tokenizer
-from components.common.trainer_arguments import training_arguments
-from components.common.trainer_checkpoints import run_trainer
-from components.common.trainer_stage import finish_training, start_training
+from components.common.trainer.arguments import training_arguments
+from components.common.trainer.checkpoints import run_trainer
+from components.common.trainer.stage import finish_training, start_training
 from components.supervised_fine_tuning.config import SupervisedTrainingConfig
 from components.supervised_fine_tuning.data import SFT_FIELDS
 from components.supervised_fine_tuning.tokenization import SupervisedIds, supervised_ids

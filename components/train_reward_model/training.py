@@ -18,9 +18,9 @@ from components.common.distributed import TrainingProcesses
 from components.common.errors import UserInputError
 from components.common.models import Placement, load_tokenizer, weights_dtype
 from components.common.reward_scoring import RewardScorer, reward_model_ids
-from components.common.trainer_arguments import training_arguments
-from components.common.trainer_checkpoints import run_trainer
-from components.common.trainer_stage import finish_training, start_training
+from components.common.trainer.arguments import training_arguments
+from components.common.trainer.checkpoints import run_trainer
+from components.common.trainer.stage import finish_training, start_training
 from components.train_reward_model.config import RewardTrainingConfig
 
 RANK_LOSS_TAG = "rank_loss"  # the tag Vertex's reward trainer writes

@@ -16,7 +16,7 @@ from trl import DPOConfig, DPOTrainer, KTOConfig, KTOTrainer
 
 from components.common.distributed import TrainingProcesses
 from components.common.models import Placement, weights_dtype
-from components.common.trainer_arguments import training_arguments
+from components.common.trainer.arguments import training_arguments
 from components.tune_preference.config import KTO_LOSS_TYPE, PreferenceTuningConfig
 
 

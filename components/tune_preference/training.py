@@ -14,8 +14,8 @@ from components.common.chat_templates import PromptFormatter
 from components.common.data.preparation import holds_data
 from components.common.distributed import TrainingProcesses
 from components.common.models import Placement, load_tokenizer, save_causal_lm
-from components.common.trainer_checkpoints import run_trainer
-from components.common.trainer_stage import finish_training, start_training
+from components.common.trainer.checkpoints import run_trainer
+from components.common.trainer.stage import finish_training, start_training
 from components.common.canonical_data import read_preference_pairs
 from components.common.implicit_reward import implicit_reward_accuracy
 from components.tune_preference.config import PreferenceTuningConfig

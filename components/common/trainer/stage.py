@@ -1,5 +1,5 @@
 """How every stage trained with a TRL trainer (reward model, SFT, DPO/KTO) starts and ends, around the
-training itself (run_trainer, components/common/trainer_checkpoints.py).
+training itself (run_trainer, components/common/trainer/checkpoints.py).
 """
 
 from pathlib import Path

@@ -79,14 +79,14 @@ def run_trainer(
 ):
     """Train the Trainer that `build(trainer_dir, callbacks, checkpoint_steps)` returns, resuming from the
     newest complete checkpoint in `checkpoint_dir` ("" for none); its logs go to `log_dir` as TensorBoard
-    scalars (components/common/trainer_logs.py). The first process then saves the trained model with
+    scalars (components/common/trainer/logs.py). The first process then saves the trained model with
     `save(model)`; every process waits for it, the trainer released.
 
     Returns what `train()` returned, the logs' writer (None in every process but the first) and the
     trainer's log history, for the stage's own closing figures.
     """
     from components.common.checkpoints import checkpoint_to_resume, remove_event_files, steps_done
-    from components.common.trainer_logs import trainer_logs_writer
+    from components.common.trainer.logs import trainer_logs_writer
 
     resumed_from = checkpoint_to_resume(checkpoint_dir, processes) if checkpoint_dir else None
     if processes.is_main:

@@ -12,7 +12,7 @@ import torch
 
 from components.common.distributed import TrainingProcesses
 from components.common.models import Placement
-from components.common.trainer_checkpoints import CHECKPOINTS_KEPT
+from components.common.trainer.checkpoints import CHECKPOINTS_KEPT
 
 
 def training_arguments(config, steps: int, trainer_dir: str | Path, placement: Placement,
