@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from components.common.gcs_paths import fuse_path
+from components.common.gcs_paths import fuse_path, storage_client
 from components.common.model_references import ResolvedModel, build_builtin_model, resolve_model_reference
 
 MODEL_REFERENCE_FILE = "model_reference.json"
@@ -130,10 +130,8 @@ def save_causal_lm(language_model, tokenizer, output_dir: str | Path) -> None:
 
 def download_gcs_prefix(uri: str, destination: Path) -> Path:
     """Copy every object under gs://BUCKET/PREFIX into `destination` (Application Default Credentials)."""
-    from google.cloud import storage
-
     bucket_name, _, prefix = uri.removeprefix("gs://").partition("/")
-    client = storage.Client()
+    client = storage_client(f"cannot download the model files under {uri}")
     prefix = prefix.rstrip("/") + "/" if prefix else ""
     count = 0
     for blob in client.list_blobs(bucket_name, prefix=prefix):
