@@ -22,6 +22,7 @@ RUN pip install --index-url "${TORCH_INDEX_URL}" "torch==${TORCH_VERSION}"
 
 COPY pyproject.toml README.md ./
 COPY pipeline ./pipeline
+COPY cli ./cli
 COPY components ./components
 COPY embedded_default ./embedded_default
 RUN pip install . && rlhf-pipeline steps --dataset-size 3000 --epochs 30

@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-CLI = [sys.executable, "-m", "pipeline"]
+CLI = [sys.executable, "-m", "cli"]
 
 
 def timed(command: list[str], env: dict | None = None) -> tuple[float, subprocess.CompletedProcess]:

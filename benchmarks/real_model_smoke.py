@@ -23,7 +23,7 @@ batch 4). It is how we check the real-model path (chat template, end-of-turn tok
    prompts as `{"prompt": [messages]}` lists and as HH transcript text, and an eval file of prompts.
    The prompts ask for a one-sentence answer: asked open how-to questions, SmolLM2 writes answers
    of several paragraphs and rarely ends within 64 tokens (`--open-prompts` leaves the request out).
-3. `python -m pipeline run` on them with tiny step counts, `use_chat_template=auto` and
+3. `python -m cli run` on them with tiny step counts, `use_chat_template=auto` and
    `missing_eos_penalty=1.0`, its output streamed and kept in `<work>/pipeline.log`.
 
 Measures and prints: the wall time of every stage (kfp.local's own log lines "Executing task" /
@@ -241,10 +241,10 @@ FINISHED = re.compile(r"Task '([^']+)' finished with status (\w+)")
 
 
 def run_pipeline(values: dict, sets: list[str], work: Path) -> tuple[int, Path, float]:
-    """`python -m pipeline run`, streamed to our stdout and to pipeline.log; (exit code, log, seconds)."""
+    """`python -m cli run`, streamed to our stdout and to pipeline.log; (exit code, log, seconds)."""
     params = work / "params.json"
     params.write_text(json.dumps(values, indent=2) + "\n")
-    command = [sys.executable, "-m", "pipeline", "run", "--verbose", "--params", str(params),
+    command = [sys.executable, "-m", "cli", "run", "--verbose", "--params", str(params),
                "--output-dir", str(work / "runs"), "--no-cache"]
     for item in sets:
         command += ["--set", item]

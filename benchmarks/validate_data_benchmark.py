@@ -64,7 +64,7 @@ def train_tokenizer(dataset: Path, directory: Path) -> Path:
 
 def timed_run(dataset: Path, output: Path, extra: list[str]) -> tuple[int, float, int, str]:
     """(exit code, seconds, peak resident bytes, output) of one `validate-data` process."""
-    command = [sys.executable, "-m", "pipeline.commands.validate_data", "--preference-dataset", str(dataset),
+    command = [sys.executable, "-m", "cli.commands.validate_data", "--preference-dataset", str(dataset),
                "--write-normalized", str(output), *extra]
     start = time.perf_counter()
     with subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as process:

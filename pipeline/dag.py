@@ -34,7 +34,7 @@ from components.tune_preference.component import tune_preference
 from components.upload_model.component import upload_model, upload_training_logs
 from pipeline.image import DEFAULT_IMAGE
 from pipeline.parameters import PARAMETERS
-from pipeline.submission.resources import apply_training_resources
+from pipeline.resources import apply_training_resources
 
 PIPELINE_NAME = "rlhf-pipeline"
 # A training step that fails (a preempted VM on Vertex) runs again this many times, resuming from its

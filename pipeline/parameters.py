@@ -15,7 +15,7 @@ from components.common.data.lengths import TRUNCATE
 from components.common.data.loading import DEFAULT_MAX_BAD_ROW_FRACTION
 from components.common.steps import DEFAULT_BATCH_SIZE
 from components.common.vertex_placeholders import LOCATION_PLACEHOLDER, PROJECT_PLACEHOLDER
-from pipeline.submission.resources import DEFAULT_ACCELERATOR_COUNT, DEFAULT_CPU_LIMIT, DEFAULT_MEMORY_LIMIT, GPU
+from pipeline.resources import DEFAULT_ACCELERATOR_COUNT, DEFAULT_CPU_LIMIT, DEFAULT_MEMORY_LIMIT, GPU
 
 REQUIRED = object()  # marks a parameter without a default
 

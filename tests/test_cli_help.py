@@ -4,7 +4,7 @@ import argparse
 
 import pytest
 
-from pipeline.cli import build_parser
+from cli.main import build_parser
 from pipeline.parameters import PARAMETERS_BY_NAME
 
 

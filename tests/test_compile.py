@@ -132,7 +132,7 @@ def test_the_trainers_and_the_evaluation_run_on_the_accelerator_the_parameters_n
 
 def test_resource_parameters_reach_the_steps_inside_branches(compiled):
     """A step in a dsl.If branch reads its accelerator and limits from parameters that every group
-    around it must pass down (kfp does not do it by itself: pipeline/submission/resources.py)."""
+    around it must pass down (kfp does not do it by itself: pipeline/resources.py)."""
     spec = yaml.safe_load(compiled[0])
     resources = ("accelerator_type", "accelerator_count", "cpu_limit", "memory_limit")
     branched = {name: groups for name, (task, groups) in steps(spec).items() if groups}

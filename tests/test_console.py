@@ -9,8 +9,8 @@ import json
 
 import pytest
 
-from pipeline.console import LiveConsole, PlainConsole, VerboseConsole, finished_line, format_seconds
-from pipeline.kfp_stream import (
+from cli.console import LiveConsole, PlainConsole, VerboseConsole, finished_line, format_seconds
+from cli.kfp_stream import (
     CACHED, FAILED, SUCCEEDED, StreamSplitter, failure_reason, parse_progress, parse_trainer_metrics, strip_ansi,
 )
 

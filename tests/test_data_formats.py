@@ -15,7 +15,7 @@ import pyarrow.parquet
 import pytest
 
 from components.common.models import write_model_reference
-from pipeline.commands import validate_data
+from cli.commands import validate_data
 from components.prepare_preference_data.component import prepare_preference_data
 from components.prepare_prompt_data.component import prepare_prompt_data
 from validate_data_calls import validate

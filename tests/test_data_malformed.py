@@ -247,7 +247,7 @@ def test_a_usage_error_is_a_user_input_error(tmp_path):
 
 
 def run_command(*arguments: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "pipeline.commands.validate_data", *arguments], cwd=REPO,
+    return subprocess.run([sys.executable, "-m", "cli.commands.validate_data", *arguments], cwd=REPO,
                           capture_output=True, text=True, timeout=60, env=env)
 
 

@@ -30,7 +30,7 @@ def test_dockerfile_passes_hadolint():
 
 def test_docker_runner_without_an_engine_fails_with_a_clear_message(tmp_path):
     env = {**os.environ, "DOCKER_HOST": f"unix://{tmp_path}/no-engine.sock", "HF_HUB_OFFLINE": "1"}
-    result = subprocess.run([sys.executable, "-m", "pipeline", "run", "--runner", "docker",
+    result = subprocess.run([sys.executable, "-m", "cli", "run", "--runner", "docker",
                              "--output-dir", str(tmp_path / "runs")],
                             cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 2

@@ -3,8 +3,8 @@ go another way than the real run would."""
 
 import json
 
-from pipeline.dry_run import pretended_outputs
-from pipeline.local_run import child_environment
+from cli.dry_run import pretended_outputs
+from cli.local_run import child_environment
 
 
 def command(function: str, inputs: dict, tmp_path) -> list[str]:

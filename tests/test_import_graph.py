@@ -1,5 +1,6 @@
-"""Which way the imports point: the steps (components/) import neither the command line and DAG
-(pipeline/) nor the sample tasks (embedded_default/), which register into them (components/common/registry.py);
+"""Which way the imports point: the command line (cli/) drives the pipeline (pipeline/), which wires the
+steps (components/); the steps import neither of the two nor the sample tasks (embedded_default/), which
+register into them (components/common/registry.py); the pipeline does not know the command line;
 no stage imports another, and components/common imports none: what two stages share lives in common."""
 
 import pytest
@@ -16,6 +17,7 @@ def importers_of(package: str, roots: tuple[str, ...]) -> list[str]:
 
 @pytest.mark.parametrize("package, roots", [
     ("pipeline", ("components", "embedded_default")),  # why the steps' code version leaves pipeline/ out
+    ("cli", ("components", "embedded_default", "pipeline")),
     ("embedded_default", ("components",)),  # the sample tasks register; the stages do not name them
 ])
 def test_no_import_points_the_wrong_way(package, roots):

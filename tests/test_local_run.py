@@ -15,7 +15,7 @@ import yaml
 from conftest import REPO_ROOT
 from tiny_models import build_causal_lm
 
-CLI = [sys.executable, "-m", "pipeline"]
+CLI = [sys.executable, "-m", "cli"]
 SUBJECTS = ["the cat", "the dog", "my post", "a day"]
 STAGES = {  # task (its log's name) -> the title its console lines show, in a PPO run
     "resolve-base-model": "Resolve base model",
@@ -40,7 +40,7 @@ BRANCH_STAGES = {
 MAX_CONSOLE_LINES = 60
 KFP_NOISE = ("Traceback", "Executing task", "[KFP Executor", "executor_input", "UserWarning", "LOAD REPORT", "it/s]",
              "Loading weights")
-# A progress line's text (pipeline/kfp_stream.py Progress.describe): "PPO 3/32 (9%), 2.3s/step, ...".
+# A progress line's text (cli/kfp_stream.py Progress.describe): "PPO 3/32 (9%), 2.3s/step, ...".
 PROGRESS_TEXT = re.compile(r"^.+ [\d.e+]+/[\d.e+]+ \(\d+%\)")
 
 

@@ -3,11 +3,11 @@ parameter file that `run` and `submit` read back as the defaults."""
 
 import pytest
 
-from pipeline.cli import main
+from cli.main import main
 from pipeline.parameters import PARAMETERS
-from pipeline.submission.parameter_file import load_parameter_values
-from pipeline.submission.template import DEFAULT_TEMPLATE, inputs_from_spec, load_template
-from pipeline.submission.validation import validate_for_pipeline
+from cli.submission.parameter_file import load_parameter_values
+from cli.submission.template import DEFAULT_TEMPLATE, inputs_from_spec, load_template
+from cli.submission.validation import validate_for_pipeline
 
 
 def words(text: str) -> str:

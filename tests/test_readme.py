@@ -11,10 +11,10 @@ import sys
 import pytest
 
 from conftest import REPO_ROOT
-from pipeline.cli import build_parser
-from pipeline.console import finished_line, started_line
-from pipeline.kfp_stream import Stage
-from pipeline.local_run import stage_titles, steps_per_run
+from cli.main import build_parser
+from cli.console import finished_line, started_line
+from cli.kfp_stream import Stage
+from cli.local_run import stage_titles, steps_per_run
 from pipeline.parameters import markdown_table
 
 README = (REPO_ROOT / "README.md").read_text()
@@ -148,6 +148,6 @@ def test_readme_sample_output_has_the_shape_of_what_run_prints():
 
 @pytest.mark.parametrize("command", ["--help", "run --help", "params", "runs --help", "chat --help"])
 def test_help_and_params_run_without_error(command):
-    result = subprocess.run([sys.executable, "-m", "pipeline", *command.split()], capture_output=True, text=True,
+    result = subprocess.run([sys.executable, "-m", "cli", *command.split()], capture_output=True, text=True,
                             cwd=REPO_ROOT)
     assert result.returncode == 0 and result.stdout and not result.stderr

@@ -9,8 +9,8 @@ import subprocess
 import sys
 
 from conftest import REPO_ROOT
-from pipeline.local_run import CACHE_DIR, finalize
-from pipeline.run_directories import list_runs
+from cli.local_run import CACHE_DIR, finalize
+from cli.run_directories import list_runs
 
 SUMMARY = {"algorithm": "ppo", "reward_model": {"eval_accuracy": 0.9},
            "policy": {"base_gold_score": 0.4024, "tuned_gold_score": 0.5689, "win_rate": 0.79}}
@@ -44,7 +44,7 @@ def fake_run(output_dir, name, origin=None):
 
 
 def run_cli(*args):
-    return subprocess.run([sys.executable, "-m", "pipeline", *args], capture_output=True, text=True, cwd=REPO_ROOT)
+    return subprocess.run([sys.executable, "-m", "cli", *args], capture_output=True, text=True, cwd=REPO_ROOT)
 
 
 def test_a_cached_run_stays_whole_when_the_run_it_reused_is_deleted(tmp_path):
@@ -121,6 +121,6 @@ def test_a_running_run_is_not_removed(tmp_path):
 
 
 def test_sizes_read_as_du_si_writes_them():
-    from pipeline.run_directories import format_size
+    from cli.run_directories import format_size
 
     assert [format_size(n) for n in (950, 2_500, 12_345_678, 2_500_000_000)] == ["950 B", "2.5 KB", "12 MB", "2.5 GB"]

@@ -6,7 +6,7 @@ import types
 import pytest
 
 from components.common.errors import UserInputError
-from pipeline.fingerprint import data_fingerprints, dataset_entries, fingerprint
+from cli.fingerprint import data_fingerprints, dataset_entries, fingerprint
 
 
 def write(path, text):
@@ -155,7 +155,7 @@ def test_submit_fills_in_the_fingerprints_after_the_data_check(tmp_path):
     (tmp_path / "params.json").write_text(json.dumps(values))
 
     def dry_run(*extra):
-        result = subprocess.run([sys.executable, "-m", "pipeline", "submit", "--target", "kfp", "--host",
+        result = subprocess.run([sys.executable, "-m", "cli", "submit", "--target", "kfp", "--host",
                                  "http://127.0.0.1:9", "--template", str(template), "--params",
                                  str(tmp_path / "params.json"), "--dry-run", *extra],
                                 cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)

@@ -7,9 +7,9 @@ import pytest
 
 from components.common.errors import UserInputError
 from conftest import REPO_ROOT
-from pipeline.local_run import cache_origin, new_run_dir
-from pipeline.preflight import check_before_run, check_model_reference
-from pipeline.submission.parameter_file import load_parameter_values
+from cli.local_run import cache_origin, new_run_dir
+from cli.preflight import check_before_run, check_model_reference
+from cli.submission.parameter_file import load_parameter_values
 from tiny_models import build_causal_lm
 
 GOOD_PAIR = {"input_text": "a post [summary]: ", "candidate_0": "good", "candidate_1": "bad", "choice": 0}

@@ -5,7 +5,7 @@ from types import SimpleNamespace
 import pytest
 
 from components.evaluate.report_content import format_share
-from pipeline.commands.run import print_results
+from cli.commands.run import print_results
 
 
 @pytest.mark.parametrize("share, shown", [

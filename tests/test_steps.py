@@ -26,7 +26,7 @@ def test_a_given_step_count_wins_and_zero_derives():
 @pytest.mark.parametrize("size, epochs, expected", [("3000", "30", "1410"), ("2000", "10", "320")])
 def test_steps_command_prints_the_course_figures(size, epochs, expected):
     result = subprocess.run(
-        [sys.executable, "-m", "pipeline", "steps", "--dataset-size", size, "--epochs", epochs],
+        [sys.executable, "-m", "cli", "steps", "--dataset-size", size, "--epochs", epochs],
         capture_output=True, text=True, check=True,
     )
     assert result.stdout.strip() == expected

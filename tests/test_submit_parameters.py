@@ -10,10 +10,10 @@ import yaml
 from components.common.errors import UserInputError
 from fakes.cloud import LOCATION, PROJECT_ID, google_cloud_fakes
 from fakes.templates import COURSE_PARAMETER_VALUES, compile_rlhf_template
-from pipeline.commands import submit
-from pipeline.submission.parameter_file import load_parameter_values
-from pipeline.submission.template import read_template_inputs
-from pipeline.submission.validation import validate_for_pipeline, validate_parameter_values
+from cli.commands import submit
+from cli.submission.parameter_file import load_parameter_values
+from cli.submission.template import read_template_inputs
+from cli.submission.validation import validate_for_pipeline, validate_parameter_values
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +53,7 @@ def test_set_values_are_read_against_the_parameter_type(tmp_path, template):
 
 def test_the_in_memory_pipeline_declares_the_same_inputs_as_the_compiled_template(template):
     from pipeline.dag import build_pipeline
-    from pipeline.submission.template import pipeline_inputs
+    from cli.submission.template import pipeline_inputs
 
     assert pipeline_inputs(build_pipeline()) == read_template_inputs(template)
     assert validate_for_pipeline(dict(COURSE_PARAMETER_VALUES)) == COURSE_PARAMETER_VALUES
@@ -171,7 +171,7 @@ def test_an_eval_split_fraction_of_0_takes_an_eval_dataset():
 def test_an_eval_dataset_of_prompts_with_eval_split_fraction_0_is_refused_before_submission(tmp_path, fakes,
                                                                                             monkeypatch):
     """The reward model's eval pairs are then split off preference_dataset, and a fraction of 0 splits off none."""
-    from pipeline.submission.datasets import check_datasets
+    from cli.submission.datasets import check_datasets
 
     monkeypatch.setenv("STORAGE_EMULATOR_HOST", fakes.gcs.url)
     fakes.gcs.add_object("held", "val/prompts.jsonl", b'{"input_text": "a post [summary]: "}\n')
@@ -196,7 +196,7 @@ def test_an_eval_dataset_of_prompts_with_eval_split_fraction_0_is_refused_before
 
 def test_datasets_are_checked_before_submission(tmp_path, fakes, monkeypatch):
     """A missing gs:// object and a broken local file both stop the submission before the job is created."""
-    from pipeline.submission.datasets import check_datasets
+    from cli.submission.datasets import check_datasets
 
     monkeypatch.setenv("STORAGE_EMULATOR_HOST", fakes.gcs.url)
     fakes.gcs.add_object("data", "prefs/part-0.jsonl", b'{"input_text": "x", "candidate_0": "a", '
@@ -218,7 +218,7 @@ LOCAL_PATH_NOTE = "(a local path: the job loads it inside its container, so the 
 
 
 def _check_reward_function(spec: str) -> list[str]:
-    from pipeline.submission.datasets import check_reward_function
+    from cli.submission.datasets import check_reward_function
 
     lines = []
     check_reward_function({"reward_function": spec}, report=lines.append)

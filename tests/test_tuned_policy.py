@@ -12,7 +12,7 @@ from components.common.data.transcripts import Prompt
 from components.common.generation import generate_responses
 from components.common.models import load_tokenizer
 from conftest import REPO_ROOT
-from pipeline.tuned_policy import TunedPolicy, prompts_from_file, run_settings
+from cli.tuned_policy import TunedPolicy, prompts_from_file, run_settings
 
 TEMPLATE = "{% for m in messages %}<{{ m['role'] }}> {{ m['content'] }} {% endfor %}<assistant>"
 
@@ -26,7 +26,7 @@ def make_run(directory, model, **parameters):
 
 
 def chat(*args):
-    return subprocess.run([sys.executable, "-m", "pipeline", "chat", *map(str, args)], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "cli", "chat", *map(str, args)], capture_output=True,
                           text=True, cwd=REPO_ROOT, timeout=300)
 
 

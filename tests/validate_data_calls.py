@@ -3,7 +3,7 @@
 import argparse
 from pathlib import Path
 
-from pipeline.commands import validate_data
+from cli.commands import validate_data
 
 
 def validate(tmp_path: Path, **options) -> tuple[int, Path]:

@@ -37,7 +37,7 @@ def prepare_preference_data(
     preference_tuning_train_steps are DPO/KTO's steps over the pairs, derived as the reward model's are
     (from reinforcement_learning_train_epochs unless reinforcement_learning_train_steps is set)."""
     # dataset_fingerprint is read by nothing here: it puts the data's contents into the step's cache
-    # key, so that a dataset edited in place reruns the step (pipeline/fingerprint.py).
+    # key, so that a dataset edited in place reruns the step (cli/fingerprint.py).
     from collections import namedtuple
 
     from components.prepare_preference_data.stage import PreferenceDataConfig, run

@@ -29,7 +29,7 @@ def prepare_prompt_data(
 ) -> NamedTuple("Outputs", [("train_rows", int), ("eval_rows", int), ("reinforcement_learning_train_steps", int)]):
     """Validates the prompts and writes train.jsonl / eval.jsonl, rejects, accounting and a report."""
     # dataset_fingerprint is read by nothing here: it puts the data's contents into the step's cache
-    # key, so that a dataset edited in place reruns the step (pipeline/fingerprint.py).
+    # key, so that a dataset edited in place reruns the step (cli/fingerprint.py).
     from collections import namedtuple
 
     from components.prepare_prompt_data.stage import PromptDataConfig, run

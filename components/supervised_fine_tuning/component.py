@@ -38,7 +38,7 @@ def supervised_fine_tuning(
     this task's inputs, so that a retry with the same inputs resumes from the last one.
     """
     # dataset_fingerprint is read by nothing here: it puts the data's contents into the step's cache
-    # key, so that an sft_dataset edited in place reruns the step (pipeline/fingerprint.py).
+    # key, so that an sft_dataset edited in place reruns the step (cli/fingerprint.py).
     import os
     import tempfile
 

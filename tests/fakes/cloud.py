@@ -20,7 +20,7 @@ from .vertex import FakeVertex
 PROJECT_ID = "fake-project"
 PROJECT_NUMBER = "123456789012"
 LOCATION = "us-central1"
-CLI = [sys.executable, "-m", "pipeline"]
+CLI = [sys.executable, "-m", "cli"]
 # Variables of the developer's own setup that would lead the clients elsewhere.
 _DROPPED = ("GOOGLE_APPLICATION_CREDENTIALS", "GOOGLE_CLOUD_PROJECT", "GCLOUD_PROJECT", "CLOUDSDK_CORE_PROJECT",
             "KF_PIPELINES_ENDPOINT", "KF_PIPELINES_UI_ENDPOINT", "KF_PIPELINES_DEFAULT_EXPERIMENT_NAME",

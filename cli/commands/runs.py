@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from pipeline.local_run import LocalRunConfig
+from cli.local_run import LocalRunConfig
 
 
 def add_parser(subparsers) -> None:
@@ -24,7 +24,7 @@ def add_parser(subparsers) -> None:
 
 
 def main(args) -> int:
-    from pipeline.run_directories import format_size, list_runs, remove_run, runs_table, runs_to_remove
+    from cli.run_directories import format_size, list_runs, remove_run, runs_table, runs_to_remove
 
     runs = list_runs(args.output_dir)
     if args.remove or args.keep_newest is not None:

@@ -149,7 +149,7 @@ def main(args: argparse.Namespace) -> int:
 
 
 def run_standalone(argv: list[str] | None = None) -> int:
-    """`python -m pipeline.commands.validate_data ...`: the same command without the main CLI."""
+    """`python -m cli.commands.validate_data ...`: the same command without the main CLI."""
     parser = argparse.ArgumentParser(prog="validate-data", description=DESCRIPTION)
     add_arguments(parser)
     try:

@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from components.common.errors import UserInputError
-from pipeline.submission.progress import DEFAULT_POLL_SECONDS, follow, plain_console, report_end
-from pipeline.submission.resources import KUBEFLOW, VERTEX, accelerator_for_target
-from pipeline.submission.template import DEFAULT_TEMPLATE, inputs_from_spec, load_template, template_images
+from cli.submission.progress import DEFAULT_POLL_SECONDS, follow, plain_console, report_end
+from pipeline.resources import KUBEFLOW, VERTEX, accelerator_for_target
+from cli.submission.template import DEFAULT_TEMPLATE, inputs_from_spec, load_template, template_images
 
 TARGETS = (VERTEX, KUBEFLOW)
 VERTEX_ONLY = ("project", "location", "network", "labels", "encryption_key", "api_endpoint")
@@ -118,7 +118,7 @@ def _resolve_accelerator(target: str, values: dict[str, Any], inputs) -> None:
 
 
 def _vertex_settings(args, values: dict[str, Any], inputs):
-    from pipeline.submission import vertex
+    from cli.submission import vertex
 
     settings = vertex.VertexSettings(
         project=args.project, location=args.location, pipeline_root=args.pipeline_root,
@@ -134,7 +134,7 @@ def _vertex_settings(args, values: dict[str, Any], inputs):
 
 
 def _kubeflow_settings(args):
-    from pipeline.submission import kubeflow
+    from cli.submission import kubeflow
 
     return kubeflow.KubeflowSettings(
         host=args.host, template_path=args.template, namespace=args.namespace, experiment=args.experiment,
@@ -148,9 +148,9 @@ def prepare(args):
 
     Raises UserInputError on any problem, before any request is sent (the data check reads datasets
     on Cloud Storage only once everything else has passed)."""
-    from pipeline.submission.datasets import check_datasets, check_reward_function
-    from pipeline.submission.parameter_file import load_parameter_values
-    from pipeline.submission.validation import validate_parameter_values
+    from cli.submission.datasets import check_datasets, check_reward_function
+    from cli.submission.parameter_file import load_parameter_values
+    from cli.submission.validation import validate_parameter_values
 
     check_options(args)
     spec = load_template(args.template)
@@ -167,12 +167,12 @@ def prepare(args):
 
 
 def _fill_fingerprints(values: dict[str, Any], inputs) -> None:
-    """The data stages' cache keys see the data, not only its path (pipeline/fingerprint.py).
+    """The data stages' cache keys see the data, not only its path (cli/fingerprint.py).
 
     Only with the data check: with --skip-data-check the paths may exist only inside the image,
     and the data stages' cache then keys on the dataset paths alone."""
-    from pipeline.fingerprint import FINGERPRINTED, fingerprint
-    from pipeline.submission.datasets import as_gcs_uri
+    from cli.fingerprint import FINGERPRINTED, fingerprint
+    from cli.submission.datasets import as_gcs_uri
 
     for name, datasets in FINGERPRINTED.items():
         if name in inputs:
@@ -187,7 +187,7 @@ def _submit_vertex(args, spec: dict, values: dict[str, Any], settings) -> int:
     from google.api_core import exceptions as api_exceptions
     from google.auth import exceptions as auth_exceptions
 
-    from pipeline.submission import vertex
+    from cli.submission import vertex
 
     if args.dry_run:
         from google.auth.credentials import AnonymousCredentials
@@ -212,7 +212,7 @@ def _submit_vertex(args, spec: dict, values: dict[str, Any], settings) -> int:
 
 
 def _submit_kubeflow(args, spec: dict, values: dict[str, Any], settings) -> int:
-    from pipeline.submission import kubeflow
+    from cli.submission import kubeflow
 
     if args.dry_run:
         print(json.dumps(kubeflow.request_body(settings, values, spec), indent=2, sort_keys=True))

@@ -1,9 +1,9 @@
 """Running the whole DAG on this machine through kfp.local.
 
-The pipeline runs in a child process (pipeline/local_child.py) whose stdout and stderr come back
+The pipeline runs in a child process (cli/local_child.py) whose stdout and stderr come back
 through a pipe: this process splits that stream into `<run dir>/logs/<task>.log` (and the whole of
-it into `logs/pipeline.log`) and shows one line per stage, with progress (pipeline/kfp_stream.py,
-pipeline/console.py). A run directory holds, whether its stages ran or came from the cache:
+it into `logs/pipeline.log`) and shows one line per stage, with progress (cli/kfp_stream.py,
+cli/console.py). A run directory holds, whether its stages ran or came from the cache:
 
     parameters.json  the values the pipeline ran with (dataset fingerprints included)
     summary.json     the headline figures; its `paths` name files of this directory only
@@ -55,7 +55,7 @@ class LocalRunConfig:
     output_dir: Path = Path("rlhf-runs")
     enable_caching: bool = True
     image: str = DEFAULT_IMAGE
-    dry_run: bool = False  # pretend every task that misses the cache (pipeline/dry_run.py)
+    dry_run: bool = False  # pretend every task that misses the cache (cli/dry_run.py)
 
 
 @dataclass
@@ -125,7 +125,7 @@ def check_runner(config: LocalRunConfig) -> None:
 def _init_kfp_local(config: LocalRunConfig, run_dir: Path) -> None:
     from kfp import local
 
-    from pipeline.kfp_local_oneof import enable_artifact_oneof
+    from cli.kfp_local_oneof import enable_artifact_oneof
 
     enable_artifact_oneof()
     runner = local.DockerRunner() if config.runner == "docker" else local.SubprocessRunner(use_venv=False)
@@ -235,7 +235,7 @@ def _start_child(values: dict[str, Any], config: LocalRunConfig, run_dir: Path) 
     }, indent=2, sort_keys=True) + "\n")
     env = child_environment(dict(os.environ))
     return subprocess.Popen(
-        [sys.executable, "-m", "pipeline.local_child", str(request)],
+        [sys.executable, "-m", "cli.local_child", str(request)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
         text=True, encoding="utf-8", errors="replace", bufsize=1, env=env,
     )
@@ -322,7 +322,7 @@ def _follow_child(values: dict[str, Any], config: LocalRunConfig, console, run_d
     """Run the child on `run_dir`, following it on `console`: the stages' records and the succeeded
     outcome. Raises RunFailed when a stage fails (its reason and log), UserInputError when the run
     could not start."""
-    from pipeline.kfp_stream import StreamSplitter
+    from cli.kfp_stream import StreamSplitter
 
     logs = run_dir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
@@ -342,7 +342,7 @@ def _follow_child(values: dict[str, Any], config: LocalRunConfig, console, run_d
     failed = splitter.failed
     if failed is not None:
         raise RunFailed(failed.title, failed.reason, failed.log_path)
-    from pipeline.kfp_stream import failure_reason
+    from cli.kfp_stream import failure_reason
 
     reason = outcome.get("message") or failure_reason(list(splitter.tail))
     raise RunFailed("the local run", reason, logs / "pipeline.log")
@@ -354,7 +354,7 @@ def run_locally(values: dict[str, Any], config: LocalRunConfig, console=None,
 
     Raises RunFailed when a stage fails (its reason and log), UserInputError when the run could
     not start."""
-    from pipeline.console import PlainConsole
+    from cli.console import PlainConsole
 
     run_dir = run_dir or new_run_dir(config.output_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -365,7 +365,7 @@ def run_locally(values: dict[str, Any], config: LocalRunConfig, console=None,
 
 
 def plan_locally(values: dict[str, Any], config: LocalRunConfig, console) -> list[dict]:
-    """What `run_locally` would do with `values`, with nothing run (pipeline/dry_run.py): each
+    """What `run_locally` would do with `values`, with nothing run (cli/dry_run.py): each
     stage's record, status succeeded (it would run) or cached. Leaves no run directory."""
     import dataclasses
     import tempfile

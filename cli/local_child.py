@@ -1,6 +1,6 @@
 """The child process of `rlhf-pipeline run`: runs the DAG with kfp.local, output to its stdout.
 
-`python -m pipeline.local_child <run dir>/logs/request.json`. The parent (pipeline/local_run.py)
+`python -m cli.local_child <run dir>/logs/request.json`. The parent (cli/local_run.py)
 reads everything this process and its tasks print and writes `<run dir>/logs/outcome.json`'s
 status: succeeded (with the summary artifact's path), failed (a task failed: the parent finds which
 and why in the stream), input-error (a UserInputError before any task) or crashed.
@@ -13,8 +13,8 @@ import traceback
 from pathlib import Path
 
 from components.common.errors import UserInputError
-from pipeline.kfp_stream import strip_ansi
-from pipeline.local_run import OUTCOME_FILE, LocalRunConfig, execute_pipeline
+from cli.kfp_stream import strip_ansi
+from cli.local_run import OUTCOME_FILE, LocalRunConfig, execute_pipeline
 
 LOG_FORMAT = "%(asctime)s.%(msecs)03d - %(levelname)s - %(message)s"
 
@@ -41,7 +41,7 @@ def main(argv: list[str]) -> int:
 
     _show_kfp_info_logs()
     if config.dry_run:
-        from pipeline.dry_run import pretend_tasks
+        from cli.dry_run import pretend_tasks
 
         pretend_tasks()
     try:

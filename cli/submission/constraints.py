@@ -15,7 +15,7 @@ from components.common.errors import UserInputError
 from components.common.steps import GROUP_ALGORITHMS
 from components.tune_policy.config import LOSS_TYPES, SCALE_REWARDS
 from components.tune_preference.config import DPO_LOSS_TYPES
-from pipeline.submission.resources import accelerator_problem
+from pipeline.resources import accelerator_problem
 
 KMS_KEY = re.compile(r"projects/[^/]+/locations/[^/]+/keyRings/[^/]+/cryptoKeys/[^/]+\Z")
 TENSORBOARD = re.compile(r"(projects/[^/]+/locations/[^/]+/tensorboards/)?\d+\Z")

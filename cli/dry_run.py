@@ -1,7 +1,7 @@
 """`rlhf-pipeline run --dry-run`: the stages a run would execute and those the cache would give, with
 nothing run.
 
-The child process (pipeline/local_child.py) goes through the DAG with kfp.local exactly as a run
+The child process (cli/local_child.py) goes through the DAG with kfp.local exactly as a run
 does, with the same values and so the same cache keys, but every task that misses the cache is
 pretended: its command does not run, it writes empty outputs, and nothing enters the cache. A task
 downstream of a pretended one then misses the cache as it would after the real task ran again. The

@@ -1,6 +1,6 @@
 """The run directories under an output dir: what each holds (`rlhf-pipeline runs`) and removing old ones.
 
-A run directory is whole by itself (pipeline/local_run.py places the cached stages' outputs in it
+A run directory is whole by itself (cli/local_run.py places the cached stages' outputs in it
 as hard links), so removing one never breaks another; it takes with it the cache entries whose
 outputs it holds (kfp.local would treat them as misses anyway), so the next run with the same
 inputs runs those stages again.
@@ -14,7 +14,7 @@ from pathlib import Path
 
 from components.common.errors import UserInputError
 from components.evaluate.report_content import format_number
-from pipeline.local_run import CACHE_DIR, REQUEST_FILE, RUN_NAME
+from cli.local_run import CACHE_DIR, REQUEST_FILE, RUN_NAME
 
 SUCCEEDED, FAILED, RUNNING, UNFINISHED = "succeeded", "failed", "running", "unfinished"
 

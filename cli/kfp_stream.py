@@ -1,6 +1,6 @@
 """Reading kfp.local's output: stages, their logs, their progress and why one failed.
 
-`rlhf-pipeline run` starts kfp.local in a child process (pipeline/local_child.py) and reads its merged
+`rlhf-pipeline run` starts kfp.local in a child process (cli/local_child.py) and reads its merged
 stdout/stderr line by line. kfp.local 2.17 marks each task with lines of its own logger:
 
     03:12:26.353 - INFO - Executing task 'resolve-base-model'
@@ -14,7 +14,7 @@ stdout/stderr line by line. kfp.local 2.17 marks each task with lines of its own
 the root logger a handler). Between "Executing" and the rule after "finished", everything is that
 task's: kfp's executor input, the component's own output indented by four spaces, and its outputs.
 `StreamSplitter` writes the whole stream to `logs/pipeline.log` and each task's part to
-`logs/<task>.log`, and tells a listener (pipeline/console.py) when a stage starts, progresses, ends
+`logs/<task>.log`, and tells a listener (cli/console.py) when a stage starts, progresses, ends
 or comes from the cache. tqdm bars arrive one update per line (kfp reads the component's output in
 text mode, which turns every carriage return into a new line); `parse_progress` reads them.
 """

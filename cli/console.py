@@ -1,6 +1,6 @@
 """What `rlhf-pipeline run` prints: one line per stage as it starts and ends, live progress, results.
 
-Three consoles take the events of pipeline/kfp_stream.py:
+Three consoles take the events of cli/kfp_stream.py:
 
 - `LiveConsole` (a terminal): the stage lines, and below them one line redrawn in place with the
   running stage's progress (steps done, rate, ETA, its key figures, time so far).
@@ -17,7 +17,7 @@ import sys
 import time
 from typing import Callable, TextIO
 
-from pipeline.kfp_stream import CACHED, FAILED, Stage
+from cli.kfp_stream import CACHED, FAILED, Stage
 
 PLAIN_PROGRESS_SECONDS = 30.0
 

@@ -9,7 +9,7 @@ results; every stage's full output is in `<run dir>/logs/`. `--verbose` shows kf
 import sys
 from pathlib import Path
 
-from pipeline.local_run import RUNNERS, LocalRunConfig, sample_tasks
+from cli.local_run import RUNNERS, LocalRunConfig, sample_tasks
 
 
 def add_parser(subparsers) -> None:
@@ -76,7 +76,7 @@ def print_results(result) -> None:
 
 
 def print_plan(stages: list[dict], task: str | None, config) -> int:
-    from pipeline.local_run import CACHE_DIR
+    from cli.local_run import CACHE_DIR
 
     cached = sum(stage["status"] == "cached" for stage in stages)
     print(f"dry run{f' of sample task {task}' if task else ''}: {len(stages) - cached} of {len(stages)} stages "
@@ -85,9 +85,9 @@ def print_plan(stages: list[dict], task: str | None, config) -> int:
 
 
 def main(args) -> int:
-    from pipeline.console import PlanConsole, make_console
-    from pipeline.fingerprint import data_fingerprints
-    from pipeline.local_run import (
+    from cli.console import PlanConsole, make_console
+    from cli.fingerprint import data_fingerprints
+    from cli.local_run import (
         RunFailed,
         check_runner,
         chosen_sample_task,
@@ -97,9 +97,9 @@ def main(args) -> int:
         steps_per_run,
         with_sample_task,
     )
-    from pipeline.preflight import check_before_run
-    from pipeline.submission.parameter_file import load_parameter_values
-    from pipeline.submission.validation import validate_for_pipeline
+    from cli.preflight import check_before_run
+    from cli.submission.parameter_file import load_parameter_values
+    from cli.submission.validation import validate_for_pipeline
 
     given = load_parameter_values(args.params, args.sets)
     task = chosen_sample_task(given, args.sample_task)

@@ -4,7 +4,7 @@ import argparse
 import sys
 
 from components.common.errors import UserInputError
-from pipeline.commands import chat, params, run, runs, steps, submit, validate_data
+from cli.commands import chat, params, run, runs, steps, submit, validate_data
 
 COMMANDS = (run, runs, chat, params, validate_data, submit, steps)
 

@@ -2,7 +2,7 @@
 and a parameter file to start from.
 
 Everything comes from the one parameter table (pipeline/parameters.py), the text the pipeline UI
-shows, and the value rules that `run` and `submit` check (pipeline/submission/constraints.py).
+shows, and the value rules that `run` and `submit` check (cli/submission/constraints.py).
 """
 
 import textwrap
@@ -14,8 +14,8 @@ import yaml
 from components.common.errors import UserInputError
 from components.common.vertex_placeholders import is_vertex_placeholder
 from pipeline.parameters import PARAMETERS, PARAMETERS_BY_NAME, Parameter, type_name
-from pipeline.submission.constraints import RULES
-from pipeline.submission.validation import unknown_name_problem
+from cli.submission.constraints import RULES
+from cli.submission.validation import unknown_name_problem
 
 WIDTH = 100
 INDENT = "    "

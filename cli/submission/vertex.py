@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from components.common.errors import UserInputError
-from pipeline.submission.progress import JobStatus
-from pipeline.submission.template import pipeline_name
+from cli.submission.progress import JobStatus
+from cli.submission.template import pipeline_name
 
 CONSOLE_LINK = "https://console.cloud.google.com/vertex-ai/locations/{location}/pipelines/runs/{job_id}?project={project}"
 LABEL_KEY = re.compile(r"[a-z][a-z0-9_-]{0,62}\Z")

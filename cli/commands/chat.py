@@ -28,7 +28,7 @@ def add_parser(subparsers) -> None:
 
 def main(args) -> int:
     from components.common.errors import UserInputError
-    from pipeline.tuned_policy import TunedPolicy, prompts_from_file, prompts_from_text, run_settings
+    from cli.tuned_policy import TunedPolicy, prompts_from_file, prompts_from_text, run_settings
 
     if not args.prompts and not args.file:
         raise UserInputError("give prompts to answer, or --file PATH")

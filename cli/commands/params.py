@@ -19,7 +19,7 @@ def add_parser(subparsers) -> None:
 
 
 def main(args) -> int:
-    from pipeline.parameter_help import describe, selected, write_defaults_file
+    from cli.parameter_help import describe, selected, write_defaults_file
 
     if args.write_defaults:
         path = write_defaults_file(args.write_defaults)

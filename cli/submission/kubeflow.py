@@ -6,8 +6,8 @@ from pathlib import Path
 from typing import Any
 
 from components.common.errors import UserInputError
-from pipeline.submission.progress import JobStatus
-from pipeline.submission.template import pipeline_name
+from cli.submission.progress import JobStatus
+from cli.submission.template import pipeline_name
 
 DONE_STATES = {"SUCCEEDED", "FAILED", "SKIPPED", "CANCELED"}
 DEFAULT_EXPERIMENT = "Default"

@@ -11,9 +11,9 @@ from typing import Any
 import yaml
 
 from components.common.errors import UserInputError
-from pipeline.submission.constraints import value_problems
-from pipeline.submission.parameter_file import CommandLineValue
-from pipeline.submission.template import BOOLEAN, DOUBLE, INTEGER, LIST, STRING, STRUCT, TemplateInput
+from cli.submission.constraints import value_problems
+from cli.submission.parameter_file import CommandLineValue
+from cli.submission.template import BOOLEAN, DOUBLE, INTEGER, LIST, STRING, STRUCT, TemplateInput
 
 
 class _TypeProblem(Exception):
@@ -107,7 +107,7 @@ def validate_parameter_values(values: dict[str, Any], template_inputs: dict[str,
 
 def validate_for_pipeline(values: dict[str, Any], pipeline=None) -> dict[str, Any]:
     """`validate_parameter_values` against the in-memory pipeline (the DAG `rlhf-pipeline run` runs)."""
-    from pipeline.submission.template import pipeline_inputs
+    from cli.submission.template import pipeline_inputs
 
     if pipeline is None:
         from pipeline.dag import build_pipeline

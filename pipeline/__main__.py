@@ -1,7 +1,0 @@
-"""`python -m pipeline` is the `rlhf-pipeline` command."""
-
-import sys
-
-from pipeline.cli import main
-
-sys.exit(main())
