@@ -127,7 +127,7 @@ class Ours:
         from components.common.chat_templates import PromptFormatter
         from components.common.models import load_tokenizer
         from components.common.reward_functions import load_reward_function
-        from components.tune_policy.config import PPOConfig
+        from components.tune_policy.config import PolicyTuningConfig
         from components.tune_policy.optimization import build_optimizer
         from components.tune_policy.policy_model import load_policy, make_reference
         from components.tune_policy.prompt_data import read_training_rows
@@ -136,11 +136,11 @@ class Ours:
         import torch
 
         self.work = work
-        self.config = PPOConfig(
+        self.config = PolicyTuningConfig(
             steps=args.warmup_steps + args.steps, algorithm="grpo", num_generations=work.generations,
             loss_type=args.loss_type, epsilon=args.epsilon, epsilon_high=0.0, scale_rewards="group",
             batch_size=work.completions, minibatch_size=work.minibatch_size,
-            forward_batch_size=work.minibatch_size, ppo_epochs=work.epochs, base_learning_rate=args.learning_rate,
+            forward_batch_size=work.minibatch_size, epochs=work.epochs, base_learning_rate=args.learning_rate,
             lr_schedule="constant", warmup_fraction=0.0, weight_decay=0.0, max_grad_norm=1.0,
             kl_coeff=args.kl_coeff, missing_eos_penalty=0.0, use_chat_template="auto", temperature=1.0,
             max_new_tokens=args.max_new_tokens, max_prompt_tokens=args.max_prompt_tokens, lora_rank=0, seed=args.seed,
@@ -158,8 +158,8 @@ class Ours:
         self.step_index = 0
 
     def step(self) -> dict[str, float]:
-        from components.tune_policy.ppo import rollout_statistics
-        from components.tune_policy.ppo_update import ppo_update
+        from components.tune_policy.training import rollout_statistics
+        from components.tune_policy.update import update_policy
         from components.tune_policy.rollout import collect_rollout
 
         work = self.work
@@ -168,7 +168,7 @@ class Ours:
         began = time.perf_counter()
         rollout = collect_rollout(self.policy, self.reference, self.rewards, self.formatter,
                                   [row.prompt for row in rows], self.config, columns=[row.columns for row in rows])
-        update = ppo_update(self.policy, self.optimizer, self.scheduler, rollout, self.config, self.order)
+        update = update_policy(self.policy, self.optimizer, self.scheduler, rollout, self.config, self.order)
         stats = rollout_statistics(rollout, self.config.kl_coeff, num_generations=work.generations)
         seconds = time.perf_counter() - began
         self.step_index += 1

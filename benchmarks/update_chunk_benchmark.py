@@ -3,8 +3,8 @@
     python benchmarks/update_chunk_benchmark.py [--model DIR] [--rows 16] [--prompt-tokens 118]
         [--response-tokens 64] [--repeats 3] [--threads 1] [--algorithm grpo] [--json PATH]
 
-One call of `ppo_update` on a fixed rollout of `--rows` rows that makes exactly one forward chunk and
-one minibatch (ppo_epochs 1, minibatch = forward batch = rows), full-weight training in float32, as
+One call of `update_policy` on a fixed rollout of `--rows` rows that makes exactly one forward chunk and
+one minibatch (epochs 1, minibatch = forward batch = rows), full-weight training in float32, as
 the engine trains a real model on the CPU. The optimizer is SGD at learning rate 0, so every repeat
 sees the same weights and no optimizer state is allocated: what is timed is the chunk. The rollout
 holds random tokens (seeded), old and reference log-probs from the engine's policy forward, and
@@ -36,14 +36,14 @@ def build(args):
     import torch
 
     from components.common.models import Placement
-    from components.tune_policy.config import PPOConfig
+    from components.tune_policy.config import PolicyTuningConfig
     from components.tune_policy.policy_model import load_policy
     from components.common.log_probs import token_log_probs
     from components.tune_policy.rollout import Rollout
 
-    config = PPOConfig(
+    config = PolicyTuningConfig(
         steps=1, algorithm=args.algorithm, num_generations=2, batch_size=args.rows, minibatch_size=args.rows,
-        forward_batch_size=args.rows, ppo_epochs=1, kl_coeff=0.04, lora_rank=0, temperature=args.temperature,
+        forward_batch_size=args.rows, epochs=1, kl_coeff=0.04, lora_rank=0, temperature=args.temperature,
         max_new_tokens=args.response_tokens, max_prompt_tokens=args.prompt_tokens,
     )
     placement = Placement.detect()
@@ -95,7 +95,7 @@ def main() -> int:
     import torch
 
     import components
-    from components.tune_policy.ppo_update import ppo_update
+    from components.tune_policy.update import update_policy
     from peak_memory import PeakMemory
 
     torch.set_num_threads(args.threads)
@@ -110,7 +110,7 @@ def main() -> int:
     for _ in range(args.repeats):
         memory.start()
         started = time.perf_counter()
-        ppo_update(policy, optimizer, scheduler, rollout, config, torch.Generator().manual_seed(0))
+        update_policy(policy, optimizer, scheduler, rollout, config, torch.Generator().manual_seed(0))
         seconds.append(time.perf_counter() - started)
         peaks.append(memory.added())
     result = {

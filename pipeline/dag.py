@@ -115,6 +115,31 @@ def _components(image: str) -> dict:
     }
 
 
+class Wiring:
+    """Calls each component with its inputs by name: a pipeline parameter reaches every component whose
+    signature names it, so the forwarding of knobs is generated, never written out. What is not a
+    parameter (an upstream artifact or output, the code version, the pipeline root) is given by name
+    in `inputs` or in `self.values`."""
+
+    def __init__(self, values: dict):
+        self.values = values  # the pipeline parameters and the run-wide values, by name
+
+    def __call__(self, component, task: str, **inputs):
+        arguments = {}
+        for name, spec in component.component_spec.inputs.items():
+            if name in inputs:
+                arguments[name] = inputs[name]
+            elif name in self.values:
+                arguments[name] = self.values[name]
+            elif not spec.optional:
+                raise TypeError(f"the {task} step takes `{name}`, which is neither a pipeline parameter "
+                                "(pipeline/parameters.py) nor wired in pipeline/dag.py")
+        unknown = set(inputs) - set(component.component_spec.inputs)
+        if unknown:
+            raise TypeError(f"the {task} step takes no {', '.join(sorted(unknown))}")
+        return component(**arguments).set_display_name(DISPLAY_NAMES[task])
+
+
 def build_pipeline(image: str = DEFAULT_IMAGE, version: str | None = None):
     """The pipeline function for components running in `image`, with `version` in every cache key."""
     components = _components(image)
@@ -124,217 +149,70 @@ def build_pipeline(image: str = DEFAULT_IMAGE, version: str | None = None):
 
     def rlhf_pipeline(*args):
         p = dict(zip(names, args))
-        common = {"seed": p["seed"], "code_version": version}
-        # Where the training steps keep checkpoints: a retried or rerun step with equal inputs resumes.
-        checkpointing = {
-            "checkpoint_root": p["checkpoint_root"],
-            "pipeline_root": dsl.PIPELINE_ROOT_PLACEHOLDER,
-            "checkpoint_interval_steps": p["checkpoint_interval_steps"],
-        }
-        lengths = {
-            "prompt_sequence_length": p["prompt_sequence_length"],
-            "target_sequence_length": p["target_sequence_length"],
-        }
+        call = Wiring({**p, "code_version": version, "pipeline_root": dsl.PIPELINE_ROOT_PLACEHOLDER,
+                       "pipeline_job_name": dsl.PIPELINE_JOB_NAME_PLACEHOLDER})
 
-        def on_training_machine(task):
+        def on_training_machine(step):
             apply_training_resources(
-                task, p["accelerator_type"], p["accelerator_count"], p["cpu_limit"], p["memory_limit"]
+                step, p["accelerator_type"], p["accelerator_count"], p["cpu_limit"], p["memory_limit"]
             )
-            return task
+            return step
 
-        base = components["resolve"](
-            model_reference=p["large_model_reference"], **common
-        ).set_display_name(DISPLAY_NAMES["resolve"])
+        def training(task: str, **inputs):
+            """A training step: on the training machine, retried from its last checkpoint."""
+            return on_training_machine(call(components[task], task, **inputs)).set_retry(num_retries=TRAINING_RETRIES)
 
-        plan = components["plan"](
-            algorithm=p["algorithm"],
-            reward_function=p["reward_function"],
-            preference_dataset=p["preference_dataset"],
-            train_reward_model_for_eval=p["train_reward_model_for_eval"],
-            code_version=version,
-        ).set_display_name(DISPLAY_NAMES["plan"])
-
-        preference = components["preference"](
-            preference_dataset=p["preference_dataset"],
-            eval_dataset=p["eval_dataset"],
-            instruction=p["instruction"],
-            batch_size=p["batch_size"],
-            reward_model_train_epochs=p["reward_model_train_epochs"],
-            reward_model_train_steps=p["reward_model_train_steps"],
-            algorithm=p["algorithm"],
-            reinforcement_learning_train_epochs=p["reinforcement_learning_train_epochs"],
-            reinforcement_learning_train_steps=p["reinforcement_learning_train_steps"],
-            eval_split_fraction=p["eval_split_fraction"],
-            max_bad_row_fraction=p["max_bad_row_fraction"],
-            length_policy=p["length_policy"],
-            dataset_format=p["dataset_format"],
-            use_chat_template=p["use_chat_template"],
-            dataset_fingerprint=p["preference_data_fingerprint"],
-            base_model=base.outputs["model"],
-            **lengths,
-            **common,
-        ).set_display_name(DISPLAY_NAMES["preference"])
-
-        prompts = components["prompts"](
-            prompt_dataset=p["prompt_dataset"],
-            eval_dataset=p["eval_dataset"],
-            instruction=p["instruction"],
-            prompt_sequence_length=p["prompt_sequence_length"],
-            batch_size=p["batch_size"],
-            reinforcement_learning_train_epochs=p["reinforcement_learning_train_epochs"],
-            reinforcement_learning_train_steps=p["reinforcement_learning_train_steps"],
-            eval_split_fraction=p["eval_split_fraction"],
-            max_eval_prompts=p["max_eval_prompts"],
-            max_bad_row_fraction=p["max_bad_row_fraction"],
-            length_policy=p["length_policy"],
-            use_chat_template=p["use_chat_template"],
-            algorithm=p["algorithm"],
-            num_generations=p["num_generations"],
-            dataset_fingerprint=p["prompt_data_fingerprint"],
-            base_model=base.outputs["model"],
-            **common,
-        ).set_display_name(DISPLAY_NAMES["prompts"])
+        base = call(components["resolve"], "resolve")
+        plan = call(components["plan"], "plan")
+        preference = call(components["preference"], "preference", base_model=base.outputs["model"])
+        prompts = call(components["prompts"], "prompts", base_model=base.outputs["model"])
+        # From here on, step counts are those the data stages derived from the data (0 in a parameter
+        # means "derive it"), never the parameters' own values.
+        call.values.update(
+            reward_model_train_steps=preference.outputs["reward_model_train_steps"],
+            preference_tuning_train_steps=preference.outputs["preference_tuning_train_steps"],
+            reinforcement_learning_train_steps=prompts.outputs["reinforcement_learning_train_steps"],
+        )
+        preference_data = preference.outputs["preference_data"]
 
         with dsl.If(p["sft_dataset"] != "", name="supervised-fine-tuning"):
-            sft = on_training_machine(components["sft"](
-                base_model=base.outputs["model"],
-                preference_data=preference.outputs["preference_data"],
-                sft_dataset=p["sft_dataset"],
-                sft_train_epochs=p["sft_train_epochs"],
-                sft_learning_rate_multiplier=p["sft_learning_rate_multiplier"],
-                batch_size=p["batch_size"],
-                use_chat_template=p["use_chat_template"],
-                max_bad_row_fraction=p["max_bad_row_fraction"],
-                dataset_fingerprint=p["sft_data_fingerprint"],
-                **lengths,
-                **common,
-                **checkpointing,
-            ).set_display_name(DISPLAY_NAMES["sft"]).set_retry(num_retries=TRAINING_RETRIES))
+            sft = training("sft", base_model=base.outputs["model"], preference_data=preference_data)
         with dsl.Else(name="no-supervised-fine-tuning"):
-            no_sft = components["no_sft"](base_model=base.outputs["model"], code_version=version)
-            no_sft.set_display_name(DISPLAY_NAMES["no_sft"])
+            no_sft = call(components["no_sft"], "no_sft", base_model=base.outputs["model"])
         start = dsl.OneOf(sft.outputs["model"], no_sft.outputs["model"])  # the base of every later stage
         sft_logs = dsl.OneOf(sft.outputs["tensorboard_logs"], no_sft.outputs["tensorboard_logs"])
 
         with dsl.If(plan.outputs["reward_model"] == TRAIN, name="reward-model-needed"):
-            reward = on_training_machine(components["reward"](
-                base_model=start,
-                reward_model_reference=p["reward_model_reference"],
-                preference_data=preference.outputs["preference_data"],
-                reward_model_train_steps=preference.outputs["reward_model_train_steps"],
-                reward_model_learning_rate_multiplier=p["reward_model_learning_rate_multiplier"],
-                batch_size=p["batch_size"],
-                reward_model_lora_rank=p["reward_model_lora_rank"],
-                use_margin=p["use_margin"],
-                use_chat_template=p["use_chat_template"],
-                **lengths,
-                **common,
-                **checkpointing,
-            ).set_display_name(DISPLAY_NAMES["reward"]).set_retry(num_retries=TRAINING_RETRIES))
+            reward = training("reward", base_model=start, preference_data=preference_data)
         with dsl.Else(name="no-reward-model"):
-            no_reward = components["no_reward"](algorithm=p["algorithm"], code_version=version)
-            no_reward.set_display_name(DISPLAY_NAMES["no_reward"])
+            no_reward = call(components["no_reward"], "no_reward")
         reward_model = dsl.OneOf(reward.outputs["reward_model"], no_reward.outputs["reward_model"])
         reward_logs = dsl.OneOf(reward.outputs["tensorboard_logs"], no_reward.outputs["tensorboard_logs"])
 
         with dsl.If(plan.outputs["policy_tuning"] == ONLINE, name="online-rl"):
-            online = on_training_machine(components["policy"](
-                base_model=start,
-                reward_model=reward_model,
-                prompt_data=prompts.outputs["prompt_data"],
-                reinforcement_learning_train_steps=prompts.outputs["reinforcement_learning_train_steps"],
-                reinforcement_learning_rate_multiplier=p["reinforcement_learning_rate_multiplier"],
-                kl_coeff=p["kl_coeff"],
-                batch_size=p["batch_size"],
-                ppo_epochs=p["ppo_epochs"],
-                ppo_minibatch_size=p["ppo_minibatch_size"],
-                sampling_temperature=p["sampling_temperature"],
-                missing_eos_penalty=p["missing_eos_penalty"],
-                use_chat_template=p["use_chat_template"],
-                algorithm=p["algorithm"],
-                num_generations=p["num_generations"],
-                loss_type=p["loss_type"],
-                epsilon=p["epsilon"],
-                epsilon_high=p["epsilon_high"],
-                scale_rewards=p["scale_rewards"],
-                reward_function=p["reward_function"],
-                policy_lora_rank=p["policy_lora_rank"],
-                **lengths,
-                **common,
-                **checkpointing,
-            ).set_display_name(DISPLAY_NAMES["policy"]).set_retry(num_retries=TRAINING_RETRIES))
+            online = training("policy", base_model=start, reward_model=reward_model,
+                              prompt_data=prompts.outputs["prompt_data"])
         with dsl.Else(name="offline-preference-tuning"):
-            offline = on_training_machine(components["preference_tuning"](
-                base_model=start,
-                preference_data=preference.outputs["preference_data"],
-                algorithm=p["algorithm"],
-                train_steps=preference.outputs["preference_tuning_train_steps"],
-                learning_rate_multiplier=p["reinforcement_learning_rate_multiplier"],
-                batch_size=p["batch_size"],
-                dpo_beta=p["dpo_beta"],
-                dpo_loss_type=p["dpo_loss_type"],
-                kto_desirable_weight=p["kto_desirable_weight"],
-                kto_undesirable_weight=p["kto_undesirable_weight"],
-                policy_lora_rank=p["policy_lora_rank"],
-                use_chat_template=p["use_chat_template"],
-                **lengths,
-                **common,
-                **checkpointing,
-            ).set_display_name(DISPLAY_NAMES["preference_tuning"]).set_retry(num_retries=TRAINING_RETRIES))
+            offline = training("preference_tuning", base_model=start, preference_data=preference_data)
         policy = dsl.OneOf(online.outputs["policy"], offline.outputs["policy"])
         policy_logs = dsl.OneOf(online.outputs["tensorboard_logs"], offline.outputs["tensorboard_logs"])
 
-        components["logs"](
-            sft_logs=sft_logs,
-            reward_model_logs=reward_logs,
-            policy_logs=policy_logs,
-            tensorboard_resource_id=p["tensorboard_resource_id"],
-            project=p["project"],
-            location=p["location"],
-            pipeline_job_name=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
-            code_version=version,
-        ).set_display_name(DISPLAY_NAMES["logs"]).set_caching_options(False)  # a side effect: never cached
-
-        upload = components["upload"](
-            policy=policy,
-            large_model_reference=p["large_model_reference"],
-            deploy_model=p["deploy_model"],
-            project=p["project"],
-            location=p["location"],
-            encryption_spec_key_name=p["encryption_spec_key_name"],
-            model_display_name=p["model_display_name"],
-            code_version=version,
-        ).set_display_name(DISPLAY_NAMES["upload"]).set_caching_options(False)  # a side effect: never cached
+        # Side effects: never cached.
+        call(components["logs"], "logs", sft_logs=sft_logs, reward_model_logs=reward_logs,
+             policy_logs=policy_logs).set_caching_options(False)
+        upload = call(components["upload"], "upload", policy=policy).set_caching_options(False)
 
         # Evaluation loads up to three models and generates with two: it needs the trainers' machine.
-        evaluation = on_training_machine(components["evaluate"](
-            base_model=start,
-            policy=policy,
-            reward_model=reward_model,
-            preference_data=preference.outputs["preference_data"],
-            prompt_data=prompts.outputs["prompt_data"],
-            reward_model_logs=reward_logs,
-            policy_logs=policy_logs,
-            sampling_temperature=p["sampling_temperature"],
-            max_eval_prompts=p["max_eval_prompts"],
-            gold_scorer=p["gold_scorer"],
-            reward_function=p["reward_function"],
-            use_chat_template=p["use_chat_template"],
-            **lengths,
-            **common,
-        ).set_display_name(DISPLAY_NAMES["evaluate"]))
+        evaluation = on_training_machine(call(
+            components["evaluate"], "evaluate", base_model=start, policy=policy, reward_model=reward_model,
+            preference_data=preference_data, prompt_data=prompts.outputs["prompt_data"],
+            reward_model_logs=reward_logs, policy_logs=policy_logs,
+        ))
 
-        summary = components["summary"](
-            evaluation=evaluation.outputs["evaluation"],
-            reward_model=reward_model,
-            policy=policy,
-            report=evaluation.outputs["report"],
-            reward_model_train_steps=preference.outputs["reward_model_train_steps"],
-            reinforcement_learning_train_steps=prompts.outputs["reinforcement_learning_train_steps"],
-            preference_tuning_train_steps=preference.outputs["preference_tuning_train_steps"],
-            algorithm=p["algorithm"],
-            code_version=version,
-        ).set_display_name(DISPLAY_NAMES["summary"])
+        summary = call(
+            components["summary"], "summary", evaluation=evaluation.outputs["evaluation"],
+            reward_model=reward_model, policy=policy, report=evaluation.outputs["report"],
+        )
         return PipelineOutputs(
             model_resource_name=upload.outputs["model_resource_name"],
             endpoint_resource_name=upload.outputs["endpoint_resource_name"],

@@ -164,9 +164,11 @@ OUR_PARAMETERS: tuple[Parameter, ...] = (
               "GRPO/RLOO: how token losses are averaged, as TRL names it: 'dapo' (over every token of the "
               "minibatch), 'grpo' (per response, then over responses) or 'dr_grpo' (sum over a fixed length)."),
     Parameter("epsilon", float, defaults.EPSILON,
-              "GRPO/RLOO: the probability ratio is clipped below at 1 - epsilon (PPO uses 0.2 as well)."),
+              "PPO, GRPO and RLOO: the probability ratio is clipped below at 1 - epsilon (TRL's `epsilon`, "
+              "PPO's clip range)."),
     Parameter("epsilon_high", float, defaults.EPSILON_HIGH,
-              "GRPO/RLOO: the ratio is clipped above at 1 + epsilon_high (DAPO's clip-higher); 0 means epsilon."),
+              "PPO, GRPO and RLOO: the ratio is clipped above at 1 + epsilon_high (DAPO's clip-higher); 0 means "
+              "epsilon."),
     Parameter("scale_rewards", str, defaults.SCALE_REWARDS,
               "GRPO: advantages are divided by the standard deviation of the prompt's group ('group'), of "
               "the whole batch ('batch'), or not at all ('none', Dr. GRPO)."),

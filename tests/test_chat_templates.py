@@ -118,11 +118,11 @@ def test_ppo_rollouts_render_prompts_with_the_policys_template_and_score_the_pro
     import torch
 
     from components.common.models import Placement
-    from components.tune_policy.config import PPOConfig
+    from components.tune_policy.config import PolicyTuningConfig
     from components.tune_policy.policy_model import load_policy
     from components.tune_policy.rollout import collect_rollout
 
-    config = PPOConfig(steps=1, lora_rank=0, kl_coeff=0.0, max_new_tokens=3, max_prompt_tokens=32)
+    config = PolicyTuningConfig(steps=1, lora_rank=0, kl_coeff=0.0, max_new_tokens=3, max_prompt_tokens=32)
     policy = load_policy(str(chat_model), config, Placement(torch.device("cpu"), torch.float32))
     formatter = PromptFormatter(load_tokenizer(str(chat_model), "left"), "auto", "chat")
     scored = []

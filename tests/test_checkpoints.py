@@ -34,7 +34,7 @@ from components.common.distributed import TrainingProcesses
 from components.common.models import Placement, write_model_reference
 from components.common.trainer.checkpoints import checkpoint_interval
 from components.train_reward_model.config import RewardTrainingConfig
-from components.tune_policy.config import PPOConfig
+from components.tune_policy.config import PolicyTuningConfig
 from conftest import REPO_ROOT
 from tiny_models import PROMPTS
 
@@ -56,8 +56,8 @@ request = json.loads(sys.argv[1])
 torch.set_num_threads(1)
 if request["stage"] == "ppo":
     from components.tune_policy import checkpointing as hooked
-    from components.tune_policy.config import PPOConfig as Config
-    from components.tune_policy.ppo import train_policy as train
+    from components.tune_policy.config import PolicyTuningConfig as Config
+    from components.tune_policy.training import train_policy as train
 else:
     from components.common.trainer import checkpoints as hooked
     from components.train_reward_model.config import RewardTrainingConfig as Config
@@ -145,10 +145,10 @@ def assert_killed_at_the_second_checkpoint(folder: Path) -> None:
 def test_ppo_killed_halfway_resumes_and_ends_as_an_uninterrupted_run(
     tmp_path, tiny_causal_lm, length_reward_model, capsys, lora_rank
 ):
-    from components.tune_policy.ppo import train_policy
+    from components.tune_policy.training import train_policy
 
-    config = PPOConfig(
-        steps=6, batch_size=4, minibatch_size=2, ppo_epochs=2, max_new_tokens=5, max_prompt_tokens=32,
+    config = PolicyTuningConfig(
+        steps=6, batch_size=4, minibatch_size=2, epochs=2, max_new_tokens=5, max_prompt_tokens=32,
         lora_rank=lora_rank, kl_coeff=0.1, base_learning_rate=1e-2, seed=5,
     )
     prompts_path = tmp_path / "prompts.jsonl"
@@ -219,10 +219,10 @@ def test_reward_model_killed_halfway_resumes_and_ends_as_an_uninterrupted_run(
     assert not folder.exists()
 
 
-def train_policy_stopping_at(config: PPOConfig, stop_at: int, **kwargs) -> dict:
+def train_policy_stopping_at(config: PolicyTuningConfig, stop_at: int, **kwargs) -> dict:
     """Run in each of several processes: PPO that fails right after saving the checkpoint of step
     `stop_at` (the launcher then ends every process)."""
-    from components.tune_policy import ppo
+    from components.tune_policy import training
 
     save = ppo.save_checkpoint
 
@@ -232,7 +232,7 @@ def train_policy_stopping_at(config: PPOConfig, stop_at: int, **kwargs) -> dict:
             raise RuntimeError(f"stopped after the checkpoint of step {stop_at}")
 
     ppo.save_checkpoint = save_then_fail
-    return ppo.train_policy(config, **kwargs)
+    return training.train_policy(config, **kwargs)
 
 
 def test_ppo_in_two_processes_resumes_with_each_process_random_states(
@@ -240,12 +240,12 @@ def test_ppo_in_two_processes_resumes_with_each_process_random_states(
 ):
     """Each process samples with its own random states: each saves and restores its own."""
     from components.common.distributed import run_in_processes
-    from components.tune_policy.ppo import train_policy
+    from components.tune_policy.training import train_policy
 
     tests = str(Path(__file__).parent)  # the launched processes import this module
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [tests, os.environ.get("PYTHONPATH")])))
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    config = PPOConfig(steps=5, batch_size=4, minibatch_size=2, forward_batch_size=2, ppo_epochs=1, lora_rank=2,
+    config = PolicyTuningConfig(steps=5, batch_size=4, minibatch_size=2, forward_batch_size=2, epochs=1, lora_rank=2,
                        max_new_tokens=5, max_prompt_tokens=32, base_learning_rate=1e-2)
     prompts_path = tmp_path / "prompts.jsonl"
     prompts_path.write_text("".join(json.dumps({"prompt": p}) + "\n" for p in PROMPTS[:4]))
@@ -275,9 +275,9 @@ def test_ppo_in_two_processes_resumes_with_each_process_random_states(
 def test_checkpoints_do_not_change_a_run(tmp_path, tiny_causal_lm, length_reward_model):
     """Saving reads states and consumes no random numbers: a run with a checkpoint every step equals
     one without any (and leaves none behind)."""
-    from components.tune_policy.ppo import train_policy
+    from components.tune_policy.training import train_policy
 
-    config = PPOConfig(steps=3, batch_size=4, minibatch_size=2, ppo_epochs=1, max_new_tokens=5,
+    config = PolicyTuningConfig(steps=3, batch_size=4, minibatch_size=2, epochs=1, max_new_tokens=5,
                        max_prompt_tokens=32, lora_rank=2, base_learning_rate=1e-2)
     prompts_path = tmp_path / "prompts.jsonl"
     prompts_path.write_text("".join(json.dumps({"prompt": p}) + "\n" for p in PROMPTS))
@@ -336,7 +336,7 @@ def test_the_task_identity_follows_the_inputs_not_where_they_live(tmp_path):
     model.mkdir()
     for name, contents in (("config.json", b"{}"), ("tokenizer.json", b"{}"), ("model.safetensors", b"weights")):
         (model / name).write_bytes(contents)
-    settings = dataclasses.asdict(PPOConfig(steps=10))
+    settings = dataclasses.asdict(PolicyTuningConfig(steps=10))
 
     def identity(prompts=first, model_dir=model, version="1.0+abc", **changes):
         return task_identity("tune_policy", version, {**settings, **changes}, {"prompts": prompts, "model": model_dir})

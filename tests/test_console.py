@@ -34,7 +34,7 @@ RECORDED_SUCCESS = f"""\
         "inputs": {{
             "parameterValues": {{
                 "seed": 0,
-                "model_reference": "builtin:tiny-summarizer"
+                "large_model_reference": "builtin:tiny-summarizer"
             }}
         }}
     }}
@@ -180,7 +180,7 @@ def test_a_recorded_run_is_split_into_one_log_per_stage(tmp_path):
     resolve = (logs / "resolve-base-model.log").read_text()
     # kfp's warning about the task comes before its start line, and belongs to it
     assert resolve.startswith("/work/main/.venv/lib/python3.11/site-packages/kfp/local/orchestrator/task_executor.py")
-    assert '"model_reference": "builtin:tiny-summarizer"' in resolve and "Task 'resolve-base-model' outputs:" in resolve
+    assert '"large_model_reference": "builtin:tiny-summarizer"' in resolve and "Task 'resolve-base-model' outputs:" in resolve
     assert "train-reward-model" not in resolve and "\x1b[" not in resolve
     assert "cache hit (key=2c630d420b9b)" in (logs / "prepare-preference-data.log").read_text()
     reward = (logs / "train-reward-model.log").read_text()

@@ -18,6 +18,7 @@ from components.common.models import write_model_reference
 from cli.commands import validate_data
 from components.prepare_preference_data.component import prepare_preference_data
 from components.prepare_prompt_data.component import prepare_prompt_data
+from stage_calls import call_stage
 from validate_data_calls import validate
 
 SAMPLES = Path(__file__).parent / "data_samples"
@@ -268,15 +269,17 @@ def test_every_layout_goes_through_the_pipeline_stages(tmp_path, name):
     model = SimpleNamespace(path=str(base_model))
     dataset = write_container(read_jsonl(SAMPLES / f"{name}.jsonl"), "parquet", tmp_path / "in", name)
     data, report = tmp_path / "pref", tmp_path / "pref.md"
-    outputs = prepare_preference_data(
-        str(dataset), "", "", 512, 64, 2, 1, 0, "ppo", 1, 0, 0.2, 0, "test", model,
-        SimpleNamespace(path=str(data)), SimpleNamespace(path=str(report)))
+    outputs = call_stage(
+        prepare_preference_data, preference_dataset=str(dataset), eval_dataset="", instruction="", batch_size=2,
+        eval_split_fraction=0.2, code_version="test", base_model=model, preference_data=SimpleNamespace(path=str(data)),
+        data_report=SimpleNamespace(path=str(report)))
     assert outputs.train_rows + outputs.eval_rows == used and outputs.train_rows > 0
     assert layout in report.read_text()
     prompts = tmp_path / "prompts"
-    outputs = prepare_prompt_data(
-        str(SAMPLES / "explicit_prompts.jsonl"), str(dataset), "", 512, 2, 1, 0, 0.2, 200, 0, "test", model,
-        SimpleNamespace(path=str(prompts)), SimpleNamespace(path=str(tmp_path / "prompts.md")))
+    outputs = call_stage(
+        prepare_prompt_data, prompt_dataset=str(SAMPLES / "explicit_prompts.jsonl"), eval_dataset=str(dataset),
+        instruction="", batch_size=2, eval_split_fraction=0.2, code_version="test", base_model=model,
+        prompt_data=SimpleNamespace(path=str(prompts)), data_report=SimpleNamespace(path=str(tmp_path / "prompts.md")))
     pair_prompts = {p["prompt"] for p in canonical_pairs(data)}
     assert outputs.train_rows == 12 and {p["prompt"] for p in read_jsonl(prompts / "eval.jsonl")} == pair_prompts
 
@@ -422,8 +425,8 @@ def test_the_prompt_stage_writes_the_columns_for_the_reward_function(tmp_path):
     base_model = tmp_path / "base_model"
     write_model_reference(base_model, str(SAMPLES / "tokenizer"), "test tokenizer")
     prompts, report = tmp_path / "prompts", tmp_path / "prompts.md"
-    outputs = prepare_prompt_data(
-        prompt_dataset=str(SAMPLES / "gsm8k_prompts.jsonl"), eval_dataset="",
+    outputs = call_stage(
+        prepare_prompt_data, prompt_dataset=str(SAMPLES / "gsm8k_prompts.jsonl"), eval_dataset="",
         instruction="Solve it. End with '#### N'.",
         prompt_sequence_length=512, batch_size=2, reinforcement_learning_train_epochs=1,
         reinforcement_learning_train_steps=0, eval_split_fraction=0.2, max_eval_prompts=200, seed=0,

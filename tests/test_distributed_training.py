@@ -17,7 +17,7 @@ from components.common.chat_templates import PromptFormatter
 from components.common.data.transcripts import Prompt
 from components.common.distributed import TrainingProcesses, run_in_processes, run_on_every_gpu
 from components.common.models import Placement, load_tokenizer
-from components.tune_policy.config import PPOConfig
+from components.tune_policy.config import PolicyTuningConfig
 
 CPU = Placement(torch.device("cpu"), torch.float32)
 PROCESSES = 2
@@ -31,7 +31,7 @@ PROMPTS = [
 
 @pytest.fixture(autouse=True)
 def launched_processes_import_the_tests(monkeypatch):
-    """The launched processes import this module (for `ppo_update_on_saved_rollout`) like pytest does."""
+    """The launched processes import this module (for `update_on_saved_rollout`) like pytest does."""
     tests = str(Path(__file__).parent)
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [tests, os.environ.get("PYTHONPATH")])))
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
@@ -49,7 +49,7 @@ def _shard_rows(rollout, processes: TrainingProcesses):
     return dataclasses.replace(rollout, **fields)
 
 
-def ppo_update_on_saved_rollout(config: PPOConfig, policy_dir: str, rollout_path: str, output_dir: str) -> dict:
+def update_on_saved_rollout(config: PolicyTuningConfig, policy_dir: str, rollout_path: str, output_dir: str) -> dict:
     """Run in each process: this process's share of one PPO update, plus the shared statistics.
 
     Returns (from the first process) the update's statistics, the rollout statistics and the
@@ -57,9 +57,9 @@ def ppo_update_on_saved_rollout(config: PPOConfig, policy_dir: str, rollout_path
     """
     from components.tune_policy.optimization import build_optimizer, trainable_parameters
     from components.tune_policy.policy_model import load_policy
-    from components.tune_policy.ppo import rollout_statistics
+    from components.tune_policy.training import rollout_statistics
     from components.tune_policy.ppo_math import masked_whiten
-    from components.tune_policy.ppo_update import ppo_update
+    from components.tune_policy.update import update_policy
 
     processes = TrainingProcesses.from_environment()
     torch.manual_seed(config.seed + processes.rank)  # different LoRA initialisations: DDP must align them
@@ -69,7 +69,7 @@ def ppo_update_on_saved_rollout(config: PPOConfig, policy_dir: str, rollout_path
     whitened = processes.gather(masked_whiten(rollout.returns, rollout.response_mask, processes.total))
     optimizer, scheduler = build_optimizer(policy, config)
     generator = torch.Generator().manual_seed(config.seed)
-    update = ppo_update(trained, optimizer, scheduler, rollout, config, generator, processes)
+    update = update_policy(trained, optimizer, scheduler, rollout, config, generator, processes)
     if processes.is_main:
         weights = {f"{index}": p.detach() for index, p in enumerate(trainable_parameters(policy))}
         torch.save(weights, Path(output_dir) / "weights.pt")
@@ -91,8 +91,8 @@ def test_a_ppo_update_shared_by_two_processes_equals_one_process_on_the_whole_ba
     # One minibatch per epoch, so the order of the rows cannot matter; two forward chunks per
     # process, so gradient accumulation without synchronisation is exercised; two epochs, so the
     # second step starts from weights the first step changed.
-    config = PPOConfig(
-        steps=1, batch_size=8, minibatch_size=8, forward_batch_size=2, ppo_epochs=2, lora_rank=lora_rank,
+    config = PolicyTuningConfig(
+        steps=1, batch_size=8, minibatch_size=8, forward_batch_size=2, epochs=2, lora_rank=lora_rank,
         kl_coeff=0.0, max_new_tokens=6, max_prompt_tokens=32, base_learning_rate=1e-2,
     )
     torch.manual_seed(0)
@@ -116,9 +116,9 @@ def test_a_ppo_update_shared_by_two_processes_equals_one_process_on_the_whole_ba
         output.mkdir()
         arguments = dict(policy_dir=str(tiny_causal_lm), rollout_path=str(rollout_path), output_dir=str(output))
         if count == 1:
-            result = ppo_update_on_saved_rollout(config, **arguments)
+            result = update_on_saved_rollout(config, **arguments)
         else:
-            result = run_in_processes(count, ppo_update_on_saved_rollout, config, **arguments)
+            result = run_in_processes(count, update_on_saved_rollout, config, **arguments)
         results[count] = (result, torch.load(output / "weights.pt"))
     (alone, alone_weights), (shared, shared_weights) = results[1], results[PROCESSES]
 
@@ -148,10 +148,10 @@ def test_policy_tuning_in_two_processes_saves_one_policy_and_one_log(tmp_path, t
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
     from transformers import AutoModelForCausalLM
 
-    from components.tune_policy.ppo import train_policy
+    from components.tune_policy.training import train_policy
 
-    config = PPOConfig(
-        steps=2, batch_size=4, minibatch_size=2, forward_batch_size=2, ppo_epochs=1, lora_rank=2, kl_coeff=0.1,
+    config = PolicyTuningConfig(
+        steps=2, batch_size=4, minibatch_size=2, forward_batch_size=2, epochs=1, lora_rank=2, kl_coeff=0.1,
         max_new_tokens=5, max_prompt_tokens=32, base_learning_rate=1e-2,
     )
     prompts_path = tmp_path / "prompts.jsonl"
@@ -213,8 +213,8 @@ def test_without_several_gpus_the_function_runs_in_this_process(monkeypatch):
         seen.append((config, kwargs, os.getpid()))
         return "done"
 
-    assert run_on_every_gpu(record, PPOConfig(steps=1), value=3) == "done"
-    assert seen == [(PPOConfig(steps=1), {"value": 3}, os.getpid())]
+    assert run_on_every_gpu(record, PolicyTuningConfig(steps=1), value=3) == "done"
+    assert seen == [(PolicyTuningConfig(steps=1), {"value": 3}, os.getpid())]
 
 
 @pytest.mark.parametrize("stage", ["reward model", "policy"])
@@ -225,7 +225,7 @@ def test_settings_the_gpus_cannot_share_are_refused_before_any_process_starts(mo
     def train(config):
         raise AssertionError("not to be called")
 
-    config = RewardTrainingConfig(steps=1) if stage == "reward model" else PPOConfig(steps=1, minibatch_size=8)
+    config = RewardTrainingConfig(steps=1) if stage == "reward model" else PolicyTuningConfig(steps=1, minibatch_size=8)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 3)
     with pytest.raises(UserInputError, match="batch_size 64 is not a multiple of the 3 GPUs") as refused:
         run_on_every_gpu(train, config)

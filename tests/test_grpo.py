@@ -8,16 +8,16 @@ import torch
 
 from components.common.errors import UserInputError
 from components.common.models import Placement
-from components.tune_policy.config import PPOConfig
+from components.tune_policy.config import PolicyTuningConfig
 from components.tune_policy.group_math import (
     aggregated_loss,
     check_some_rewarded,
-    clipped_ratio_loss,
     group_advantages,
     group_reward_statistics,
     k3_kl,
     leave_one_out_advantages,
 )
+from components.tune_policy.ppo_math import clipped_ratio_loss
 from tiny_models import PROMPTS
 
 CPU = Placement(torch.device("cpu"), torch.float32)
@@ -101,19 +101,19 @@ def test_loss_types_average_token_losses_as_trl_names_them():
 
 
 def test_config_validates_the_grouped_settings():
-    PPOConfig(steps=1, algorithm="grpo", batch_size=8, num_generations=4, minibatch_size=8).validate()
-    PPOConfig(steps=1, batch_size=6, minibatch_size=2, num_generations=4).validate()  # PPO ignores it
+    PolicyTuningConfig(steps=1, algorithm="grpo", batch_size=8, num_generations=4, minibatch_size=8).validate()
+    PolicyTuningConfig(steps=1, batch_size=6, minibatch_size=2, num_generations=4).validate()  # PPO ignores it
     with pytest.raises(UserInputError) as error:
-        PPOConfig(steps=1, algorithm="rloo", batch_size=6, num_generations=4, minibatch_size=2,
+        PolicyTuningConfig(steps=1, algorithm="rloo", batch_size=6, num_generations=4, minibatch_size=2,
                   loss_type="bnpo", scale_rewards="max").validate()
     for expected in ("multiple of num_generations 4", "loss_type", "scale_rewards"):
         assert expected in str(error.value)
     with pytest.raises(UserInputError, match="algorithm must be one of"):
-        PPOConfig(steps=1, algorithm="dpo").validate()
+        PolicyTuningConfig(steps=1, algorithm="dpo").validate()
     with pytest.raises(UserInputError, match="whole groups"):
-        PPOConfig(steps=1, algorithm="grpo", batch_size=12, num_generations=4, minibatch_size=2).validate(processes=2)
-    assert PPOConfig(steps=1, epsilon=0.2).clip_high == 0.2
-    assert PPOConfig(steps=1, epsilon=0.2, epsilon_high=0.28).clip_high == 0.28
+        PolicyTuningConfig(steps=1, algorithm="grpo", batch_size=12, num_generations=4, minibatch_size=2).validate(processes=2)
+    assert PolicyTuningConfig(steps=1, epsilon=0.2).clip_high == 0.2
+    assert PolicyTuningConfig(steps=1, epsilon=0.2, epsilon_high=0.28).clip_high == 0.28
 
 
 # ---------------------------------------------------------------- real runs
@@ -124,14 +124,14 @@ def _write_prompts(path, rows):
     return path
 
 
-def _grouped_config(algorithm: str, **overrides) -> PPOConfig:
+def _grouped_config(algorithm: str, **overrides) -> PolicyTuningConfig:
     settings = dict(
-        steps=10, algorithm=algorithm, batch_size=16, num_generations=4, minibatch_size=8, ppo_epochs=2,
+        steps=10, algorithm=algorithm, batch_size=16, num_generations=4, minibatch_size=8, epochs=2,
         max_new_tokens=8, max_prompt_tokens=32, lora_rank=0, kl_coeff=0.02, base_learning_rate=3e-3,
         missing_eos_penalty=0.0, seed=0,
     )
     settings.update(overrides)
-    return PPOConfig(**settings)
+    return PolicyTuningConfig(**settings)
 
 
 def _scalars(log_dir):
@@ -144,7 +144,7 @@ def _scalars(log_dir):
 def test_grouped_runs_raise_the_reward_of_the_length_reward_model(
     tmp_path, tiny_causal_lm, length_reward_model, algorithm
 ):
-    from components.tune_policy.ppo import train_policy
+    from components.tune_policy.training import train_policy
 
     prompts = _write_prompts(tmp_path / "prompts.jsonl", [{"prompt": p} for p in PROMPTS])
     config = _grouped_config(algorithm)
@@ -188,7 +188,7 @@ def short_answer(completions, ground_truth, **kwargs):
 
 
 def test_grpo_with_a_rule_reward_function_reads_the_columns_and_raises_the_reward(tmp_path, tiny_causal_lm):
-    from components.tune_policy.ppo import train_policy
+    from components.tune_policy.training import train_policy
 
     (tmp_path / "rules.py").write_text(SHORT_ANSWER_REWARD)
     rows = [{"prompt": p, "columns": {"ground_truth": "2"}} for p in PROMPTS]
@@ -230,7 +230,7 @@ def test_reward_model_and_function_together_are_summed(tiny_causal_lm):
 def test_grpo_killed_halfway_resumes_and_ends_as_an_uninterrupted_run(
     tmp_path, tiny_causal_lm, length_reward_model, capsys
 ):
-    from components.tune_policy.ppo import train_policy
+    from components.tune_policy.training import train_policy
     from test_checkpoints import (
         WALL_CLOCK_METRICS,
         assert_killed_at_the_second_checkpoint,
@@ -281,10 +281,10 @@ def test_each_process_rolls_out_whole_groups():
 
 def test_grpo_in_two_processes_trains_and_logs_once(tmp_path, tiny_causal_lm, length_reward_model):
     from components.common.distributed import run_in_processes
-    from components.tune_policy.ppo import train_policy
+    from components.tune_policy.training import train_policy
     from test_tune_policy import _scalar_events
 
-    config = _grouped_config("grpo", steps=2, batch_size=8, minibatch_size=4, forward_batch_size=2, ppo_epochs=1,
+    config = _grouped_config("grpo", steps=2, batch_size=8, minibatch_size=4, forward_batch_size=2, epochs=1,
                              lora_rank=2, kl_coeff=0.1, max_new_tokens=5, scale_rewards="batch")
     prompts_path = _write_prompts(tmp_path / "prompts.jsonl", [{"prompt": p} for p in PROMPTS])
     metrics = run_in_processes(
@@ -307,10 +307,10 @@ def test_the_update_step_takes_the_gradient_of_the_loss_type_trl_names(tiny_caus
     from components.common.models import load_tokenizer
     from components.tune_policy.group_math import k3_kl
     from components.tune_policy.policy_model import load_policy
-    from components.tune_policy.ppo_update import ppo_update
+    from components.tune_policy.update import update_policy
     from components.tune_policy.rollout import Rollout
 
-    config = _grouped_config("grpo", steps=1, batch_size=4, minibatch_size=4, forward_batch_size=1, ppo_epochs=1,
+    config = _grouped_config("grpo", steps=1, batch_size=4, minibatch_size=4, forward_batch_size=1, epochs=1,
                              lora_rank=0, kl_coeff=0.3, max_new_tokens=3, loss_type=loss_type, max_grad_norm=1e9,
                              temperature=0.7)
     policy = load_policy(str(tiny_causal_lm), config, CPU)
@@ -347,7 +347,7 @@ def test_the_update_step_takes_the_gradient_of_the_loss_type_trl_names(tiny_caus
     weights = {name: p.detach().clone() for name, p in policy.named_parameters() if p.requires_grad}
     optimizer = torch.optim.SGD([p for p in policy.parameters() if p.requires_grad], lr=1.0)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
-    ppo_update(policy, optimizer, scheduler, rollout, config, torch.Generator().manual_seed(0))
+    update_policy(policy, optimizer, scheduler, rollout, config, torch.Generator().manual_seed(0))
     for name, parameter in policy.named_parameters():
         if parameter.requires_grad:  # SGD at rate 1: the step is minus the gradient
             torch.testing.assert_close(weights[name] - parameter.detach(), expected[name], atol=1e-6, rtol=1e-4)
@@ -368,11 +368,11 @@ def test_a_run_whose_groups_never_differ_says_it_learned_nothing_and_why():
 def test_grpo_stage_warns_when_the_reward_never_differs(tmp_path, tiny_causal_lm, capsys):
     """A rule that gives every answer 0 (as a boxed-answer reward gives a model that never writes one):
     the stage finishes, reports no step with a learning signal and prints the warning the console shows."""
-    from components.tune_policy.ppo import train_policy
+    from components.tune_policy.training import train_policy
 
     rule = tmp_path / "never.py"
     rule.write_text("def never(completions, **kwargs):\n    return [0.0] * len(completions)\n")
-    config = _grouped_config("grpo", steps=2, batch_size=8, minibatch_size=8, ppo_epochs=1, max_new_tokens=4,
+    config = _grouped_config("grpo", steps=2, batch_size=8, minibatch_size=8, epochs=1, max_new_tokens=4,
                              reward_function=f"{rule}:never")
     prompts_path = _write_prompts(tmp_path / "prompts.jsonl", [{"prompt": p} for p in PROMPTS])
     metrics = train_policy(config, policy_source=str(tiny_causal_lm), reward_source="", prompts_path=str(prompts_path),

@@ -19,7 +19,7 @@ from components.train_reward_model.training import (
     tokenized_pairs,
     train_reward_model,
 )
-from components.tune_policy.config import PPOConfig
+from components.tune_policy.config import PolicyTuningConfig
 
 SUBJECTS = "the cat the dog my post a day".split(" ")
 
@@ -110,7 +110,7 @@ def test_every_stage_scores_a_pair_within_the_same_token_budget(tiny_causal_lm, 
         steps=4, batch_size=16, learning_rate_multiplier=100.0, lora_rank=0, max_prompt_tokens=6, max_response_tokens=5
     )
     evaluation = EvaluationConfig(max_prompt_tokens=6, max_new_tokens=5)
-    policy_tuning = PPOConfig(steps=1, max_prompt_tokens=6, max_new_tokens=5)
+    policy_tuning = PolicyTuningConfig(steps=1, max_prompt_tokens=6, max_new_tokens=5)
     assert config.max_length == evaluation.reward_max_tokens == policy_tuning.reward_max_tokens == 12
 
     results = train_reward_model(

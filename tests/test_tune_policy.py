@@ -17,11 +17,11 @@ from components.common.errors import UserInputError
 from components.common.chat_templates import PromptFormatter
 from components.common.data.transcripts import Prompt
 from components.common.models import Placement, load_tokenizer, save_causal_lm
-from components.tune_policy.config import PPOConfig
+from components.tune_policy.config import PolicyTuningConfig
 from components.tune_policy.optimization import learning_rate_factor
 from components.tune_policy.policy_model import load_policy, make_reference
 from components.tune_policy.ppo_math import (
-    clipped_policy_loss,
+    clipped_ratio_loss,
     clipped_value_loss,
     generalized_advantages,
     kl_shaped_rewards,
@@ -93,12 +93,12 @@ def test_kl_shaping_puts_the_score_on_the_last_real_token_and_nothing_after_eos(
     assert torch.allclose(rewards, torch.tensor([[0.0, 0.0, 2.0], [0.0, -1.0, 0.0]]))
 
 
-def test_clipped_policy_loss_stops_the_gradient_outside_the_trust_region():
+def test_ppos_clipped_policy_loss_stops_the_gradient_outside_the_trust_region():
     advantages = torch.tensor([1.0, 1.0, -1.0, -1.0])
     logprobs = torch.log(torch.tensor([1.5, 0.9, 0.5, 1.1])).requires_grad_()
-    loss, clipped = clipped_policy_loss(logprobs, torch.zeros(4), advantages, clip_range=0.2)
+    loss, low, high = clipped_ratio_loss(logprobs, torch.zeros(4), advantages, 0.2, 0.2)
     assert torch.allclose(loss, torch.tensor([-1.2, -0.9, 0.8, 1.1]))
-    assert torch.equal(clipped, torch.tensor([1.0, 0.0, 1.0, 0.0]))
+    assert torch.equal(low | high, torch.tensor([True, False, True, False]))
     loss.sum().backward()
     # d(-A r)/d logp = -A r where unclipped; zero where the clipped constant won.
     assert torch.allclose(logprobs.grad, torch.tensor([0.0, -0.9, 0.0, 1.1]))
@@ -135,9 +135,9 @@ def test_learning_rate_schedule_warms_up_then_decays_or_stays():
 
 
 def test_config_rejects_unusable_settings_naming_each_one():
-    assert PPOConfig(steps=3, learning_rate_multiplier=2.0).learning_rate == pytest.approx(2e-5)
+    assert PolicyTuningConfig(steps=3, learning_rate_multiplier=2.0).learning_rate == pytest.approx(2e-5)
     with pytest.raises(UserInputError) as error:
-        PPOConfig(steps=0, batch_size=8, minibatch_size=16, kl_coeff=-1, lr_schedule="cosine").validate()
+        PolicyTuningConfig(steps=0, batch_size=8, minibatch_size=16, kl_coeff=-1, lr_schedule="cosine").validate()
     message = str(error.value)
     for expected in ("steps (reinforcement_learning_train_steps)", "exceeds batch_size 8", "kl_coeff", "cosine"):
         assert expected in message
@@ -206,7 +206,7 @@ def test_reference_is_loaded_only_when_needed(
     monkeypatch, tiny_causal_lm, lora_rank, kl_coeff, expected_loads, has_reference
 ):
     loads = _count_causal_lm_loads(monkeypatch)
-    config = PPOConfig(steps=1, lora_rank=lora_rank, kl_coeff=kl_coeff)
+    config = PolicyTuningConfig(steps=1, lora_rank=lora_rank, kl_coeff=kl_coeff)
     policy = load_policy(str(tiny_causal_lm), config, CPU)
     reference = make_reference(policy, str(tiny_causal_lm), config, CPU)
     assert len(loads) == expected_loads
@@ -227,7 +227,7 @@ def test_full_weight_reference_equals_the_policy_before_training_under_bf16_auto
     from components.tune_policy.rollout import policy_logprobs_and_values
 
     mixed = Placement(torch.device("cpu"), torch.bfloat16)
-    config = PPOConfig(steps=1, lora_rank=0, kl_coeff=0.1, temperature=0.7)
+    config = PolicyTuningConfig(steps=1, lora_rank=0, kl_coeff=0.1, temperature=0.7)
     policy = load_policy(str(tiny_causal_lm), config, mixed)
     reference = make_reference(policy, str(tiny_causal_lm), config, mixed)
     tokenizer = load_tokenizer(str(tiny_causal_lm), padding_side="left")
@@ -243,7 +243,7 @@ def test_lora_reference_is_the_base_model_and_saved_policy_is_merged(tmp_path, t
 
     from components.common.log_probs import position_ids_for, token_log_probs
 
-    config = PPOConfig(steps=1, lora_rank=2, kl_coeff=0.1)
+    config = PolicyTuningConfig(steps=1, lora_rank=2, kl_coeff=0.1)
     torch.manual_seed(0)
     policy = load_policy(str(tiny_causal_lm), config, CPU)
     reference = make_reference(policy, str(tiny_causal_lm), config, CPU)
@@ -281,7 +281,7 @@ def test_rollout_log_probs_are_those_of_the_sampler(tiny_causal_lm, lora_rank):
     from components.common.generation import encode_prompts, mask_after_first_eos
     from components.tune_policy.rollout import policy_logprobs_and_values
 
-    config = PPOConfig(steps=1, lora_rank=lora_rank, temperature=0.7, forward_batch_size=2)
+    config = PolicyTuningConfig(steps=1, lora_rank=lora_rank, temperature=0.7, forward_batch_size=2)
     torch.manual_seed(0)
     policy = load_policy(str(tiny_causal_lm), config, CPU)
     _perturb_lora(policy)
@@ -321,7 +321,7 @@ def test_rollout_returns_the_score_on_real_tokens_only_and_flags_cut_responses(t
     """gamma = lambda = 1 and no KL: every real token's return is its row's score; 0 after the EOS."""
     from components.tune_policy.rollout import collect_rollout
 
-    config = PPOConfig(
+    config = PolicyTuningConfig(
         steps=1, lora_rank=0, kl_coeff=0.0, gamma=1.0, gae_lambda=1.0, whiten_advantages=False,
         max_new_tokens=4, missing_eos_penalty=0.5,
     )
@@ -413,10 +413,10 @@ def test_component_tunes_the_policy_towards_the_reward_model(tmp_path, tiny_caus
 def test_runs_are_deterministic_for_a_seed(tmp_path, tiny_causal_lm, length_reward_model):
     from safetensors.torch import load_file
 
-    from components.tune_policy.ppo import train_policy
+    from components.tune_policy.training import train_policy
 
-    config = PPOConfig(
-        steps=2, batch_size=4, minibatch_size=2, ppo_epochs=1, max_new_tokens=5, max_prompt_tokens=32,
+    config = PolicyTuningConfig(
+        steps=2, batch_size=4, minibatch_size=2, epochs=1, max_new_tokens=5, max_prompt_tokens=32,
         lora_rank=2, kl_coeff=0.1, base_learning_rate=1e-2, seed=5,
     )
     prompts_path = tmp_path / "prompts.jsonl"

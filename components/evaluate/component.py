@@ -34,24 +34,17 @@ def evaluate(
     against the base. With a reward_function (a built-in, file.py:name or module:name) the accuracy
     of both policies, sampled and greedy, is measured with it.
     """
+    arguments = dict(locals())  # this step's parameters by name, for its settings (common/stage_settings.py)
     import os
     from pathlib import Path
 
     from components.common.kfp_outputs import record_metrics
     from components.common.models import holds_model, model_source
+    from components.common.stage_settings import settings_from_arguments
     from components.evaluate.config import EvaluationConfig
     from components.evaluate.evaluation import EvaluationOutputs, run_evaluation
 
-    config = EvaluationConfig(
-        max_new_tokens=target_sequence_length,
-        max_prompt_tokens=prompt_sequence_length,
-        temperature=sampling_temperature,
-        max_eval_prompts=max_eval_prompts,
-        gold_scorer=gold_scorer,
-        reward_function=reward_function,
-        use_chat_template=use_chat_template,
-        seed=seed,
-    )
+    config = settings_from_arguments(EvaluationConfig, arguments)
     os.makedirs(predictions.path, exist_ok=True)
     has_reward_model = reward_model is not None and holds_model(reward_model.path)
     result = run_evaluation(

@@ -3,6 +3,7 @@
 from dataclasses import dataclass
 
 from components.common import defaults
+from components.common.stage_settings import from_parameter
 
 
 @dataclass
@@ -13,9 +14,9 @@ class EvaluationConfig:
     policies see the same random stream: torch is seeded with `seed` before each one generates.
     """
 
-    max_new_tokens: int = defaults.TARGET_SEQUENCE_LENGTH
-    max_prompt_tokens: int = defaults.PROMPT_SEQUENCE_LENGTH
-    temperature: float = 1.0
+    max_new_tokens: int = from_parameter("target_sequence_length", defaults.TARGET_SEQUENCE_LENGTH)
+    max_prompt_tokens: int = from_parameter("prompt_sequence_length", defaults.PROMPT_SEQUENCE_LENGTH)
+    temperature: float = from_parameter("sampling_temperature", 1.0)
     max_eval_prompts: int = defaults.MAX_EVAL_PROMPTS
     gold_scorer: str = ""  # a registered gold scorer's name (components/common/registry.py); "" = none
     # a rule reward (components/common/reward_functions.py): a built-in, file.py:name or module:name; "" = none.

@@ -23,11 +23,11 @@ def prepare_preference_data(
     base_model: Input[Model],
     preference_data: Output[Dataset],
     data_report: Output[Markdown],
-    max_bad_row_fraction: float = 0.01,
-    length_policy: str = "truncate",
-    dataset_format: str = "auto",
-    use_chat_template: str = "auto",
-    dataset_fingerprint: str = "",
+    max_bad_row_fraction: float,
+    length_policy: str,
+    dataset_format: str,
+    use_chat_template: str,
+    preference_data_fingerprint: str,
 ) -> NamedTuple(
     "Outputs",
     [("train_rows", int), ("eval_rows", int), ("reward_model_train_steps", int), ("preference_tuning_train_steps", int)],
@@ -36,31 +36,16 @@ def prepare_preference_data(
 
     preference_tuning_train_steps are DPO/KTO's steps over the pairs, derived as the reward model's are
     (from reinforcement_learning_train_epochs unless reinforcement_learning_train_steps is set)."""
-    # dataset_fingerprint is read by nothing here: it puts the data's contents into the step's cache
+    # preference_data_fingerprint is read by nothing here: it puts the data's contents into the step's cache
     # key, so that a dataset edited in place reruns the step (cli/fingerprint.py).
+    arguments = dict(locals())  # this step's parameters by name, for its settings (common/stage_settings.py)
     from collections import namedtuple
 
+    from components.common.stage_settings import settings_from_arguments
     from components.prepare_preference_data.stage import PreferenceDataConfig, run
 
-    config = PreferenceDataConfig(
-        preference_dataset=preference_dataset,
-        eval_dataset=eval_dataset or None,
-        instruction=instruction or None,
-        prompt_sequence_length=prompt_sequence_length,
-        target_sequence_length=target_sequence_length,
-        batch_size=batch_size,
-        reward_model_train_epochs=reward_model_train_epochs,
-        reward_model_train_steps=reward_model_train_steps,
-        algorithm=algorithm,
-        reinforcement_learning_train_epochs=reinforcement_learning_train_epochs,
-        reinforcement_learning_train_steps=reinforcement_learning_train_steps,
-        eval_split_fraction=eval_split_fraction,
-        seed=seed,
-        max_bad_row_fraction=max_bad_row_fraction,
-        length_policy=length_policy,
-        dataset_format=dataset_format,
-        use_chat_template=use_chat_template,
-    )
+    config = settings_from_arguments(PreferenceDataConfig, arguments, eval_dataset=eval_dataset or None,
+                                    instruction=instruction or None)
     result = run(config, base_model.path, preference_data.path, data_report.path)
     outputs = namedtuple(
         "Outputs", ["train_rows", "eval_rows", "reward_model_train_steps", "preference_tuning_train_steps"]

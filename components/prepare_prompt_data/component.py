@@ -20,37 +20,24 @@ def prepare_prompt_data(
     base_model: Input[Model],
     prompt_data: Output[Dataset],
     data_report: Output[Markdown],
-    max_bad_row_fraction: float = 0.01,
-    length_policy: str = "truncate",
-    use_chat_template: str = "auto",
-    algorithm: str = "ppo",
-    num_generations: int = 4,
-    dataset_fingerprint: str = "",
+    max_bad_row_fraction: float,
+    length_policy: str,
+    use_chat_template: str,
+    algorithm: str,
+    num_generations: int,
+    prompt_data_fingerprint: str,
 ) -> NamedTuple("Outputs", [("train_rows", int), ("eval_rows", int), ("reinforcement_learning_train_steps", int)]):
     """Validates the prompts and writes train.jsonl / eval.jsonl, rejects, accounting and a report."""
-    # dataset_fingerprint is read by nothing here: it puts the data's contents into the step's cache
+    # prompt_data_fingerprint is read by nothing here: it puts the data's contents into the step's cache
     # key, so that a dataset edited in place reruns the step (cli/fingerprint.py).
+    arguments = dict(locals())  # this step's parameters by name, for its settings (common/stage_settings.py)
     from collections import namedtuple
 
+    from components.common.stage_settings import settings_from_arguments
     from components.prepare_prompt_data.stage import PromptDataConfig, run
 
-    config = PromptDataConfig(
-        prompt_dataset=prompt_dataset,
-        eval_dataset=eval_dataset or None,
-        instruction=instruction or None,
-        prompt_sequence_length=prompt_sequence_length,
-        batch_size=batch_size,
-        algorithm=algorithm,
-        num_generations=num_generations,
-        reinforcement_learning_train_epochs=reinforcement_learning_train_epochs,
-        reinforcement_learning_train_steps=reinforcement_learning_train_steps,
-        eval_split_fraction=eval_split_fraction,
-        max_eval_prompts=max_eval_prompts,
-        seed=seed,
-        max_bad_row_fraction=max_bad_row_fraction,
-        length_policy=length_policy,
-        use_chat_template=use_chat_template,
-    )
+    config = settings_from_arguments(PromptDataConfig, arguments, eval_dataset=eval_dataset or None,
+                                    instruction=instruction or None)
     result = run(config, base_model.path, prompt_data.path, data_report.path)
     outputs = namedtuple("Outputs", ["train_rows", "eval_rows", "reinforcement_learning_train_steps"])
     return outputs(result.train_rows, result.eval_rows, result.reinforcement_learning_train_steps)

@@ -19,7 +19,7 @@ def supervised_fine_tuning(
     checkpoint_root: str,
     pipeline_root: str,
     checkpoint_interval_steps: int,
-    dataset_fingerprint: str,
+    sft_data_fingerprint: str,
     model: Output[Model],
     metrics: Output[Metrics],
     tensorboard_logs: Output[Artifact],
@@ -37,7 +37,8 @@ def supervised_fine_tuning(
     under `checkpoint_root` (empty: `checkpoints/` under `pipeline_root`), in a folder named after
     this task's inputs, so that a retry with the same inputs resumes from the last one.
     """
-    # dataset_fingerprint is read by nothing here: it puts the data's contents into the step's cache
+    arguments = dict(locals())  # this step's parameters by name, for its settings (common/stage_settings.py)
+    # sft_data_fingerprint is read by nothing here: it puts the data's contents into the step's cache
     # key, so that an sft_dataset edited in place reruns the step (cli/fingerprint.py).
     import os
     import tempfile
@@ -48,6 +49,7 @@ def supervised_fine_tuning(
     from components.common.kfp_outputs import record_metrics
     from components.common.errors import UserInputError
     from components.common.models import model_source
+    from components.common.stage_settings import settings_from_arguments
     from components.supervised_fine_tuning.config import SupervisedTrainingConfig
     from components.supervised_fine_tuning.data import read_sft_dataset
     from components.supervised_fine_tuning.training import train_supervised
@@ -61,15 +63,7 @@ def supervised_fine_tuning(
     if data.ledger.rejects:
         print(f"rejected rows: {data.ledger.reasons_summary()}")
 
-    config = SupervisedTrainingConfig(
-        epochs=sft_train_epochs,
-        batch_size=batch_size,
-        learning_rate_multiplier=sft_learning_rate_multiplier,
-        use_chat_template=use_chat_template,
-        max_prompt_tokens=prompt_sequence_length,
-        max_completion_tokens=target_sequence_length,
-        seed=seed,
-    )
+    config = settings_from_arguments(SupervisedTrainingConfig, arguments)
     with tempfile.TemporaryDirectory() as scratch:
         rows_path = os.path.join(scratch, "sft_examples.jsonl")
         write_jsonl(rows_path, (example.to_json() for example in data.examples))

@@ -3,21 +3,22 @@
 from dataclasses import dataclass
 
 from components.common import defaults
+from components.common.stage_settings import from_parameter
 from components.common.steps import DEFAULT_BATCH_SIZE, derive_train_steps, gradient_accumulation_steps, micro_batch_size
 
 
 @dataclass
 class SupervisedTrainingConfig:
-    epochs: int = defaults.SFT_TRAIN_EPOCHS  # passes over the examples: ceil(examples / batch_size) steps each
+    epochs: int = from_parameter("sft_train_epochs", defaults.SFT_TRAIN_EPOCHS)  # passes over the examples: ceil(examples / batch_size) steps each
     batch_size: int = DEFAULT_BATCH_SIZE  # examples per optimizer step
     max_micro_batch_size: int = 16  # examples per forward pass; gradient accumulation makes up the rest
     base_learning_rate: float = 2e-5  # the usual rate of full supervised fine-tuning (TRL's default too)
-    learning_rate_multiplier: float = 1.0
+    learning_rate_multiplier: float = from_parameter("sft_learning_rate_multiplier", 1.0)
     warmup_ratio: float = 0.03
     weight_decay: float = 0.0
     use_chat_template: str = defaults.USE_CHAT_TEMPLATE  # "auto", "true" or "false"
-    max_prompt_tokens: int = defaults.PROMPT_SEQUENCE_LENGTH  # a longer prompt keeps its end
-    max_completion_tokens: int = defaults.TARGET_SEQUENCE_LENGTH  # EOS included; a longer completion is cut
+    max_prompt_tokens: int = from_parameter("prompt_sequence_length", defaults.PROMPT_SEQUENCE_LENGTH)  # a longer prompt keeps its end
+    max_completion_tokens: int = from_parameter("target_sequence_length", defaults.TARGET_SEQUENCE_LENGTH)  # EOS included; a longer completion is cut
     seed: int = 0
     logging_steps: int = 5
 

@@ -33,6 +33,7 @@ def train_reward_model(
     in a folder named after this task's inputs, so that a retry with the same inputs resumes from
     the last one.
     """
+    arguments = dict(locals())  # this step's parameters by name, for its settings (common/stage_settings.py)
     import tempfile
 
     from components.common.checkpoints import training_checkpoint_dir
@@ -40,20 +41,11 @@ def train_reward_model(
     from components.common.distributed import run_on_every_gpu
     from components.common.kfp_outputs import record_metrics
     from components.common.models import model_source
+    from components.common.stage_settings import settings_from_arguments
     from components.train_reward_model.config import RewardTrainingConfig
     from components.train_reward_model.training import train_reward_model as train
 
-    config = RewardTrainingConfig(
-        steps=reward_model_train_steps,
-        batch_size=batch_size,
-        learning_rate_multiplier=reward_model_learning_rate_multiplier,
-        lora_rank=reward_model_lora_rank,
-        use_margin=use_margin,
-        use_chat_template=use_chat_template,
-        max_prompt_tokens=prompt_sequence_length,
-        max_response_tokens=target_sequence_length,
-        seed=seed,
-    )
+    config = settings_from_arguments(RewardTrainingConfig, arguments)
     train_path, eval_path = prepared_files(preference_data.path)
     checkpoint_dir = training_checkpoint_dir(
         "train_reward_model", config, base_model.path, {"train": train_path, "eval": eval_path},

@@ -3,23 +3,24 @@
 from dataclasses import dataclass
 
 from components.common import defaults
+from components.common.stage_settings import from_parameter
 from components.common.steps import DEFAULT_BATCH_SIZE, gradient_accumulation_steps, micro_batch_size
 
 
 @dataclass
 class RewardTrainingConfig:
-    steps: int
+    steps: int = from_parameter("reward_model_train_steps")
     batch_size: int = DEFAULT_BATCH_SIZE  # pairs per optimizer step (Vertex: 64)
     max_micro_batch_size: int = 16  # pairs per forward pass; gradient accumulation makes up the rest
     base_learning_rate: float = 1e-4
-    learning_rate_multiplier: float = 1.0
+    learning_rate_multiplier: float = from_parameter("reward_model_learning_rate_multiplier", 1.0)
     warmup_ratio: float = 0.05
     weight_decay: float = 0.0
-    lora_rank: int = defaults.REWARD_MODEL_LORA_RANK  # 0 trains every weight
+    lora_rank: int = from_parameter("reward_model_lora_rank", defaults.REWARD_MODEL_LORA_RANK)  # 0 trains every weight
     use_margin: bool = False  # pass the pairs' "margin" to the loss: -log sigmoid(r_w - r_l - margin)
     use_chat_template: str = defaults.USE_CHAT_TEMPLATE  # "auto", "true" or "false"
-    max_prompt_tokens: int = defaults.PROMPT_SEQUENCE_LENGTH
-    max_response_tokens: int = defaults.TARGET_SEQUENCE_LENGTH
+    max_prompt_tokens: int = from_parameter("prompt_sequence_length", defaults.PROMPT_SEQUENCE_LENGTH)
+    max_response_tokens: int = from_parameter("target_sequence_length", defaults.TARGET_SEQUENCE_LENGTH)
     seed: int = 0
     logging_steps: int = 5
     eval_batch_size: int = 64

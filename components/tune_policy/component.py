@@ -56,6 +56,7 @@ def tune_policy(
     `checkpoint_root` (empty: `checkpoints/` under `pipeline_root`), in a folder named after this
     task's inputs, so that a retry with the same inputs resumes from the last one.
     """
+    arguments = dict(locals())  # this step's parameters by name, for its settings (common/stage_settings.py)
     import dataclasses
     import os
 
@@ -63,31 +64,11 @@ def tune_policy(
     from components.common.distributed import run_on_every_gpu
     from components.common.kfp_outputs import record_metrics
     from components.common.models import holds_model, model_source
-    from components.tune_policy.config import PPOConfig
-    from components.tune_policy.ppo import train_policy
+    from components.common.stage_settings import settings_from_arguments
+    from components.tune_policy.config import PolicyTuningConfig
+    from components.tune_policy.training import train_policy
 
-    config = PPOConfig(
-        steps=reinforcement_learning_train_steps,
-        algorithm=algorithm,
-        num_generations=num_generations,
-        loss_type=loss_type,
-        epsilon=epsilon,
-        epsilon_high=epsilon_high,
-        scale_rewards=scale_rewards,
-        reward_function=reward_function,
-        learning_rate_multiplier=reinforcement_learning_rate_multiplier,
-        kl_coeff=kl_coeff,
-        batch_size=batch_size,
-        ppo_epochs=ppo_epochs,
-        minibatch_size=ppo_minibatch_size,
-        temperature=sampling_temperature,
-        missing_eos_penalty=missing_eos_penalty,
-        use_chat_template=use_chat_template,
-        max_prompt_tokens=prompt_sequence_length,
-        max_new_tokens=target_sequence_length,
-        lora_rank=policy_lora_rank,
-        seed=seed,
-    )
+    config = settings_from_arguments(PolicyTuningConfig, arguments)
     prompts_path = os.path.join(prompt_data.path, "train.jsonl")
     reward_path = reward_model.path if reward_model is not None and holds_model(reward_model.path) else ""
     inputs = {"base_model": base_model.path, "prompts": prompts_path}

@@ -1,10 +1,13 @@
-"""Settings of the PPO policy-tuning stage, with their defaults in one place."""
+"""Settings of the online policy-tuning stage (PPO, GRPO, RLOO), with their defaults in one place.
+
+A field filled by a pipeline parameter of another name says which (components/common/stage_settings.py)."""
 
 from dataclasses import dataclass
 
 from components.common import defaults
 from components.common.algorithms import ONLINE_ALGORITHMS
 from components.common.chat_templates import USE_CHAT_TEMPLATE_VALUES
+from components.common.stage_settings import from_parameter
 from components.common.steps import DEFAULT_BATCH_SIZE, GROUP_ALGORITHMS, prompts_per_rl_step, responses_per_prompt
 
 LR_SCHEDULES = ("constant", "linear")
@@ -13,49 +16,48 @@ SCALE_REWARDS = ("group", "batch", "none")  # TRL's names for what a GRPO advant
 
 
 @dataclass
-class PPOConfig:
+class PolicyTuningConfig:
     """How the policy is tuned against the reward (a reward model, a reward function or both) with
     PPO, GRPO or RLOO (`algorithm`).
 
-    One step = one rollout of `batch_size` responses, then `ppo_epochs` passes over it in
+    One step = one rollout of `batch_size` responses, then `epochs` passes over it in
     minibatches of `minibatch_size` responses (one optimizer step per minibatch). Forward passes
     run `forward_batch_size` rows at a time (gradients accumulate inside a minibatch), which
     bounds memory without changing the maths.
 
     PPO samples one response per prompt (`batch_size` prompts a step) and learns a value head (GAE,
-    clipped value loss, `clip_range`). GRPO and RLOO sample `num_generations` responses per prompt
+    clipped value loss, `value_clip_range`). GRPO and RLOO sample `num_generations` responses per prompt
     (`batch_size / num_generations` prompts a step), need no critic (no value head is trained or
     saved) and put one sequence-level advantage on every token of a response: GRPO the reward minus
     its group's mean, divided as `scale_rewards` says; RLOO the reward minus the mean of the other
-    responses to the same prompt. Both clip the ratio to [1 - epsilon, 1 + epsilon_high] and average
-    token losses as `loss_type` says (TRL's names). `ppo_epochs` is TRL's `num_iterations`.
+    responses to the same prompt. All three clip the ratio to [1 - epsilon, 1 + epsilon_high]; GRPO and
+    RLOO average token losses as `loss_type` says (TRL's names). `epochs` is TRL's `num_iterations`.
     KL to the reference (coefficient `kl_coeff`, 0: no reference loaded): PPO and RLOO subtract it
     from the reward (PPO per token, RLOO summed over the response, as TRL's RLOOTrainer), GRPO adds
     `kl_coeff` times the k3 estimate exp(ref - logp) - (ref - logp) - 1 to every token's loss (as
     TRL's GRPOTrainer's `beta`).
     """
 
-    steps: int
+    steps: int = from_parameter("reinforcement_learning_train_steps")
     algorithm: str = defaults.ALGORITHM  # "ppo", "grpo" or "rloo"
     num_generations: int = defaults.NUM_GENERATIONS  # GRPO/RLOO: responses sampled per prompt; PPO ignores it
     loss_type: str = defaults.LOSS_TYPE  # GRPO/RLOO token-loss averaging: "grpo", "dr_grpo" or "dapo" (as in TRL)
-    epsilon: float = defaults.EPSILON  # GRPO/RLOO: lower clip of the ratio, 1 - epsilon
-    epsilon_high: float = defaults.EPSILON_HIGH  # GRPO/RLOO: upper clip, 1 + epsilon_high; 0 means the same as epsilon
+    epsilon: float = defaults.EPSILON  # lower clip of the ratio, 1 - epsilon (all three algorithms)
+    epsilon_high: float = defaults.EPSILON_HIGH  # upper clip, 1 + epsilon_high; 0 means the same as epsilon
     scale_rewards: str = defaults.SCALE_REWARDS  # GRPO: divide advantages by the group's std ("group"), the batch's, or not ("none")
     reward_function: str = ""  # "" (the reward model only), a built-in name, file.py:name or module:name
     batch_size: int = DEFAULT_BATCH_SIZE  # prompts per rollout (Vertex: 64)
-    minibatch_size: int = defaults.PPO_MINIBATCH_SIZE  # rollouts per optimizer step
+    minibatch_size: int = from_parameter("ppo_minibatch_size", defaults.PPO_MINIBATCH_SIZE)  # rollouts per optimizer step
     forward_batch_size: int = 16  # rows per forward pass; only memory depends on it
-    ppo_epochs: int = defaults.PPO_EPOCHS
+    epochs: int = from_parameter("ppo_epochs", defaults.PPO_EPOCHS)  # passes over each rollout (TRL: num_iterations)
     base_learning_rate: float = 1e-5  # Vertex's base rate for the policy
-    learning_rate_multiplier: float = 1.0  # Vertex's reinforcement_learning_rate_multiplier
+    learning_rate_multiplier: float = from_parameter("reinforcement_learning_rate_multiplier", 1.0)
     value_head_learning_rate_scale: float = 10.0  # the value head starts from zero, the trunk is pretrained
     lr_schedule: str = "linear"  # "linear": warmup then linear decay to 0; "constant": warmup then flat
     warmup_fraction: float = 0.05  # share of the optimizer steps spent warming up
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0
     kl_coeff: float = defaults.KL_COEFF  # 0: no KL penalty and no reference model
-    clip_range: float = 0.2
     value_clip_range: float = 0.2
     value_loss_coeff: float = 0.1  # the value loss shares the policy's trunk: keep it from dominating
     gamma: float = 1.0
@@ -63,10 +65,10 @@ class PPOConfig:
     whiten_advantages: bool = True
     missing_eos_penalty: float = defaults.MISSING_EOS_PENALTY  # subtracted from the score of a response cut at max_new_tokens
     use_chat_template: str = defaults.USE_CHAT_TEMPLATE  # "auto", "true" or "false", for each model on its own
-    temperature: float = 1.0
-    max_new_tokens: int = defaults.TARGET_SEQUENCE_LENGTH
-    max_prompt_tokens: int = defaults.PROMPT_SEQUENCE_LENGTH
-    lora_rank: int = defaults.POLICY_LORA_RANK  # 0 trains every weight
+    temperature: float = from_parameter("sampling_temperature", 1.0)
+    max_new_tokens: int = from_parameter("target_sequence_length", defaults.TARGET_SEQUENCE_LENGTH)
+    max_prompt_tokens: int = from_parameter("prompt_sequence_length", defaults.PROMPT_SEQUENCE_LENGTH)
+    lora_rank: int = from_parameter("policy_lora_rank", defaults.POLICY_LORA_RANK)  # 0 trains every weight
     lora_alpha_ratio: float = 2.0  # lora_alpha = ratio * rank
     seed: int = 0
 
@@ -93,7 +95,7 @@ class PPOConfig:
 
     @property
     def clip_high(self) -> float:
-        """The upper clip of GRPO/RLOO's ratio: 1 + clip_high."""
+        """The upper clip of the ratio: 1 + clip_high."""
         return self.epsilon_high or self.epsilon
 
     @property
@@ -102,7 +104,7 @@ class PPOConfig:
 
     @property
     def optimizer_steps(self) -> int:
-        return self.steps * self.ppo_epochs * self.minibatches_per_epoch
+        return self.steps * self.epochs * self.minibatches_per_epoch
 
     @property
     def reward_max_tokens(self) -> int:
@@ -121,7 +123,7 @@ class PPOConfig:
             "batch_size": self.batch_size,
             "minibatch_size (ppo_minibatch_size)": self.minibatch_size,
             "forward_batch_size": self.forward_batch_size,
-            "ppo_epochs": self.ppo_epochs,
+            "epochs (ppo_epochs)": self.epochs,
             "max_new_tokens (target_sequence_length)": self.max_new_tokens,
             "max_prompt_tokens (prompt_sequence_length)": self.max_prompt_tokens,
         }
@@ -152,8 +154,9 @@ class PPOConfig:
             problems.append(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
         if not 0 <= self.warmup_fraction < 1:
             problems.append(f"warmup_fraction must be in [0, 1), got {self.warmup_fraction}")
-        if self.clip_range <= 0 or self.value_clip_range <= 0:
-            problems.append("clip_range and value_clip_range must be > 0")
+        if self.epsilon <= 0 or self.epsilon_high < 0 or self.value_clip_range <= 0:
+            problems.append(f"epsilon and value_clip_range must be > 0 and epsilon_high >= 0, got {self.epsilon}, "
+                            f"{self.value_clip_range} and {self.epsilon_high}")
         if not (0 <= self.gamma <= 1 and 0 <= self.gae_lambda <= 1):
             problems.append("gamma and gae_lambda must be in [0, 1]")
         if self.algorithm not in ONLINE_ALGORITHMS:
@@ -175,7 +178,5 @@ class PPOConfig:
                 problems.append(f"loss_type must be one of {LOSS_TYPES}, got {self.loss_type!r}")
             if self.scale_rewards not in SCALE_REWARDS:
                 problems.append(f"scale_rewards must be one of {SCALE_REWARDS}, got {self.scale_rewards!r}")
-            if self.epsilon <= 0 or self.epsilon_high < 0:
-                problems.append(f"epsilon must be > 0 and epsilon_high >= 0, got {self.epsilon}, {self.epsilon_high}")
         if problems:
             raise UserInputError("policy tuning settings: " + "; ".join(problems))

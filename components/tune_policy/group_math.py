@@ -115,18 +115,6 @@ def missing_learning_signal(history: list[dict[str, float]], num_generations: in
     )
 
 
-def clipped_ratio_loss(
-    logprobs: torch.Tensor, old_logprobs: torch.Tensor, advantages: torch.Tensor, epsilon: float, epsilon_high: float
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Per-token ``max(-A r, -A clip(r, 1 - epsilon, 1 + epsilon_high))`` with r = exp(logp - logp_old).
-
-    Returns (loss, low, high): `low` is True where a negative advantage met r < 1 - epsilon, `high` where a
-    positive one met r > 1 + epsilon_high (there the clipped constant wins and no gradient flows)."""
-    ratio = torch.exp(logprobs - old_logprobs)
-    low_bound, high_bound = 1.0 - epsilon, 1.0 + epsilon_high
-    loss = torch.maximum(-advantages * ratio, -advantages * torch.clamp(ratio, low_bound, high_bound))
-    return loss, (ratio < low_bound) & (advantages < 0), (ratio > high_bound) & (advantages > 0)
-
 
 def k3_kl(logprobs: torch.Tensor, ref_logprobs: torch.Tensor) -> torch.Tensor:
     """Per-token KL estimate ``exp(ref - logp) - (ref - logp) - 1`` (never negative): GRPO's KL loss term."""

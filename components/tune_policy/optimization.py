@@ -2,7 +2,7 @@
 
 import torch
 
-from components.tune_policy.config import PPOConfig
+from components.tune_policy.config import PolicyTuningConfig
 from components.tune_policy.policy_model import PolicyWithValueHead
 
 
@@ -27,7 +27,7 @@ def trainable_parameters(policy: PolicyWithValueHead) -> list[torch.nn.Parameter
 
 
 def build_optimizer(
-    policy: PolicyWithValueHead, config: PPOConfig
+    policy: PolicyWithValueHead, config: PolicyTuningConfig
 ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
     """AdamW over the trainable weights; the fresh value head (PPO's only) learns
     `value_head_learning_rate_scale` faster."""

@@ -19,7 +19,7 @@ from torch import nn
 
 from components.common.log_probs import position_ids_for, token_log_probs
 from components.common.models import Placement
-from components.tune_policy.config import PPOConfig
+from components.tune_policy.config import PolicyTuningConfig
 
 
 class PolicyWithValueHead(nn.Module):
@@ -77,7 +77,7 @@ class PolicyWithValueHead(nn.Module):
         return logits, values
 
 
-def load_policy(source: str, config: PPOConfig, placement: Placement) -> PolicyWithValueHead:
+def load_policy(source: str, config: PolicyTuningConfig, placement: Placement) -> PolicyWithValueHead:
     """The initial policy: full weights in float32, or frozen weights plus LoRA adapters; a value head
     only for PPO."""
     from transformers import AutoModelForCausalLM
@@ -108,7 +108,7 @@ ReferenceLogprobs = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.T
 
 
 def make_reference(
-    policy: PolicyWithValueHead, source: str, config: PPOConfig, placement: Placement
+    policy: PolicyWithValueHead, source: str, config: PolicyTuningConfig, placement: Placement
 ) -> ReferenceLogprobs | None:
     """A function (input_ids, attention_mask, response_ids) -> reference log-probs, or None.
 

@@ -1,4 +1,5 @@
-"""The arithmetic of PPO on token sequences: log-probabilities, shaped rewards, GAE, clipped losses.
+"""The arithmetic of PPO on token sequences: shaped rewards, GAE, the clipped value loss, and the clipped
+ratio loss that GRPO and RLOO share with it.
 
 Every tensor here is (batch, response_length) over response tokens. `mask` is 1 for a real response
 token (up to and including its first EOS) and 0 for the padding after it; masks are prefixes, so a
@@ -91,17 +92,17 @@ def generalized_advantages(
     return advantages, advantages + values
 
 
-def clipped_policy_loss(
-    logprobs: torch.Tensor, old_logprobs: torch.Tensor, advantages: torch.Tensor, clip_range: float
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-token PPO surrogate loss ``max(-A r, -A clip(r, 1-e, 1+e))`` and where clipping applied.
+def clipped_ratio_loss(
+    logprobs: torch.Tensor, old_logprobs: torch.Tensor, advantages: torch.Tensor, epsilon: float, epsilon_high: float
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per-token ``max(-A r, -A clip(r, 1 - epsilon, 1 + epsilon_high))`` with r = exp(logp - logp_old).
 
-    Returns (loss, clipped): `clipped` is 1.0 where the clipped term was the larger one.
-    """
+    Returns (loss, low, high): `low` is True where a negative advantage met r < 1 - epsilon, `high` where a
+    positive one met r > 1 + epsilon_high (there the clipped constant wins and no gradient flows)."""
     ratio = torch.exp(logprobs - old_logprobs)
-    unclipped = -advantages * ratio
-    clipped = -advantages * torch.clamp(ratio, 1.0 - clip_range, 1.0 + clip_range)
-    return torch.maximum(unclipped, clipped), (clipped > unclipped).float()
+    low_bound, high_bound = 1.0 - epsilon, 1.0 + epsilon_high
+    loss = torch.maximum(-advantages * ratio, -advantages * torch.clamp(ratio, low_bound, high_bound))
+    return loss, (ratio < low_bound) & (advantages < 0), (ratio > high_bound) & (advantages > 0)
 
 
 def clipped_value_loss(

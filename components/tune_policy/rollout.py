@@ -17,7 +17,7 @@ from components.common.data.transcripts import Prompt
 from components.common.distributed import TrainingProcesses
 from components.common.generation import generate_responses
 from components.common.log_probs import token_entropy, token_log_probs
-from components.tune_policy.config import PPOConfig
+from components.tune_policy.config import PolicyTuningConfig
 from components.tune_policy.policy_model import PolicyWithValueHead, ReferenceLogprobs
 from components.common.errors import UserInputError
 from components.tune_policy.group_math import (
@@ -74,7 +74,7 @@ def trim_left_padding(input_ids: torch.Tensor, attention_mask: torch.Tensor):
 
 @torch.no_grad()
 def policy_logprobs_and_values(
-    policy: PolicyWithValueHead, input_ids, attention_mask, response_ids, response_mask, config: PPOConfig
+    policy: PolicyWithValueHead, input_ids, attention_mask, response_ids, response_mask, config: PolicyTuningConfig
 ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
     """Log-probabilities of the sampled tokens, the values before them (None without a value head) and
     the policy's entropy at each real response token, `forward_batch_size` rows at a time.
@@ -93,7 +93,7 @@ def policy_logprobs_and_values(
 
 @torch.no_grad()
 def reference_logprobs_of(
-    reference: ReferenceLogprobs, input_ids, attention_mask, response_ids, config: PPOConfig
+    reference: ReferenceLogprobs, input_ids, attention_mask, response_ids, config: PolicyTuningConfig
 ) -> torch.Tensor:
     chunks = []
     for rows in torch.arange(input_ids.shape[0]).split(config.forward_batch_size):
@@ -108,7 +108,7 @@ def collect_rollout(
     score: ScoreFunction,
     formatter: PromptFormatter,
     prompts: list[Prompt],
-    config: PPOConfig,
+    config: PolicyTuningConfig,
     processes: TrainingProcesses = TrainingProcesses(),
     columns: list[Mapping[str, Any]] | None = None,
 ) -> Rollout:
@@ -190,7 +190,7 @@ def collect_rollout(
     )
 
 
-def _group_advantages(scores, logprobs, ref_logprobs, response_mask, config: PPOConfig, processes: TrainingProcesses):
+def _group_advantages(scores, logprobs, ref_logprobs, response_mask, config: PolicyTuningConfig, processes: TrainingProcesses):
     """GRPO's or RLOO's advantage of each response, on each of its real tokens, and the per-token KL.
 
     RLOO subtracts `kl_coeff` times the response's summed KL (logp - logp_ref) from its reward before the

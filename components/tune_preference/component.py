@@ -7,8 +7,8 @@ def tune_preference(
     base_model: Input[Model],
     preference_data: Input[Dataset],
     algorithm: str,
-    train_steps: int,
-    learning_rate_multiplier: float,
+    preference_tuning_train_steps: int,
+    reinforcement_learning_rate_multiplier: float,
     batch_size: int,
     dpo_beta: float,
     dpo_loss_type: str,
@@ -32,7 +32,7 @@ def tune_preference(
     DPO uses TRL's loss `dpo_loss_type` ("sigmoid": -log sigmoid(beta x margin)); KTO splits each pair
     into a desirable and an undesirable answer and weighs their losses by `kto_desirable_weight` and
     `kto_undesirable_weight`. Both keep the policy near the base model with strength `dpo_beta`.
-    `train_steps` optimizer steps of `batch_size` pairs each.
+    `preference_tuning_train_steps` optimizer steps of `batch_size` pairs each.
 
     Outputs the tuned policy as a plain Hugging Face model directory (LoRA merged), its final metrics
     (train loss, implicit-reward accuracy and margin on the held-out pairs, KTO's class balance), and
@@ -44,6 +44,7 @@ def tune_preference(
     in a folder named after this task's inputs, so that a retry with the same inputs resumes from
     the last one.
     """
+    arguments = dict(locals())  # this step's parameters by name, for its settings (common/stage_settings.py)
     import os
 
     from components.common.checkpoints import training_checkpoint_dir
@@ -51,24 +52,11 @@ def tune_preference(
     from components.common.distributed import run_on_every_gpu
     from components.common.kfp_outputs import record_metrics
     from components.common.models import model_source
+    from components.common.stage_settings import settings_from_arguments
     from components.tune_preference.config import PreferenceTuningConfig
     from components.tune_preference.training import train_preference_policy
 
-    config = PreferenceTuningConfig(
-        steps=train_steps,
-        algorithm=algorithm,
-        batch_size=batch_size,
-        learning_rate_multiplier=learning_rate_multiplier,
-        beta=dpo_beta,
-        loss_type=dpo_loss_type,
-        desirable_weight=kto_desirable_weight,
-        undesirable_weight=kto_undesirable_weight,
-        lora_rank=policy_lora_rank,
-        use_chat_template=use_chat_template,
-        max_prompt_tokens=prompt_sequence_length,
-        max_response_tokens=target_sequence_length,
-        seed=seed,
-    )
+    config = settings_from_arguments(PreferenceTuningConfig, arguments)
     train_path, eval_path = prepared_files(preference_data.path)
     checkpoint_dir = training_checkpoint_dir(
         "tune_preference", config, base_model.path, {"train": train_path, "eval": eval_path},

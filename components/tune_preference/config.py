@@ -3,6 +3,7 @@
 from dataclasses import dataclass
 
 from components.common import defaults
+from components.common.stage_settings import from_parameter
 from components.common.steps import DEFAULT_BATCH_SIZE, gradient_accumulation_steps, micro_batch_size
 
 # TRL 1.16's DPO losses (DPOConfig.loss_type; TRL keeps no importable list of them). 'exo_pair' is
@@ -24,24 +25,24 @@ class PreferenceTuningConfig:
     twice as many rows); gradient accumulation makes up the rest of the step.
     """
 
-    steps: int
+    steps: int = from_parameter("preference_tuning_train_steps")
     algorithm: str = "dpo"  # "dpo" or "kto"
     batch_size: int = DEFAULT_BATCH_SIZE  # pairs per optimizer step (Vertex: 64)
     max_micro_batch_size: int = 16  # pairs per forward pass
     base_learning_rate: float = 1e-5  # the policy's base rate, as PPO's
-    learning_rate_multiplier: float = 1.0
+    learning_rate_multiplier: float = from_parameter("reinforcement_learning_rate_multiplier", 1.0)
     warmup_ratio: float = 0.05
     weight_decay: float = 0.0
-    beta: float = defaults.DPO_BETA  # strength of the implicit KL to the reference (TRL's beta, both losses)
+    beta: float = from_parameter("dpo_beta", defaults.DPO_BETA)  # strength of the implicit KL to the reference (TRL's beta, both losses)
     # DPO's loss, TRL's name, or several joined by commas and summed ("sigmoid,sft": DPO plus the chosen
     # answers' NLL, as RPO); KTO always uses KTO_LOSS_TYPE
-    loss_type: str = defaults.DPO_LOSS_TYPE
-    desirable_weight: float = defaults.KTO_DESIRABLE_WEIGHT  # KTO: weight of the desirable rows' loss
-    undesirable_weight: float = defaults.KTO_UNDESIRABLE_WEIGHT  # KTO: weight of the undesirable rows' loss
-    lora_rank: int = defaults.POLICY_LORA_RANK  # 0 trains every weight
+    loss_type: str = from_parameter("dpo_loss_type", defaults.DPO_LOSS_TYPE)
+    desirable_weight: float = from_parameter("kto_desirable_weight", defaults.KTO_DESIRABLE_WEIGHT)  # KTO: weight of the desirable rows' loss
+    undesirable_weight: float = from_parameter("kto_undesirable_weight", defaults.KTO_UNDESIRABLE_WEIGHT)  # KTO: weight of the undesirable rows' loss
+    lora_rank: int = from_parameter("policy_lora_rank", defaults.POLICY_LORA_RANK)  # 0 trains every weight
     use_chat_template: str = defaults.USE_CHAT_TEMPLATE  # "auto", "true" or "false"
-    max_prompt_tokens: int = defaults.PROMPT_SEQUENCE_LENGTH
-    max_response_tokens: int = defaults.TARGET_SEQUENCE_LENGTH
+    max_prompt_tokens: int = from_parameter("prompt_sequence_length", defaults.PROMPT_SEQUENCE_LENGTH)
+    max_response_tokens: int = from_parameter("target_sequence_length", defaults.TARGET_SEQUENCE_LENGTH)
     seed: int = 0
     logging_steps: int = 5
     eval_batch_size: int = 16  # pairs per forward pass of the implicit-reward evaluation

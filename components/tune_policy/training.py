@@ -2,7 +2,7 @@
 training loop, its logs and its result.
 
 Rollout, reward scoring, KL, logging, LoRA, checkpoints and the multi-GPU launcher are shared; what
-differs per algorithm is the advantage estimate (rollout.py, group_math.py) and the loss (ppo_update.py).
+differs per algorithm is the advantage estimate (rollout.py, group_math.py) and the loss (update.py).
 """
 
 import time
@@ -21,12 +21,12 @@ from components.common.errors import UserInputError
 from components.common.models import Placement, load_tokenizer, save_causal_lm
 from components.common.reward_scoring import RewardScorer
 from components.tune_policy.checkpointing import Progress, TrainingState, resume, save_checkpoint
-from components.tune_policy.config import PPOConfig
+from components.tune_policy.config import PolicyTuningConfig
 from components.tune_policy.optimization import build_optimizer
 from components.tune_policy.policy_model import load_policy, make_reference
 from components.tune_policy.group_math import group_reward_statistics, missing_learning_signal
 from components.tune_policy.ppo_math import masked_mean, masked_moments
-from components.tune_policy.ppo_update import ppo_update
+from components.tune_policy.update import update_policy
 from components.tune_policy.prompt_data import PromptBatches, read_training_rows
 from components.tune_policy.rewards import RolloutRewards
 from components.tune_policy.rollout import Rollout, collect_rollout
@@ -130,7 +130,7 @@ def summarize(history: list[dict[str, float]]) -> dict[str, float]:
 
 
 def train_policy(
-    config: PPOConfig,
+    config: PolicyTuningConfig,
     policy_source: str,
     reward_source: str | None,
     prompts_path: str | Path,
@@ -223,7 +223,7 @@ def train_policy(
                 columns=[row.columns for row in step_rows],
             )
             update_started = time.perf_counter()
-            update_stats = ppo_update(
+            update_stats = update_policy(
                 trained_policy, optimizer, scheduler, rollout, config, state.minibatch_order, processes
             )
             update_seconds = time.perf_counter() - update_started

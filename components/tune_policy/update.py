@@ -1,8 +1,9 @@
-"""The update: `ppo_epochs` passes over one rollout, in minibatches, each an optimizer step.
+"""The update: `epochs` (the `ppo_epochs` parameter, TRL's num_iterations) passes over one rollout, in minibatches, each an optimizer step.
 
-PPO minimises the clipped policy loss plus the clipped value loss, averaged over real tokens. GRPO and
-RLOO minimise the clipped policy loss with the ratio clipped to [1 - epsilon, 1 + epsilon_high] (plus,
-for GRPO, `kl_coeff` times the k3 KL to the reference), averaged as `loss_type` says. Minibatching,
+All three clip the probability ratio to [1 - epsilon, 1 + epsilon_high] (epsilon_high 0: epsilon). PPO
+minimises that clipped policy loss plus the clipped value loss, averaged over real tokens; GRPO and RLOO
+the clipped policy loss (plus, for GRPO, `kl_coeff` times the k3 KL to the reference), averaged as
+`loss_type` says. Minibatching,
 chunked forwards, gradient clipping, the schedule and DDP are the same for all three.
 """
 
@@ -12,11 +13,11 @@ import torch
 
 from components.common.distributed import TrainingProcesses
 from components.common.log_probs import token_log_probs
-from components.tune_policy.config import PPOConfig
+from components.tune_policy.config import PolicyTuningConfig
 from components.tune_policy.optimization import trainable_parameters
 from components.tune_policy.policy_model import PolicyWithValueHead
-from components.tune_policy.ppo_math import clipped_policy_loss, clipped_value_loss
-from components.tune_policy.group_math import aggregated_loss, clipped_ratio_loss, k3_kl
+from components.tune_policy.group_math import aggregated_loss, k3_kl
+from components.tune_policy.ppo_math import clipped_ratio_loss, clipped_value_loss
 from components.tune_policy.rollout import Rollout, trim_left_padding
 
 
@@ -27,7 +28,7 @@ GROUP_STATISTICS = ("rl_loss", "kl_penalty", "clip_fraction", "clip_fraction_low
                     "approx_kl", "tokens")
 
 
-def _minibatch_normaliser(config: PPOConfig, token_count: torch.Tensor, rows: int) -> torch.Tensor | float:
+def _minibatch_normaliser(config: PolicyTuningConfig, token_count: torch.Tensor, rows: int) -> torch.Tensor | float:
     """What a minibatch's loss sum is divided by: PPO's and dapo's token count; grpo's rows; dr_grpo's rows
     times max_new_tokens (see group_math.aggregated_loss). Token count and `rows` are every process's."""
     if not config.grouped or config.loss_type == "dapo":
@@ -37,12 +38,12 @@ def _minibatch_normaliser(config: PPOConfig, token_count: torch.Tensor, rows: in
     return float(rows * config.max_new_tokens)
 
 
-def ppo_update(
+def update_policy(
     policy: PolicyWithValueHead | torch.nn.parallel.DistributedDataParallel,
     optimizer: torch.optim.Optimizer,
     scheduler: torch.optim.lr_scheduler.LRScheduler,
     rollout: Rollout,
-    config: PPOConfig,
+    config: PolicyTuningConfig,
     generator: torch.Generator,
     processes: TrainingProcesses = TrainingProcesses(),
 ) -> dict[str, float]:
@@ -64,19 +65,19 @@ def ppo_update(
     return _passes(policy, optimizer, scheduler, rollout, config, generator, processes, STATISTICS, _ppo_chunk_loss)
 
 
-def _ppo_chunk_loss(rollout: Rollout, rows, logprobs, values, mask, config: PPOConfig):
+def _ppo_chunk_loss(rollout: Rollout, rows, logprobs, values, mask, config: PolicyTuningConfig):
     """PPO: the clipped policy loss plus the clipped value loss; (loss sum, per-token statistics)."""
-    policy_loss, policy_clipped = clipped_policy_loss(
-        logprobs, rollout.logprobs[rows], rollout.advantages[rows], config.clip_range
+    policy_loss, low_clipped, high_clipped = clipped_ratio_loss(
+        logprobs, rollout.logprobs[rows], rollout.advantages[rows], config.epsilon, config.clip_high
     )
     value_loss, value_clipped = clipped_value_loss(
         values, rollout.values[rows], rollout.returns[rows], config.value_clip_range
     )
     token_losses = (policy_loss + config.value_loss_coeff * value_loss) * mask
-    return token_losses.sum(), (policy_loss, value_loss, policy_clipped, value_clipped)
+    return token_losses.sum(), (policy_loss, value_loss, low_clipped | high_clipped, value_clipped)
 
 
-def _group_chunk_loss(rollout: Rollout, rows, logprobs, values, mask, config: PPOConfig):
+def _group_chunk_loss(rollout: Rollout, rows, logprobs, values, mask, config: PolicyTuningConfig):
     """GRPO/RLOO: the ratio clipped to [1 - epsilon, 1 + epsilon_high], plus GRPO's k3 KL term,
     averaged as `loss_type` says; (loss sum, per-token statistics). No value head."""
     policy_loss, low_clipped, high_clipped = clipped_ratio_loss(
@@ -90,9 +91,9 @@ def _group_chunk_loss(rollout: Rollout, rows, logprobs, values, mask, config: PP
     return loss, (policy_loss, kl_penalty, low_clipped | high_clipped, low_clipped, high_clipped)
 
 
-def _passes(policy, optimizer, scheduler, rollout: Rollout, config: PPOConfig, generator: torch.Generator,
+def _passes(policy, optimizer, scheduler, rollout: Rollout, config: PolicyTuningConfig, generator: torch.Generator,
             processes: TrainingProcesses, statistics: tuple[str, ...], chunk_loss) -> dict[str, float]:
-    """`ppo_epochs` passes over `rollout` in minibatches, each an optimizer step; `chunk_loss` is the
+    """`epochs` passes over `rollout` in minibatches, each an optimizer step; `chunk_loss` is the
     algorithm's loss of one forward chunk. Returns the token-averaged `statistics`."""
     parameters = trainable_parameters(policy)
     response_length = rollout.response_ids.shape[1]
@@ -100,7 +101,7 @@ def _passes(policy, optimizer, scheduler, rollout: Rollout, config: PPOConfig, g
     device = rollout.response_mask.device
     totals = torch.zeros(len(statistics), dtype=torch.float64, device=device)
     grad_norms = []
-    for _ in range(config.ppo_epochs):
+    for _ in range(config.epochs):
         order = torch.randperm(rollout.size, generator=generator)
         for minibatch in order.split(minibatch_size):
             minibatch = minibatch.to(device)
