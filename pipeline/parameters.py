@@ -113,6 +113,10 @@ OUR_PARAMETERS: tuple[Parameter, ...] = (
               "Passes over the training prompts (DPO/KTO: pairs) when `reinforcement_learning_train_steps` is 0."),
     Parameter("batch_size", int, DEFAULT_BATCH_SIZE,
               "Pairs per reward-model step and prompts per PPO rollout (Vertex uses 64)."),
+    Parameter("center_rewards_coefficient", float, defaults.CENTER_REWARDS_COEFFICIENT,
+              "Reward model: adds this times the mean of (r_chosen + r_rejected)^2 to the pairwise loss, "
+              "which keeps the rewards centred on 0 (TRL RewardConfig's `center_rewards_coefficient`; 0.01 is "
+              "the usual choice). 0 turns it off."),
     Parameter("reward_model_lora_rank", int, defaults.REWARD_MODEL_LORA_RANK,
               "LoRA rank of the reward model (Vertex uses 4). 0 trains every weight."),
     Parameter("policy_lora_rank", int, defaults.POLICY_LORA_RANK,

@@ -100,6 +100,25 @@ def test_margin_reaches_the_loss_only_when_asked(tiny_causal_lm, pairs, tmp_path
     assert results["margin_in_loss"] == 1.0 and results["train_steps"] == 2
 
 
+def test_center_rewards_coefficient_pulls_the_rewards_towards_zero(tiny_causal_lm, pairs, tmp_path):
+    """TRL's centring term, coefficient x mean((r_chosen + r_rejected)^2), reaches the loss: with it the
+    trained rewards sit near 0; without it (0: TRL's None) nothing holds them there."""
+    eval_pairs = read_pairs(pairs / "eval.jsonl")
+
+    def mean_abs_reward(coefficient: float) -> float:
+        config = RewardTrainingConfig(steps=12, batch_size=16, learning_rate_multiplier=100.0, lora_rank=0,
+                                      center_rewards_coefficient=coefficient)
+        output = tmp_path / f"reward-{coefficient}"
+        train_reward_model(config, str(tiny_causal_lm), pairs / "train.jsonl", pairs / "eval.jsonl", output,
+                           tmp_path / f"logs-{coefficient}")
+        scorer = RewardScorer(str(output), Placement.detect(), max_tokens=config.max_length)
+        prompts = [Prompt.from_row(pair) for pair in eval_pairs for _ in range(2)]
+        answers = [answer for pair in eval_pairs for answer in (pair["chosen"], pair["rejected"])]
+        return float(scorer.score(prompts, answers).abs().mean())
+
+    assert mean_abs_reward(1.0) < 0.5 * mean_abs_reward(0.0)
+
+
 def read_pairs(path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 

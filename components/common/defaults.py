@@ -5,6 +5,7 @@ PROMPT_SEQUENCE_LENGTH = 512  # prompt tokens (Vertex: prompt_sequence_length)
 TARGET_SEQUENCE_LENGTH = 64  # response tokens (Vertex: target_sequence_length)
 KL_COEFF = 0.1  # weight of the KL penalty to the initial policy (Vertex: kl_coeff)
 REWARD_MODEL_LORA_RANK = 4  # Vertex's reward-model LoRA rank
+CENTER_REWARDS_COEFFICIENT = 0.0  # reward model: weight of the mean squared reward in the loss (0: off, as TRL's None)
 POLICY_LORA_RANK = 1  # Vertex's policy LoRA rank
 PPO_EPOCHS = 4  # optimisation passes over each rollout batch
 PPO_MINIBATCH_SIZE = 16  # rollouts per PPO optimizer step

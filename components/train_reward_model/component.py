@@ -12,6 +12,7 @@ def train_reward_model(
     batch_size: int,
     reward_model_lora_rank: int,
     use_margin: bool,
+    center_rewards_coefficient: float,
     use_chat_template: str,
     prompt_sequence_length: int,
     target_sequence_length: int,

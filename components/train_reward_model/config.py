@@ -18,6 +18,7 @@ class RewardTrainingConfig:
     weight_decay: float = 0.0
     lora_rank: int = from_parameter("reward_model_lora_rank", defaults.REWARD_MODEL_LORA_RANK)  # 0 trains every weight
     use_margin: bool = False  # pass the pairs' "margin" to the loss: -log sigmoid(r_w - r_l - margin)
+    center_rewards_coefficient: float = defaults.CENTER_REWARDS_COEFFICIENT  # + coefficient x mean((r_w + r_l)^2)
     use_chat_template: str = defaults.USE_CHAT_TEMPLATE  # "auto", "true" or "false"
     max_prompt_tokens: int = from_parameter("prompt_sequence_length", defaults.PROMPT_SEQUENCE_LENGTH)
     max_response_tokens: int = from_parameter("target_sequence_length", defaults.TARGET_SEQUENCE_LENGTH)
@@ -49,6 +50,8 @@ class RewardTrainingConfig:
         from components.common.errors import UserInputError
 
         problems = [f"batch_size must be >= 1, got {self.batch_size}"] if self.batch_size < 1 else []
+        if not self.center_rewards_coefficient >= 0:
+            problems.append(f"center_rewards_coefficient must be >= 0, got {self.center_rewards_coefficient}")
         problems += unshareable_sizes({"batch_size": self.batch_size}, processes)
         if problems:
             raise UserInputError("reward-model training settings: " + "; ".join(problems))

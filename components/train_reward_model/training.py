@@ -95,6 +95,7 @@ def build_trainer(
     args = RewardConfig(
         **training_arguments(config, config.steps, trainer_dir, placement, processes, checkpoint_steps),
         max_length=config.max_length,
+        center_rewards_coefficient=config.center_rewards_coefficient or None,  # TRL's "off" is None
     )
     peft_config = None
     if config.lora_rank > 0:
