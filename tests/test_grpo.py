@@ -298,11 +298,13 @@ def test_grpo_in_two_processes_trains_and_logs_once(tmp_path, tiny_causal_lm, le
     assert scalars["response_tokens"][0] <= 8 * 5  # every process's responses counted once
 
 
-@pytest.mark.parametrize("loss_type", ["grpo", "dr_grpo", "dapo"])
-def test_the_update_step_takes_the_gradient_of_the_loss_type_trl_names(tiny_causal_lm, loss_type):
+@pytest.mark.parametrize("algorithm, loss_type", [("grpo", "grpo"), ("grpo", "dr_grpo"), ("grpo", "dapo"),
+                                                  ("rloo", "sequence")])
+def test_the_update_step_takes_the_gradient_of_the_loss_type_trl_names(tiny_causal_lm, algorithm, loss_type):
     """One minibatch of 4 responses of different lengths, forwarded in chunks of 1 row: the update's
     gradient is that of TRL's loss on the whole minibatch (ratio 1, so the policy term is -A * logp's
-    gradient), plus the k3 KL term; each loss type averages the tokens its own way."""
+    gradient), plus GRPO's k3 KL term; each loss type averages the tokens its own way, and RLOO's
+    "sequence" (TRL's RLOOTrainer) takes one ratio per response from its summed log-probabilities."""
     from components.common.log_probs import token_log_probs
     from components.common.models import load_tokenizer
     from components.tune_policy.group_math import k3_kl
@@ -310,7 +312,7 @@ def test_the_update_step_takes_the_gradient_of_the_loss_type_trl_names(tiny_caus
     from components.tune_policy.update import update_policy
     from components.tune_policy.rollout import Rollout
 
-    config = _grouped_config("grpo", steps=1, batch_size=4, minibatch_size=4, forward_batch_size=1, epochs=1,
+    config = _grouped_config(algorithm, steps=1, batch_size=4, minibatch_size=4, forward_batch_size=1, epochs=1,
                              lora_rank=0, kl_coeff=0.3, max_new_tokens=3, loss_type=loss_type, max_grad_norm=1e9,
                              temperature=0.7)
     policy = load_policy(str(tiny_causal_lm), config, CPU)
@@ -336,10 +338,12 @@ def test_the_update_step_takes_the_gradient_of_the_loss_type_trl_names(tiny_caus
     current = token_log_probs(logits, response_ids, config.temperature)
     token_losses = -advantages * torch.exp(current - current.detach()) + config.kl_coeff * k3_kl(current, ref_logprobs)
     mask = response_mask.float()
+    summed = (current * mask).sum(1)
     expected_loss = {
         "grpo": ((token_losses * mask).sum(1) / mask.sum(1)).mean(),  # mean over responses of token means
         "dapo": (token_losses * mask).sum() / mask.sum(),  # every token of the minibatch alike
         "dr_grpo": (token_losses * mask).sum() / (4 * config.max_new_tokens),  # a constant: no length bias
+        "sequence": (-advantages[:, 0] * torch.exp(summed - summed.detach())).mean(),  # RLOO: KL is in the reward
     }[loss_type]
     expected_loss.backward()
     expected = {name: p.grad.clone() for name, p in policy.named_parameters() if p.requires_grad}
@@ -351,6 +355,30 @@ def test_the_update_step_takes_the_gradient_of_the_loss_type_trl_names(tiny_caus
     for name, parameter in policy.named_parameters():
         if parameter.requires_grad:  # SGD at rate 1: the step is minus the gradient
             torch.testing.assert_close(weights[name] - parameter.detach(), expected[name], atol=1e-6, rtol=1e-4)
+
+
+def test_rloos_sequence_loss_clips_a_responses_summed_ratio_where_no_token_ratio_is_clipped():
+    """Four tokens each 10% likelier than when sampled: no token's ratio (1.1) leaves [0.8, 1.2], but the
+    response's (1.1^4 = 1.46) does, so TRL's RLOO loss stops that response's gradient; the per-token
+    loss does not."""
+    from components.tune_policy.ppo_math import clipped_ratio_loss
+
+    old = torch.zeros(2, 4)
+    current = (old + math.log(1.1)).requires_grad_()
+    advantages = torch.tensor([1.0, 1.0])
+    sequence_loss, _, high = clipped_ratio_loss(current.sum(1), old.sum(1), advantages, 0.2, 0.2)
+    sequence_loss.sum().backward()
+    assert high.tolist() == [True, True] and torch.count_nonzero(current.grad) == 0
+    current.grad = None
+    token_loss, _, high = clipped_ratio_loss(current, old, advantages[:, None].expand(2, 4), 0.2, 0.2)
+    token_loss.sum().backward()
+    assert not high.any() and torch.count_nonzero(current.grad) == 8
+
+
+def test_sequence_loss_is_rloos_alone():
+    with pytest.raises(UserInputError, match="RLOO's"):
+        _grouped_config("grpo", steps=1, loss_type="sequence").validate()
+    _grouped_config("rloo", steps=1, loss_type="sequence").validate()
 
 
 def test_a_run_whose_groups_never_differ_says_it_learned_nothing_and_why():

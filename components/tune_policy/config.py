@@ -11,7 +11,8 @@ from components.common.stage_settings import from_parameter
 from components.common.steps import DEFAULT_BATCH_SIZE, GROUP_ALGORITHMS, prompts_per_rl_step, responses_per_prompt
 
 LR_SCHEDULES = ("constant", "linear")
-LOSS_TYPES = ("grpo", "dr_grpo", "dapo")  # TRL's names for how token losses are averaged
+SEQUENCE = "sequence"  # RLOO's loss as TRL's RLOOTrainer computes it: one clipped ratio per response
+LOSS_TYPES = ("grpo", "dr_grpo", "dapo", SEQUENCE)  # TRL's names for how token losses are averaged, and RLOO's
 SCALE_REWARDS = ("group", "batch", "none")  # TRL's names for what a GRPO advantage is divided by
 
 
@@ -176,6 +177,8 @@ class PolicyTuningConfig:
                 )
             if self.loss_type not in LOSS_TYPES:
                 problems.append(f"loss_type must be one of {LOSS_TYPES}, got {self.loss_type!r}")
+            elif self.loss_type == SEQUENCE and self.algorithm != "rloo":
+                problems.append(f"loss_type {SEQUENCE!r} is RLOO's (TRL's RLOOTrainer), not {self.algorithm}'s")
             if self.scale_rewards not in SCALE_REWARDS:
                 problems.append(f"scale_rewards must be one of {SCALE_REWARDS}, got {self.scale_rewards!r}")
         if problems:

@@ -13,7 +13,7 @@ import torch
 
 from components.common.distributed import TrainingProcesses
 from components.common.log_probs import token_log_probs
-from components.tune_policy.config import PolicyTuningConfig
+from components.tune_policy.config import SEQUENCE, PolicyTuningConfig
 from components.tune_policy.optimization import trainable_parameters
 from components.tune_policy.policy_model import PolicyWithValueHead
 from components.tune_policy.group_math import aggregated_loss, k3_kl
@@ -29,11 +29,12 @@ GROUP_STATISTICS = ("rl_loss", "kl_penalty", "clip_fraction", "clip_fraction_low
 
 
 def _minibatch_normaliser(config: PolicyTuningConfig, token_count: torch.Tensor, rows: int) -> torch.Tensor | float:
-    """What a minibatch's loss sum is divided by: PPO's and dapo's token count; grpo's rows; dr_grpo's rows
-    times max_new_tokens (see group_math.aggregated_loss). Token count and `rows` are every process's."""
+    """What a minibatch's loss sum is divided by: PPO's and dapo's token count; grpo's and sequence's rows;
+    dr_grpo's rows times max_new_tokens (see group_math.aggregated_loss). Token count and `rows` are every
+    process's."""
     if not config.grouped or config.loss_type == "dapo":
         return token_count
-    if config.loss_type == "grpo":
+    if config.loss_type in ("grpo", SEQUENCE):
         return float(rows)
     return float(rows * config.max_new_tokens)
 
@@ -80,6 +81,8 @@ def _ppo_chunk_loss(rollout: Rollout, rows, logprobs, values, mask, config: Poli
 def _group_chunk_loss(rollout: Rollout, rows, logprobs, values, mask, config: PolicyTuningConfig):
     """GRPO/RLOO: the ratio clipped to [1 - epsilon, 1 + epsilon_high], plus GRPO's k3 KL term,
     averaged as `loss_type` says; (loss sum, per-token statistics). No value head."""
+    if config.loss_type == SEQUENCE:
+        return _sequence_chunk_loss(rollout, rows, logprobs, mask, config)
     policy_loss, low_clipped, high_clipped = clipped_ratio_loss(
         logprobs, rollout.logprobs[rows], rollout.advantages[rows], config.epsilon, config.clip_high
     )
@@ -89,6 +92,22 @@ def _group_chunk_loss(rollout: Rollout, rows, logprobs, values, mask, config: Po
     token_losses = policy_loss + config.kl_coeff * kl_penalty
     loss = aggregated_loss(token_losses, mask, config.loss_type, 1.0)
     return loss, (policy_loss, kl_penalty, low_clipped | high_clipped, low_clipped, high_clipped)
+
+
+def _sequence_chunk_loss(rollout: Rollout, rows, logprobs, mask, config: PolicyTuningConfig):
+    """RLOO as TRL's RLOOTrainer computes it: one ratio per response, from the log-probabilities summed
+    over its tokens, clipped to [1 - epsilon, 1 + epsilon_high]; the loss is the mean over responses.
+    (loss sum, per-token statistics: each response's values on its tokens)."""
+    sequence_logprobs = (logprobs * mask).sum(dim=1)
+    old_sequence_logprobs = (rollout.logprobs[rows] * mask).sum(dim=1)
+    advantages = rollout.advantages[rows][:, 0]  # a response's advantage is the same on every token
+    loss, low_clipped, high_clipped = clipped_ratio_loss(
+        sequence_logprobs, old_sequence_logprobs, advantages, config.epsilon, config.clip_high
+    )
+    on_tokens = lambda per_response: per_response[:, None].expand_as(mask)  # noqa: E731
+    no_kl_term = torch.zeros_like(mask)  # RLOO's KL is in the reward
+    return loss.sum(), (on_tokens(loss), no_kl_term, on_tokens(low_clipped | high_clipped), on_tokens(low_clipped),
+                        on_tokens(high_clipped))
 
 
 def _passes(policy, optimizer, scheduler, rollout: Rollout, config: PolicyTuningConfig, generator: torch.Generator,
