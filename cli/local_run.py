@@ -95,6 +95,21 @@ def chosen_sample_task(user_values: dict[str, Any], task_name: str | None = None
     return DEFAULT_SAMPLE_TASK
 
 
+def check_own_task_is_complete(user_values: dict[str, Any], task_name: str | None) -> None:
+    """A run that names a dataset but no sample task is the user's own: say which required parameters it
+    lacks, and that --sample-task keeps a sample task's other settings under the values given."""
+    from pipeline.parameters import PARAMETERS
+
+    missing = [p.name for p in PARAMETERS if p.required and not user_values.get(p.name)]
+    if task_name is not None or not missing:
+        return
+    tasks = " or ".join(f"--sample-task {name}" for name in sample_tasks())
+    raise UserInputError(
+        f"a run that names its own dataset also needs {', '.join(missing)} (set them with --set or --params); "
+        f"to change only some of a sample task's settings, add {tasks}: it keeps the task's other settings"
+    )
+
+
 def with_sample_task(user_values: dict[str, Any], task_name: str | None) -> dict[str, Any]:
     """The user's values on top of those of the sample task `chosen_sample_task` picks."""
     if task_name is None:

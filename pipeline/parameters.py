@@ -166,7 +166,9 @@ OUR_PARAMETERS: tuple[Parameter, ...] = (
               "it), so each step takes batch_size / num_generations prompts; PPO ignores it."),
     Parameter("loss_type", str, defaults.LOSS_TYPE,
               "GRPO/RLOO: how token losses are averaged, as TRL names it: 'dapo' (over every token of the "
-              "minibatch), 'grpo' (per response, then over responses) or 'dr_grpo' (sum over a fixed length)."),
+              "minibatch), 'grpo' (per response, then over responses) or 'dr_grpo' (sum over a fixed length); "
+              "RLOO also takes 'sequence', TRL RLOOTrainer's loss: one clipped probability ratio per response, "
+              "from its summed log-probabilities, averaged over responses."),
     Parameter("epsilon", float, defaults.EPSILON,
               "PPO, GRPO and RLOO: the probability ratio is clipped below at 1 - epsilon (TRL's `epsilon`, "
               "PPO's clip range)."),

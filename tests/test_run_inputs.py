@@ -220,3 +220,16 @@ def test_the_committed_pipeline_never_caches_the_uploads():
     steps = _steps(yaml.safe_load((REPO_ROOT / "pipeline.yaml").read_text()))
     assert {name for name, task in steps.items() if not task["cachingOptions"].get("enableCache")} == {
         "upload-model", "upload-training-logs"}
+
+
+def test_a_dataset_without_a_sample_task_names_what_is_missing_and_the_sample_task_hint(tmp_path, capsys):
+    from cli.main import main
+
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text(json.dumps({"prompt": "p", "chosen": "a", "rejected": "b"}) + "\n")
+    code = main(["run", "--set", f"preference_dataset={pairs}", "--dry-run", "--output-dir", str(tmp_path / "runs")])
+    error = capsys.readouterr().err
+    assert code == 2
+    assert "also needs prompt_dataset, large_model_reference" in error
+    assert "--sample-task summaries" in error and "keeps the task's other settings" in error
+    assert not (tmp_path / "runs").exists()

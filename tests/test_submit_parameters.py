@@ -105,6 +105,8 @@ INVALID_FILES = {
     "unknown algorithm": ({**BASE, "algorithm": "a2c"}, "algorithm: 'a2c' is not allowed: must be one of ppo, grpo, rloo, dpo, kto"),
     "groups that do not fill the batch": ({**BASE, "algorithm": "grpo", "num_generations": 5},
                                           "batch_size (64) must be a multiple of num_generations (5) for grpo"),
+    "rloo's sequence loss for grpo": ({**BASE, "algorithm": "grpo", "loss_type": "sequence"},
+                                      "loss_type 'sequence' is RLOO's"),
     "negative missing-eos penalty": ({**BASE, "missing_eos_penalty": -1.0},
                                      "missing_eos_penalty: -1.0 is not allowed: must be at least 0"),
 }

@@ -89,6 +89,7 @@ def main(args) -> int:
     from cli.fingerprint import data_fingerprints
     from cli.local_run import (
         RunFailed,
+        check_own_task_is_complete,
         check_runner,
         chosen_sample_task,
         new_run_dir,
@@ -103,6 +104,7 @@ def main(args) -> int:
 
     given = load_parameter_values(args.params, args.sets)
     task = chosen_sample_task(given, args.sample_task)
+    check_own_task_is_complete(given, task)
     values = validate_for_pipeline(with_sample_task(given, task))
     config = LocalRunConfig(
         runner=args.runner, output_dir=args.output_dir, enable_caching=not args.no_cache, image=args.image

@@ -13,7 +13,7 @@ from components.common.algorithms import ALGORITHMS, plan_stages
 from components.common.chat_templates import USE_CHAT_TEMPLATE_VALUES
 from components.common.errors import UserInputError
 from components.common.steps import GROUP_ALGORITHMS
-from components.tune_policy.config import LOSS_TYPES, SCALE_REWARDS
+from components.tune_policy.config import LOSS_TYPES, SCALE_REWARDS, SEQUENCE
 from components.tune_preference.config import DPO_LOSS_TYPES
 from pipeline.resources import accelerator_problem
 
@@ -112,6 +112,8 @@ CROSS_RULES: tuple[tuple[tuple[str, ...], Callable[..., bool], str], ...] = (
     (("ppo_minibatch_size", "accelerator_count"), lambda minibatch, gpus: gpus < 1 or minibatch % gpus == 0,
      "ppo_minibatch_size ({0}) must be a multiple of accelerator_count ({1}): each GPU takes an equal share "
      "of a minibatch"),
+    (("loss_type", "algorithm"), lambda loss_type, algorithm: loss_type != SEQUENCE or algorithm == "rloo",
+     "loss_type {0!r} is RLOO's (one clipped ratio per response, as TRL's RLOOTrainer), not {1}'s"),
 )
 
 
