@@ -13,6 +13,10 @@ the stages take as an input and otherwise ignore):
 - gs:// objects: each object's name, generation and size, as listed by the Cloud Storage client.
   Cloud Storage gives an object a new generation whenever it is written, so an upload reruns the
   stage even when it holds the same bytes; no byte is downloaded to find this out.
+- a Hugging Face hub dataset (`hf://datasets/...`): its name and the fingerprint `datasets` gives the
+  split it loads, which follows the revision the dataset was downloaded at (it is loaded here as the
+  stage loads it, from the cache or the hub). A folder of `save_to_disk` is hashed as local files, all
+  of them (its arrow files are not data files to the stages).
 
 The files are found exactly as the data stages find them (components/common/data/sources.py): one
 file, every data file under a directory, or every file a glob matches.
@@ -26,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from components.common import gcs_paths
+from components.common.data.hf_datasets import hub_dataset, is_saved_dataset, load_split
 from components.common.data.sources import GLOB_CHARACTERS, container_of
 from components.common.errors import UserInputError
 
@@ -56,7 +61,8 @@ def _local_paths(spec: str) -> list[Path]:
     if path.is_file():
         return [path]
     if path.is_dir():
-        return sorted(p for p in path.rglob("*") if p.is_file() and container_of(p.name))
+        every_file = is_saved_dataset(path)
+        return sorted(p for p in path.rglob("*") if p.is_file() and (every_file or container_of(p.name)))
     return []
 
 
@@ -95,6 +101,9 @@ def gcs_entries(uri: str, client=None) -> list[dict[str, Any]]:
 def dataset_entries(spec: str, gcs_client=None) -> list[dict[str, Any]]:
     """What the fingerprint of one dataset argument is made of."""
     spec = (spec or "").strip()
+    if hub_dataset(spec):
+        split = load_split(spec)
+        return [{"dataset": split.name, "fingerprint": split.fingerprint()}]
     if spec.startswith(gcs_paths.GCS_SCHEME):
         bucket, _ = gcs_paths.split_uri(spec)
         if (gcs_paths.GCS_FUSE_ROOT / bucket).is_dir():

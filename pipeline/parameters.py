@@ -35,10 +35,13 @@ class Parameter:
 VERTEX_PARAMETERS: tuple[Parameter, ...] = (
     Parameter("prompt_dataset", str, REQUIRED,
               "Prompts for the reinforcement-learning stage: JSONL rows with `input_text` (Vertex text "
-              "format), `prompt` or `messages`. A local path, a glob or a gs:// URI."),
+              "format), `prompt` or `messages`. A local path, a glob, a gs:// URI, a local folder of datasets' "
+              "`save_to_disk`, or a Hugging Face dataset `hf://datasets/OWNER/NAME[:CONFIG][@SPLIT]` (split "
+              "`train` by default)."),
     Parameter("preference_dataset", str, REQUIRED,
               "Human preference pairs for the reward model: JSONL rows with `input_text`, `candidate_0`, "
-              "`candidate_1` and `choice` (Vertex format), or `prompt`, `chosen`, `rejected`."),
+              "`candidate_1` and `choice` (Vertex format), or `prompt`, `chosen`, `rejected`. From any "
+              "location `prompt_dataset` takes, e.g. `hf://datasets/OWNER/NAME`."),
     Parameter("large_model_reference", str, REQUIRED,
               "The base model: a Hugging Face model id, a local directory, a gs:// path, a Vertex name "
               "with an open equivalent (e.g. `llama-2-7b`), or a built-in tiny model: `builtin:tiny-summarizer` "
@@ -72,7 +75,8 @@ VERTEX_PARAMETERS: tuple[Parameter, ...] = (
     Parameter("eval_dataset", Optional[str], None,
               "Optional held-out data. Preference rows measure the reward model; prompt rows are "
               "answered by the base and the tuned policy for the evaluation report. Without it, a "
-              "deterministic share (`eval_split_fraction`) of each dataset is held out."),
+              "deterministic share (`eval_split_fraction`) of each dataset is held out. From any location "
+              "`prompt_dataset` takes, e.g. `hf://datasets/OWNER/NAME@test`."),
     Parameter("project", str, PROJECT_PLACEHOLDER,
               "Google Cloud project for uploads and TensorBoard. Defaults to the run's project."),
     Parameter("location", str, LOCATION_PLACEHOLDER,
@@ -151,10 +155,11 @@ OUR_PARAMETERS: tuple[Parameter, ...] = (
               "the stage reports the ratio."),
     Parameter("sft_dataset", str, "",
               "Optional supervised fine-tuning of the base model before every other stage: a dataset (file, "
-              "directory, glob or gs://) of `prompt` + `completion` rows (strings, or the prompt as messages) "
-              "or `messages` conversations whose last (assistant) reply is learnt, or `preference:chosen` (the "
-              "chosen answers of the training pairs). The loss covers completions only. Its output is the base "
-              "and the reference policy of every later stage. Empty: skipped."),
+              "directory, glob, gs:// or `hf://datasets/OWNER/NAME[:CONFIG][@SPLIT]`, as `prompt_dataset`) of "
+              "`prompt` + `completion` rows (strings, or the prompt as messages) or `messages` conversations "
+              "whose last (assistant) reply is learnt, or `preference:chosen` (the chosen answers of the "
+              "training pairs). The loss covers completions only. Its output is the base and the reference "
+              "policy of every later stage. Empty: skipped."),
     Parameter("sft_train_epochs", int, defaults.SFT_TRAIN_EPOCHS,
               "Supervised fine-tuning: passes over the `sft_dataset` examples, ceil(examples / batch_size) x "
               "epochs steps of `batch_size` examples."),
@@ -217,8 +222,9 @@ OUR_PARAMETERS: tuple[Parameter, ...] = (
     Parameter("preference_data_fingerprint", str, "",
               "Filled in automatically by `rlhf-pipeline run` and `submit`; leave it empty. A fingerprint of "
               "the files preference_dataset and eval_dataset name (name, size and SHA-256 of local files; "
-              "name, generation and size of gs:// objects), so that the preference-data step's cache reruns "
-              "it when the data changes in place."),
+              "name, generation and size of gs:// objects; a hub dataset's id and the fingerprint `datasets` "
+              "gives its revision), so that the preference-data step's cache reruns it when the data changes "
+              "in place."),
     Parameter("prompt_data_fingerprint", str, "",
               "Filled in automatically by `rlhf-pipeline run` and `submit`; leave it empty. The same for the "
               "files prompt_dataset and eval_dataset name and the prompt-data step."),

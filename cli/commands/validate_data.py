@@ -50,7 +50,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preference-dataset", metavar="PATH",
-                        help="preference pairs: a file, directory, glob or gs:// URI")
+                        help="preference pairs: a file, directory, glob, gs:// URI or "
+                             "hf://datasets/OWNER/NAME[:CONFIG][@SPLIT]")
     parser.add_argument("--prompt-dataset", metavar="PATH", help="prompts for the reinforcement-learning stage")
     parser.add_argument("--eval-dataset", metavar="PATH", help="held-out preference pairs or prompts")
     parser.add_argument("--format", choices=[formats.AUTO, *formats.PREFERENCE_FORMATS],

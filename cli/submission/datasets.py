@@ -2,8 +2,10 @@
 
 Local files are read in full by the same code the data-preparation steps run. Cloud Storage
 datasets (gs:// URIs, or Vertex's /gcs/ mounts of them) are checked as far as is cheap: the objects
-exist and their first rows parse into a known layout. The reward function is loaded here as the RL
-step loads it, a file under /gcs/ once downloaded from Cloud Storage.
+exist and their first rows parse into a known layout. A Hugging Face hub dataset (hf://datasets/...)
+is loaded here as the steps load it (from the local datasets cache, or downloaded into it) and read
+in full. The reward function is loaded here as the RL step loads it, a file under /gcs/ once
+downloaded from Cloud Storage.
 """
 
 import itertools
@@ -69,6 +71,7 @@ def check_datasets(values: dict[str, Any], report: Callable[[str], None] = print
 
     An eval_dataset of prompts leaves the reward model's eval pairs to eval_split_fraction, which must
     then hold some out (components/common/data/preparation.py)."""
+    from components.common.data.hf_datasets import hub_dataset
     from components.common.data.loading import PREFERENCE, PROMPT
     from components.common.data.preparation import no_held_out_pairs
 
@@ -84,6 +87,9 @@ def check_datasets(values: dict[str, Any], report: Callable[[str], None] = print
             if source.startswith(GCS_SCHEME):
                 accept = (want,) if want else (PREFERENCE, PROMPT)
                 outcome, kind = _check_remote(source, accept)
+            elif hub_dataset(source):
+                outcome, kind = _check_local(source, want, settings)
+                outcome += " (a Hugging Face dataset: the job loads it where it runs, which must reach the hub)"
             elif not Path(source).exists():
                 raise UserInputError(
                     f"{source} does not exist here; give a gs:// URI, or pass --skip-data-check if the path "

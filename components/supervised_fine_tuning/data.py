@@ -6,7 +6,8 @@ whose books balance (every row is used, rejected with its file, line and field, 
 - `preference:chosen`: the chosen answer of every training pair the preference-data stage prepared
   (its train.jsonl), under the pair's prompt as that stage wrote it (instruction applied, a
   conversation kept as its messages);
-- a dataset in any container and location the data layer reads (components/common/data/sources.py),
+- a dataset in any container and location the data layer reads (components/common/data/sources.py,
+  and hf_datasets.py for a Hugging Face dataset `hf://datasets/OWNER/NAME[:CONFIG][@SPLIT]`),
   whose rows are one of
   - `prompt` (or `query`, or Vertex's `input_text`) + `completion` (or Vertex's `output_text`):
     strings, or the prompt as messages ending with the user's and the completion as the assistant's

@@ -8,7 +8,7 @@ from typing import Iterator
 from tqdm import tqdm
 
 from components.common import defaults
-from components.common.data import formats
+from components.common.data import formats, hf_datasets
 from components.common.data.formats import Converter
 from components.common.data.ledger import Ledger
 from components.common.data.lengths import TRUNCATE, LengthChecker, LengthStats
@@ -59,6 +59,10 @@ class LoadedDataset:
 
 
 def _records(source: str) -> tuple[list[str], Iterator[RawRecord]]:
+    """The names of what `source` reads (files, or a dataset's split) and its rows, one at a time."""
+    split = hf_datasets.load_split(source)
+    if split is not None:
+        return [split.name], hf_datasets.read_rows(split)
     files = resolve(source)
     return [f.name for f in files], itertools.chain.from_iterable(read_records(f) for f in files)
 

@@ -1,5 +1,7 @@
 """Where a dataset's bytes come from: a file, a directory or glob of shards, or a `gs://` URI.
 
+(A Hugging Face hub dataset or a folder of `save_to_disk` is loaded by `datasets` instead: hf_datasets.py.)
+
 On Vertex, Cloud Storage buckets are mounted under `/gcs/BUCKET/`; a `gs://` URI is read from there
 when the mount exists, and through the Cloud Storage client (default credentials) otherwise.
 """
@@ -12,12 +14,14 @@ from pathlib import Path
 from typing import BinaryIO, Callable
 
 from components.common import gcs_paths
+from components.common.data.hf_datasets import HUB_SYNTAX
 from components.common.errors import UserInputError
 
 CONTAINER_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
 COMPRESSED_SUFFIX = ".gz"
 GLOB_CHARACTERS = frozenset("*?[")
-ACCEPTED = "a .jsonl, .jsonl.gz, .json, .csv or .parquet file, a directory or glob of them, or a gs:// URI"
+ACCEPTED = ("a .jsonl, .jsonl.gz, .json, .csv or .parquet file, a directory or glob of them, a gs:// URI, a local "
+            f"folder of datasets' save_to_disk, or a Hugging Face dataset {HUB_SYNTAX}")
 
 
 @dataclass(frozen=True)
