@@ -224,14 +224,14 @@ def train_policy_stopping_at(config: PolicyTuningConfig, stop_at: int, **kwargs)
     `stop_at` (the launcher then ends every process)."""
     from components.tune_policy import training
 
-    save = ppo.save_checkpoint
+    save = training.save_checkpoint
 
     def save_then_fail(folder, progress, state):
         save(folder, progress, state)
         if progress.steps_done == stop_at:
             raise RuntimeError(f"stopped after the checkpoint of step {stop_at}")
 
-    ppo.save_checkpoint = save_then_fail
+    training.save_checkpoint = save_then_fail
     return training.train_policy(config, **kwargs)
 
 

@@ -210,7 +210,7 @@ def test_uploads_are_never_cached_and_the_data_stages_take_the_fingerprints():
     for task, parameter in (("prepare-preference-data", "preference_data_fingerprint"),
                             ("prepare-prompt-data", "prompt_data_fingerprint"),
                             ("supervised-fine-tuning", "pipelinechannel--sft_data_fingerprint")):
-        argument = steps[task]["inputs"]["parameters"]["dataset_fingerprint"]
+        argument = steps[task]["inputs"]["parameters"][parameter.removeprefix("pipelinechannel--")]
         assert argument["componentInputParameter"] == parameter
 
 
