@@ -238,6 +238,21 @@ def chat_tokenizer(tiny_causal_lm):
     return tokenizer
 
 
+def test_the_system_prompt_goes_before_every_example_prompt_without_one(tmp_path):
+    dataset = write_jsonl(tmp_path / "sft.jsonl", [
+        {"prompt": "a post [summary]:", "completion": " good"},
+        {"messages": [{"role": "system", "content": "Own."}, {"role": "user", "content": "hi"},
+                      {"role": "assistant", "content": "yes"}]},
+    ])
+    plain, own = sft_data.read_sft_dataset(str(dataset), "", 0.0, system_prompt="Be brief.").examples
+    assert plain.prompt == "Be brief.\n\na post [summary]:"
+    assert [m.to_json() for m in plain.prompt_messages] == [{"role": "system", "content": "Be brief."},
+                                                           {"role": "user", "content": "a post [summary]:"}]
+    assert own.prompt_messages[0].content == "Own."
+    unchanged = sft_data.read_sft_dataset(str(dataset), "", 0.0).examples[0]
+    assert (unchanged.prompt, unchanged.prompt_messages) == ("a post [summary]:", None)
+
+
 def test_prompt_tokens_carry_no_loss_and_completions_end_with_eos(tmp_path, tiny_causal_lm):
     config = SupervisedTrainingConfig(batch_size=2, max_prompt_tokens=4, max_completion_tokens=4)
     rows = [
