@@ -209,3 +209,31 @@ def test_the_evaluation_samples_each_policy_on_its_rendered_prompts(chat_model):
     assert torch.equal(batch.prompt_ids, expected)
     _, plain = load_causal_lm(str(chat_model), Placement(torch.device("cpu"), torch.float32), "false")
     assert plain.prompt(CONVERSATION) == CONVERSATION.text
+
+
+def test_predictions_and_report_show_each_prompt_as_the_model_read_it(tmp_path, chat_model):
+    """inputs_pretokenized keeps Vertex's meaning, the text the model tokenized: the template's rendering."""
+    import json
+
+    import torch
+
+    from components.common.models import Placement
+    from components.evaluate.config import EvaluationConfig
+    from components.evaluate.evaluation import EvaluationOutputs, run_evaluation
+
+    prompts = tmp_path / "eval.jsonl"
+    prompts.write_text(json.dumps({"prompt": CONVERSATION.text,
+                                   "prompt_messages": [m.to_json() for m in CONVERSATION.messages]}) + "\n")
+    out = tmp_path / "out"
+    run_evaluation(EvaluationConfig(max_new_tokens=2, max_prompt_tokens=32), base_source=str(chat_model),
+                   tuned_source=str(chat_model), reward_source=None, eval_pairs_path=None, eval_prompts_path=prompts,
+                   reward_logs_dir=None, policy_logs_dir=None, placement=Placement(torch.device("cpu"), torch.float32),
+                   outputs=EvaluationOutputs(out / "report.html", out / "report.md", out / "predictions",
+                                             out / "evaluation.json"))
+    rendered = "i my cat it a cat i the dog [summary]:\n"
+    for name in ("base_predictions.jsonl", "tuned_predictions.jsonl"):
+        [row] = [json.loads(line) for line in (out / "predictions" / name).read_text().splitlines()]
+        assert row["inputs"]["inputs_pretokenized"] == rendered
+    markdown = (out / "report.md").read_text()
+    assert "| Prompt (as the policy read it) |" in markdown
+    assert "i my cat it a cat i the dog \\[summary\\]:" in markdown and "Human:" not in markdown
