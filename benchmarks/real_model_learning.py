@@ -230,7 +230,7 @@ def run_trl_grpo(args, work: Path) -> dict:
         output_dir=str(out / "trainer"), max_steps=args.grpo_steps, per_device_train_batch_size=responses,
         gradient_accumulation_steps=1, num_generations=args.generations, num_iterations=1,
         max_completion_length=args.max_new_tokens, learning_rate=args.learning_rate, lr_scheduler_type="linear",
-        warmup_steps=0, beta=args.beta, epsilon=0.2, loss_type="dapo", scale_rewards="group",
+        warmup_steps=int(0.05 * args.grpo_steps),  # the pipeline's warm-up (tune_policy config, warmup_fraction) beta=args.beta, epsilon=0.2, loss_type="dapo", scale_rewards="group",
         temperature=args.temperature, seed=args.seed, use_cpu=True, bf16=False, report_to="none", logging_steps=1,
         save_strategy="no", dataloader_num_workers=0,
     )
