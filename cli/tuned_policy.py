@@ -2,7 +2,7 @@
 
 A run directory's `policy/` (summary.json `paths.policy`) is a plain Hugging Face model directory,
 LoRA already merged, so `AutoModelForCausalLM.from_pretrained` loads it as it is. Prompts get the
-run's `instruction` and are rendered with the model's chat template under the run's
+run's `instruction` (and `system_prompt`, when they have no system message) and are rendered with the model's chat template under the run's
 `use_chat_template` setting (components/common/chat_templates.py), then sampled with the
 pipeline's own generation (components/common/generation.py).
 """
@@ -25,6 +25,7 @@ class RunSettings:
 
     policy_dir: Path
     instruction: str | None
+    system_prompt: str | None
     use_chat_template: str
     prompt_sequence_length: int
     target_sequence_length: int
@@ -52,20 +53,24 @@ def run_settings(run_dir: str | Path) -> RunSettings:
     if not (policy_dir / "config.json").is_file():
         raise UserInputError(f"{run_dir}: its tuned policy {policy_dir} is missing (no config.json)")
     settings = {**defaults(), **values}
-    return RunSettings(policy_dir, settings["instruction"] or None, settings["use_chat_template"],
+    return RunSettings(policy_dir, settings["instruction"] or None,
+                       settings["system_prompt"] or None, settings["use_chat_template"],
                        settings["prompt_sequence_length"], settings["target_sequence_length"],
                        settings["sampling_temperature"])
 
 
-def prompts_from_text(texts: list[str], instruction: str | None) -> list[Prompt]:
-    """Prompts typed on the command line, with the run's instruction before each."""
-    return [Prompt.of_text(text).with_instruction(instruction) for text in texts]
+def prompts_from_text(texts: list[str], settings: RunSettings) -> list[Prompt]:
+    """Prompts typed on the command line, with the run's instruction and system prompt, as the data stages
+    frame them."""
+    return [Prompt.of_text(text).with_instruction(settings.instruction).with_system_prompt(settings.system_prompt)
+            for text in texts]
 
 
-def prompts_from_file(path: str, instruction: str | None) -> list[Prompt]:
+def prompts_from_file(path: str, settings: RunSettings) -> list[Prompt]:
     """The prompts of a prompt dataset in any layout the pipeline reads (`input_text`, `prompt`,
-    `messages`...), instruction included, as the data stages read them."""
-    rows = load_dataset(path, PROMPT, DataSettings(instruction=instruction)).examples
+    `messages`...), instruction and system prompt included, as the data stages read them."""
+    data_settings = DataSettings(instruction=settings.instruction, system_prompt=settings.system_prompt)
+    rows = load_dataset(path, PROMPT, data_settings).examples
     return [Prompt(row.prompt, row.prompt_messages) for row in rows]
 
 

@@ -193,6 +193,11 @@ OUR_PARAMETERS: tuple[Parameter, ...] = (
               "renders them with the model's chat template when its tokenizer has one (conversations "
               "as they are, plain-text prompts as one user message), 'true' requires a template, "
               "'false' feeds plain text (conversations as 'Human: ... Assistant:' transcripts)."),
+    Parameter("system_prompt", str, "",
+              "A system message put before every prompt that has none (a conversation's own system message "
+              "wins), in every stage: a model with a chat template reads [system, user], a model without one "
+              "reads the text as the prompt's first paragraph. Applied after `instruction`, which goes into "
+              "the user's message. Empty: prompts are left as they came."),
     Parameter("eval_split_fraction", float, defaults.EVAL_SPLIT_FRACTION,
               "Share of the preference pairs (and of the prompts) held out for evaluation when no "
               "`eval_dataset` provides them; 0 needs an `eval_dataset` (of preference pairs when "

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from components.common.chat_templates import PromptFormatter, rendering_note, uses_chat_template
+from components.common.chat_templates import PromptFormatter, rendering_note, system_prompt_note, uses_chat_template
 from components.common.data.transcripts import Message, Prompt
 from components.common.data.lengths import LengthTokenizer
 from components.common.errors import UserInputError
@@ -69,6 +69,41 @@ def test_conversations_render_through_the_template_and_plain_models_keep_the_tra
     plain = PromptFormatter(load_tokenizer(str(tiny_causal_lm), "left"), "auto", "plain")
     assert plain.prompt(CONVERSATION) == CONVERSATION.text
     assert plain.answer(" the cat sat") == " the cat sat"
+
+
+def test_a_system_prompt_goes_before_prompts_without_one_with_or_without_a_template(tiny_causal_lm, chat_model):
+    chat = PromptFormatter(load_tokenizer(str(chat_model), "left"), "auto", "chat")
+    plain = PromptFormatter(load_tokenizer(str(tiny_causal_lm), "left"), "auto", "plain")
+    text = Prompt("a post").with_system_prompt(" the cat ")  # surrounding blanks are not the message's
+    assert text.conversation() == [{"role": "system", "content": "the cat"}, {"role": "user", "content": "a post"}]
+    assert chat.prompt(text) == "yes the cat i a post [summary]:\n"
+    assert plain.prompt(text) == "the cat\n\na post"  # no template: the system text is the first paragraph
+
+    conversation = CONVERSATION.with_system_prompt("the cat")
+    assert chat.prompt(conversation) == "yes the cat i my cat it a cat i the dog [summary]:\n"
+    assert plain.prompt(conversation) == "the cat" + CONVERSATION.text  # as chat_prompt writes a system message
+
+    own = Prompt("yes\n\nHuman: hi\n\nAssistant:", (Message("system", "yes"), Message("user", "hi")))
+    assert own.with_system_prompt("the cat") == own  # a prompt's own system message wins
+    assert Prompt("a post").with_system_prompt("") == Prompt("a post")
+    assert Prompt("a post").with_system_prompt("   ") == Prompt("a post")
+
+
+def test_the_data_report_shows_the_system_prompt_and_who_kept_their_own():
+    rows = [Prompt("a").with_system_prompt("Be brief."), Prompt("b", (Message("system", "Own."), Message("user", "b"))),
+            Prompt("c").with_system_prompt("Be brief.")]
+
+    class Row:
+        def __init__(self, prompt):
+            self.prompt = prompt
+
+        def to_json(self):
+            return {"prompt": self.prompt.text, "prompt_messages": [m.to_json() for m in self.prompt.messages]}
+
+    note = system_prompt_note("Be brief.", [Row(r) for r in rows])
+    assert note.startswith("System prompt: 'Be brief.' (system_prompt) is the system message of 2 of 3 prompts; "
+                           "1 came with one of their own")
+    assert system_prompt_note("", []).startswith("System prompt: none")
 
 
 def test_a_template_that_writes_the_bos_does_not_double_it(tmp_path, tiny_causal_lm):
@@ -174,3 +209,31 @@ def test_the_evaluation_samples_each_policy_on_its_rendered_prompts(chat_model):
     assert torch.equal(batch.prompt_ids, expected)
     _, plain = load_causal_lm(str(chat_model), Placement(torch.device("cpu"), torch.float32), "false")
     assert plain.prompt(CONVERSATION) == CONVERSATION.text
+
+
+def test_predictions_and_report_show_each_prompt_as_the_model_read_it(tmp_path, chat_model):
+    """inputs_pretokenized keeps Vertex's meaning, the text the model tokenized: the template's rendering."""
+    import json
+
+    import torch
+
+    from components.common.models import Placement
+    from components.evaluate.config import EvaluationConfig
+    from components.evaluate.evaluation import EvaluationOutputs, run_evaluation
+
+    prompts = tmp_path / "eval.jsonl"
+    prompts.write_text(json.dumps({"prompt": CONVERSATION.text,
+                                   "prompt_messages": [m.to_json() for m in CONVERSATION.messages]}) + "\n")
+    out = tmp_path / "out"
+    run_evaluation(EvaluationConfig(max_new_tokens=2, max_prompt_tokens=32), base_source=str(chat_model),
+                   tuned_source=str(chat_model), reward_source=None, eval_pairs_path=None, eval_prompts_path=prompts,
+                   reward_logs_dir=None, policy_logs_dir=None, placement=Placement(torch.device("cpu"), torch.float32),
+                   outputs=EvaluationOutputs(out / "report.html", out / "report.md", out / "predictions",
+                                             out / "evaluation.json"))
+    rendered = "i my cat it a cat i the dog [summary]:\n"
+    for name in ("base_predictions.jsonl", "tuned_predictions.jsonl"):
+        [row] = [json.loads(line) for line in (out / "predictions" / name).read_text().splitlines()]
+        assert row["inputs"]["inputs_pretokenized"] == rendered
+    markdown = (out / "report.md").read_text()
+    assert "| Prompt (as the policy read it) |" in markdown
+    assert "i my cat it a cat i the dog \\[summary\\]:" in markdown and "Human:" not in markdown

@@ -77,6 +77,38 @@ def test_vertex_text_preferences_become_canonical_pairs_with_the_instruction(tmp
     assert "vertex-text" in text and "choice=0: 12 (50%)" in text and "| prompt | 24 of 24 |" in text
 
 
+def test_both_data_stages_put_the_system_prompt_before_every_prompt_without_one(tmp_path, base_model):
+    system = "You are a careful assistant."
+    _, pairs, pair_report = run_preference(tmp_path, base_model, SAMPLES / "vertex_text_preferences.jsonl",
+                                           system_prompt=system)
+    _, prompts, prompt_report = run_prompts(tmp_path, base_model, SAMPLES / "vertex_chat_prompts.jsonl",
+                                            system_prompt=system)
+    contexts = {row.get("context") for row in read_jsonl(SAMPLES / "vertex_chat_prompts.jsonl")} - {None}
+    rows = read_jsonl(pairs / "train.jsonl") + read_jsonl(prompts / "train.jsonl") + read_jsonl(prompts / "eval.jsonl")
+    kept = 0
+    for row in rows:
+        first, last = row["prompt_messages"][0], row["prompt_messages"][-1]
+        first_user = next(m for m in row["prompt_messages"] if m["role"] == "user")
+        assert first["role"] == "system" and first["content"] in contexts | {system}
+        if first["content"] == system:
+            assert row["prompt"].startswith(f"{system}\n\n{INSTRUCTION}\n\n")
+        else:  # a row's own system message (Vertex's context) wins
+            kept += 1
+            assert system not in row["prompt"]
+        assert last["role"] == "user" and first_user["content"].startswith(INSTRUCTION)
+    assert 0 < kept < len(rows)
+    for report in (pair_report, prompt_report):
+        assert f"System prompt: '{system}' (system_prompt) is the system message of" in report.read_text()
+
+
+def test_without_a_system_prompt_the_prepared_rows_are_unchanged(tmp_path, base_model):
+    _, before, _ = run_preference(tmp_path, base_model, SAMPLES / "vertex_text_preferences.jsonl", name="a")
+    _, after, _ = run_preference(tmp_path, base_model, SAMPLES / "vertex_text_preferences.jsonl", name="b",
+                                 system_prompt="")
+    assert (before / "train.jsonl").read_text() == (after / "train.jsonl").read_text()
+    assert "prompt_messages" not in read_jsonl(after / "train.jsonl")[0]
+
+
 def test_dpo_steps_derive_from_the_pairs_and_the_policy_epochs(tmp_path, base_model):
     dataset = SAMPLES / "vertex_text_preferences.jsonl"
     outputs, data, report = run_preference(tmp_path, base_model, dataset, algorithm="dpo")

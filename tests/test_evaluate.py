@@ -350,6 +350,8 @@ def test_markdown_cells_cannot_break_the_table_or_inject_html():
     assert "<img" not in cell and "&lt;img" in cell
     assert "\n" not in cell and re.search(r"(?<!\\)\|", cell) is None and r"\| b" in cell
     assert markdown_cell("x" * 500).endswith("…") and len(markdown_cell("x" * 500)) < 320
+    kept = markdown_cell("system " * 100 + "the question", keep_end=True)  # a rendered prompt keeps its end
+    assert kept.startswith("…") and kept.endswith("the question") and len(kept) < 320
 
 
 # ---------------------------------------------------------------- full runs
@@ -386,6 +388,10 @@ def test_identical_policies_have_zero_kl_and_even_win_rate(tmp_path, models, dat
     assert f"| {format_estimate(policy['base_gold_score'], [low, high])} |" in markdown
     assert "| 0.5 [0.5, 0.5] |" in markdown
     assert "No training logs" in markdown and "No training logs" in (tmp_path / "report.html").read_text()
+    tuning = result.evaluation["tuning"]  # the same weights: the report says tuning changed nothing
+    assert tuning["tuned_equals_base"] and tuning["policy_steps_logged"] is None
+    assert "No learning: the tuned policy's weights equal the base model's" in markdown
+    assert result.metrics["tuned_equals_base"] == 1.0
 
 
 def test_component_runs_the_whole_evaluation(tmp_path, models, data):
@@ -411,11 +417,11 @@ def test_component_runs_the_whole_evaluation(tmp_path, models, data):
         prompt_data=Dataset(uri=str(data["prompts"].parent)),
         reward_model_logs=Artifact(uri=str(data["reward_logs"])), policy_logs=Artifact(uri=str(data["policy_logs"])),
         prompt_sequence_length=24, target_sequence_length=6, sampling_temperature=1.0, max_eval_prompts=5,
-        gold_scorer="", use_chat_template="auto", seed=0, code_version="test", **artifacts,
+        gold_scorer="", use_chat_template="auto", num_generations=4, seed=0, code_version="test", **artifacts,
     )
 
     evaluation = json.loads((out / "evaluation.json").read_text())
-    assert set(evaluation) == {"reward_model", "policy"}
+    assert set(evaluation) == {"reward_model", "policy", "tuning"}
     assert set(evaluation["reward_model"]) == {"eval_accuracy", "eval_accuracy_ci", "eval_pairs"}
     assert set(evaluation["policy"]) == {
         "base_mean_reward", "tuned_mean_reward", "win_rate", "kl_to_base", "base_gold_score", "tuned_gold_score",

@@ -222,7 +222,7 @@ def test_without_a_reward_model_its_figures_are_null_and_the_reports_say_so(tmp_
         base_model=Model(uri=models["base"]), policy=Model(uri=models["tuned"]),
         prompt_data=Dataset(uri=str(data["prompts"].parent)), policy_logs=Artifact(uri=str(tmp_path / "no-logs")),
         prompt_sequence_length=24, target_sequence_length=6, sampling_temperature=0.7, max_eval_prompts=50,
-        gold_scorer="", use_chat_template="auto", seed=SEED, code_version="test",
+        gold_scorer="", use_chat_template="auto", num_generations=4, seed=SEED, code_version="test",
         reward_function=data["rule"], **artifacts,
     )
     evaluation = json.loads((out / "evaluation.json").read_text())

@@ -382,7 +382,7 @@ def test_sequence_loss_is_rloos_alone():
 
 
 def test_a_run_whose_groups_never_differ_says_it_learned_nothing_and_why():
-    from components.tune_policy.group_math import missing_learning_signal
+    from components.common.learning_signal import missing_learning_signal
 
     silent = {"groups_with_equal_rewards": 1.0, "zero_reward_fraction": 1.0, "truncated_fraction": 0.25}
     warning = missing_learning_signal([silent, silent, silent], num_generations=8)
@@ -407,3 +407,42 @@ def test_grpo_stage_warns_when_the_reward_never_differs(tmp_path, tiny_causal_lm
                            output_dir=str(tmp_path / "policy"), log_dir=str(tmp_path / "logs"), placement=CPU)
     assert metrics["steps_with_learning_signal"] == 0
     assert "warning: no learning signal in any of the 2 steps" in capsys.readouterr().out
+
+
+def test_the_evaluation_report_says_a_run_with_a_reward_that_is_always_0_learned_nothing(tmp_path, tiny_causal_lm,
+                                                                                          capsys):
+    """The same rule, then the evaluation of that run: its report, evaluation.json and stage output say there was
+    no learning signal and why; a run whose rewards differ says nothing of the kind."""
+    from components.evaluate.config import EvaluationConfig
+    from components.evaluate.evaluation import EvaluationOutputs, run_evaluation
+    from components.tune_policy.training import train_policy
+
+    rule = tmp_path / "rules.py"
+    rule.write_text("def never(completions, **kwargs):\n    return [0.0] * len(completions)\n\n"
+                    "def length(completions, **kwargs):\n    return [float(len(c)) for c in completions]\n")
+    prompts_path = _write_prompts(tmp_path / "prompts.jsonl", [{"prompt": p} for p in PROMPTS])
+
+    def tune_and_evaluate(name: str) -> tuple[dict, str]:
+        config = _grouped_config("grpo", steps=2, batch_size=8, minibatch_size=8, epochs=1, max_new_tokens=4,
+                                 reward_function=f"{rule}:{name}")
+        train_policy(config, policy_source=str(tiny_causal_lm), reward_source="", prompts_path=str(prompts_path),
+                     output_dir=str(tmp_path / name / "policy"), log_dir=str(tmp_path / name / "logs"), placement=CPU)
+        out = tmp_path / name / "evaluation"
+        result = run_evaluation(
+            EvaluationConfig(max_new_tokens=4, max_prompt_tokens=32, max_eval_prompts=4, reward_function=f"{rule}:{name}"),
+            base_source=str(tiny_causal_lm), tuned_source=str(tmp_path / name / "policy"), reward_source=None,
+            eval_pairs_path=None, eval_prompts_path=prompts_path, reward_logs_dir=None,
+            policy_logs_dir=tmp_path / name / "logs", placement=CPU,
+            outputs=EvaluationOutputs(out / "report.html", out / "report.md", out / "predictions", out / "evaluation.json"))
+        return result.evaluation["tuning"], (out / "report.md").read_text() + (out / "report.html").read_text()
+
+    tuning, reports = tune_and_evaluate("never")
+    assert tuning["policy_steps_logged"] == 2 and tuning["steps_with_learning_signal"] == 0
+    assert "No learning: " in reports and reports.count("no learning signal in any of the 2 steps") == 2
+    assert "a reward the model never earns" in reports and "cut at target_sequence_length" in reports
+    last_line = capsys.readouterr().out.splitlines()[-1]  # the evaluation's, which the console shows
+    assert last_line.startswith("warning: ") and "no learning signal in any of the 2 steps" in last_line
+
+    tuning, reports = tune_and_evaluate("length")
+    assert tuning["steps_with_learning_signal"] == 2 and tuning["warning"] is None and not tuning["tuned_equals_base"]
+    assert "No learning" not in reports

@@ -83,7 +83,7 @@ def run_component(tmp_path: Path, base: Path, sft_dataset: str, preference_dir: 
         sft_train_epochs=1, sft_learning_rate_multiplier=1.0, batch_size=8, use_chat_template="auto",
         prompt_sequence_length=32, target_sequence_length=8, max_bad_row_fraction=0.01, seed=0,
         code_version="test", checkpoint_root=str(tmp_path / "checkpoints"), pipeline_root="",
-        checkpoint_interval_steps=0, sft_data_fingerprint="",
+        checkpoint_interval_steps=0, sft_data_fingerprint="", system_prompt="",
     )
     arguments.update(settings)
     out = tmp_path / "out"
@@ -236,6 +236,21 @@ def chat_tokenizer(tiny_causal_lm):
     tokenizer = load_tokenizer(str(tiny_causal_lm), padding_side="right")
     tokenizer.chat_template = CHAT_TEMPLATE
     return tokenizer
+
+
+def test_the_system_prompt_goes_before_every_example_prompt_without_one(tmp_path):
+    dataset = write_jsonl(tmp_path / "sft.jsonl", [
+        {"prompt": "a post [summary]:", "completion": " good"},
+        {"messages": [{"role": "system", "content": "Own."}, {"role": "user", "content": "hi"},
+                      {"role": "assistant", "content": "yes"}]},
+    ])
+    plain, own = sft_data.read_sft_dataset(str(dataset), "", 0.0, system_prompt="Be brief.").examples
+    assert plain.prompt == "Be brief.\n\na post [summary]:"
+    assert [m.to_json() for m in plain.prompt_messages] == [{"role": "system", "content": "Be brief."},
+                                                           {"role": "user", "content": "a post [summary]:"}]
+    assert own.prompt_messages[0].content == "Own."
+    unchanged = sft_data.read_sft_dataset(str(dataset), "", 0.0).examples[0]
+    assert (unchanged.prompt, unchanged.prompt_messages) == ("a post [summary]:", None)
 
 
 def test_prompt_tokens_carry_no_loss_and_completions_end_with_eos(tmp_path, tiny_causal_lm):

@@ -12,7 +12,7 @@ from components.common.data.transcripts import Prompt
 from components.common.generation import generate_responses
 from components.common.models import load_tokenizer
 from conftest import REPO_ROOT
-from cli.tuned_policy import TunedPolicy, prompts_from_file, run_settings
+from cli.tuned_policy import TunedPolicy, prompts_from_file, prompts_from_text, run_settings
 
 TEMPLATE = "{% for m in messages %}<{{ m['role'] }}> {{ m['content'] }} {% endfor %}<assistant>"
 
@@ -52,11 +52,24 @@ def test_a_model_with_a_chat_template_reads_the_prompt_through_it(tmp_path, tiny
     assert len(policy.answer([Prompt("hi")], temperature=0.0, max_new_tokens=3, seed=0)) == 1
 
 
-def test_chat_reads_prompt_datasets_as_the_pipeline_does(tmp_path):
+def test_chat_reads_prompt_datasets_as_the_pipeline_does(tmp_path, tiny_causal_lm):
     path = tmp_path / "prompts.jsonl"
     path.write_text("".join(json.dumps({"messages": [{"role": "user", "content": text}]}) + "\n" for text in ("a", "b")))
-    prompts = prompts_from_file(str(path), "Say it")
+    prompts = prompts_from_file(str(path), run_settings(make_run(tmp_path / "run", tiny_causal_lm)))
     assert [p.conversation() for p in prompts] == [[{"role": "user", "content": f"Say it\n\n{text}"}] for text in "ab"]
+
+
+def test_chat_puts_the_runs_system_prompt_before_prompts_without_one(tmp_path, tiny_causal_lm):
+    settings = run_settings(make_run(tmp_path / "run", tiny_causal_lm, system_prompt="Be brief."))
+    path = tmp_path / "prompts.jsonl"
+    path.write_text(json.dumps({"prompt": [{"role": "system", "content": "Own."}, {"role": "user", "content": "a"}]})
+                    + "\n")
+    typed, = prompts_from_text(["hi"], settings)
+    assert typed.conversation() == [{"role": "system", "content": "Be brief."},
+                                    {"role": "user", "content": "Say it\n\nhi"}]
+    assert typed.text == "Be brief.\n\nSay it\n\nhi"
+    own, = prompts_from_file(str(path), settings)
+    assert own.conversation()[0] == {"role": "system", "content": "Own."}
 
 
 @pytest.mark.parametrize("broken, message", [

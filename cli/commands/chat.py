@@ -33,9 +33,9 @@ def main(args) -> int:
     if not args.prompts and not args.file:
         raise UserInputError("give prompts to answer, or --file PATH")
     settings = run_settings(args.run_dir)
-    prompts = prompts_from_text(args.prompts, settings.instruction)
+    prompts = prompts_from_text(args.prompts, settings)
     if args.file:
-        prompts += prompts_from_file(args.file, settings.instruction)[:args.limit]
+        prompts += prompts_from_file(args.file, settings)[:args.limit]
     policy = TunedPolicy(settings)
     temperature = settings.sampling_temperature if args.temperature is None else args.temperature
     max_new_tokens = args.max_new_tokens or settings.target_sequence_length

@@ -70,6 +70,8 @@ def print_results(result) -> None:
               f"-> tuned {section_estimate(policy, 'tuned_accuracy_greedy')}")
     print(f"KL to base {policy['kl_to_base']:.3f}; responses cut at the length limit: base "
           f"{format_share(policy['base_truncated_fraction'])}, tuned {format_share(policy['tuned_truncated_fraction'])}")
+    if warning := result.summary.get("tuning", {}).get("warning"):
+        print(f"warning: no learning: {warning}")
     print(f"run directory: {result.run_dir}")
     print(f"summary: {result.summary_path}")
     print(f"report: {result.summary['paths']['report_html']}")

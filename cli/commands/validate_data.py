@@ -63,6 +63,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"write the canonical train/eval JSONL, rejects and books to DIR/{PREFERENCE_OUTPUT} "
                              f"and DIR/{PROMPT_OUTPUT}, with a Markdown report each")
     parser.add_argument("--instruction", metavar="TEXT", **_like_parameter("instruction", default=""))
+    parser.add_argument("--system-prompt", metavar="TEXT", **_like_parameter("system_prompt"))
     parser.add_argument("--prompt-sequence-length", type=int, metavar="TOKENS",
                         **_like_parameter("prompt_sequence_length"))
     parser.add_argument("--target-sequence-length", type=int, metavar="TOKENS",
@@ -131,7 +132,8 @@ def main(args: argparse.Namespace) -> int:
     if not 0.0 <= args.eval_split_fraction < 1.0:
         raise UserInputError(f"--eval-split-fraction must be in [0, 1), got {args.eval_split_fraction}")
     settings = DataSettings(args.format, args.instruction or None, args.prompt_sequence_length,
-                            args.target_sequence_length, args.length_policy, args.max_bad_row_fraction)
+                            args.target_sequence_length, args.length_policy, args.max_bad_row_fraction,
+                            args.system_prompt or None)
     length_tokenizer = load_length_tokenizer(args.tokenizer)
     if length_tokenizer.note:
         print(f"note: {length_tokenizer.note}")

@@ -18,7 +18,7 @@ decides for itself: `use_chat_template` is "auto" (use the template when the tok
 
 from collections.abc import Sequence
 
-from components.common.data.transcripts import MESSAGES_FIELD, Prompt
+from components.common.data.transcripts import MESSAGES_FIELD, SYSTEM, Prompt
 from components.common.errors import UserInputError
 
 AUTO, ALWAYS, NEVER = "auto", "true", "false"
@@ -108,3 +108,19 @@ def rendering_note(setting: str, length_tokenizer, examples: Sequence) -> str:
     reason = "the tokenizer has none" if not has_chat_template(tokenizer) else "it is turned off"
     return (f"Chat template: not used (use_chat_template={setting}; {reason}): conversations are rendered as "
             f"'Human: ... Assistant:' transcripts ({counted}).")
+
+
+def system_prompt_note(system_prompt: str | None, examples: Sequence) -> str:
+    """The data report's line on `system_prompt`: its text, and how many prepared prompts carry it
+    (the others came with a system message of their own, which they keep)."""
+    if not system_prompt or not system_prompt.strip():
+        return "System prompt: none (system_prompt is empty): prompts keep the system message they came with, if any."
+    own = sum(_system_message(example) not in (None, system_prompt.strip()) for example in examples)
+    return (f"System prompt: {system_prompt.strip()!r} (system_prompt) is the system message of "
+            f"{len(examples) - own} of {len(examples)} prompts; {own} came with one of their own and keep it. "
+            "A model without a chat template reads it as the prompt's first paragraph.")
+
+
+def _system_message(example) -> str | None:
+    messages = example.to_json().get(MESSAGES_FIELD) or []
+    return next((m["content"] for m in messages if m["role"] == SYSTEM), None)

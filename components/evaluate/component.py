@@ -14,6 +14,7 @@ def evaluate(
     max_eval_prompts: int,
     gold_scorer: str,
     use_chat_template: str,
+    num_generations: int,
     seed: int,
     code_version: str,
     metrics: Output[Metrics],

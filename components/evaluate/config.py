@@ -23,6 +23,7 @@ class EvaluationConfig:
     # When set, the evaluation reports accuracy (mean rule reward), sampled and greedy, of both policies.
     reward_function: str = ""
     use_chat_template: str = defaults.USE_CHAT_TEMPLATE  # "auto", "true" or "false", for each model on its own
+    num_generations: int = defaults.NUM_GENERATIONS  # GRPO/RLOO's group size, named in the no-learning warning
     seed: int = 0
     generation_batch_size: int = 16  # prompts per generate() call and per log-probability pass
     reward_batch_size: int = 32  # texts per reward-model forward pass

@@ -47,6 +47,7 @@ from components.evaluate.predictions import write_predictions
 from components.evaluate.report_content import CurvePlot, ReportContent, SideBySideRow
 from components.evaluate.report_html import render_html
 from components.evaluate.report_markdown import render_markdown
+from components.evaluate.tuning_effect import tuning_effect, weights_digest
 from components.common.uncertainty import Interval, bootstrap_mean_intervals
 
 BASE_PREDICTIONS_FILE = "base_predictions.jsonl"
@@ -81,6 +82,8 @@ class _PolicyPhase:
     vocabulary: dict[str, int]
     templated: bool = False  # the policy reads its prompts through its chat template
     greedy: PolicySamples | None = None  # greedy responses, only with a reward function
+    weights: str = ""  # a digest of the weights (tuning_effect.weights_digest)
+    rendered_prompts: list[str] = dataclasses.field(default_factory=list)  # the prompts as this policy read them
 
 
 def _greedy_samples(
@@ -101,7 +104,8 @@ def _tuned_phase(
     samples = sample_policy(model, formatter, prompts, config, "tuned")
     log_probs = log_probs_of_samples(model, samples, config.temperature, "tuned")
     greedy_samples = _greedy_samples(model, formatter, prompts, config, "tuned", samples, greedy)
-    return _PolicyPhase(samples, log_probs, formatter.tokenizer.get_vocab(), formatter.templated, greedy_samples)
+    return _PolicyPhase(samples, log_probs, formatter.tokenizer.get_vocab(), formatter.templated, greedy_samples,
+                        weights_digest(model), formatter.prompts(prompts))
 
 
 def _base_phase(
@@ -122,7 +126,8 @@ def _base_phase(
     samples = sample_policy(model, formatter, prompts, config, "base")
     log_probs = log_probs_of_samples(model, tuned.samples, config.temperature, "base")
     greedy_samples = _greedy_samples(model, formatter, prompts, config, "base", samples, greedy)
-    return _PolicyPhase(samples, log_probs, vocabulary, formatter.templated, greedy_samples)
+    return _PolicyPhase(samples, log_probs, vocabulary, formatter.templated, greedy_samples, weights_digest(model),
+                        formatter.prompts(prompts))
 
 
 def _rule_phase(
@@ -332,6 +337,9 @@ def run_evaluation(
         ]
     )
     policy_ci = _policy_intervals(rewards, base_gold, tuned_gold, config.seed)
+    effect = tuning_effect(policy_logs_dir, config.num_generations, tuned.weights == base.weights)
+    if effect.warning:
+        print(f"warning: {effect.warning}", flush=True)  # the console shows it under the stage's line
     evaluation = {
         "reward_model": _reward_model_section(rewards, pairs, config.seed),
         "policy": {
@@ -351,15 +359,19 @@ def run_evaluation(
             "tuned_truncated_fraction": mean(tuned.samples.truncated),
             "eval_prompts": len(prompts),
         },
+        "tuning": effect.to_json(),
     }
 
     no_gold = [None] * len(prompts)
     outputs.predictions_dir.mkdir(parents=True, exist_ok=True)
-    write_predictions(outputs.predictions_dir / BASE_PREDICTIONS_FILE, prompt_texts, base_texts)
-    write_predictions(outputs.predictions_dir / TUNED_PREDICTIONS_FILE, prompt_texts, tuned_texts)
+    # Vertex's inputs_pretokenized: the text each model tokenized, its chat template applied when it reads one.
+    write_predictions(outputs.predictions_dir / BASE_PREDICTIONS_FILE, base.rendered_prompts, base_texts)
+    write_predictions(outputs.predictions_dir / TUNED_PREDICTIONS_FILE, tuned.rendered_prompts, tuned_texts)
     if reward_function is not None:
-        write_predictions(outputs.predictions_dir / BASE_GREEDY_PREDICTIONS_FILE, prompt_texts, base.greedy.texts)
-        write_predictions(outputs.predictions_dir / TUNED_GREEDY_PREDICTIONS_FILE, prompt_texts, tuned.greedy.texts)
+        write_predictions(outputs.predictions_dir / BASE_GREEDY_PREDICTIONS_FILE, base.rendered_prompts,
+                          base.greedy.texts)
+        write_predictions(outputs.predictions_dir / TUNED_GREEDY_PREDICTIONS_FILE, tuned.rendered_prompts,
+                          tuned.greedy.texts)
     count = len(prompts)
     content = ReportContent(
         evaluation=evaluation,
@@ -369,7 +381,7 @@ def run_evaluation(
         rows=[
             SideBySideRow(*cells)
             for cells in zip(
-                prompt_texts, base_texts, tuned_texts,
+                tuned.rendered_prompts, base_texts, tuned_texts,
                 rewards.base if rewards is not None else no_gold, rewards.tuned if rewards is not None else no_gold,
                 base_gold or no_gold, tuned_gold or no_gold,
                 row_values(base_rule.sampled if base_rule else None, count),
@@ -429,6 +441,9 @@ def _flat_metrics(content: ReportContent) -> dict[str, float]:
         "tuned_mean_response_words": content.tuned_mean_words,
     })
     metrics.update(_scalars(policy))
+    tuning = content.evaluation["tuning"]
+    metrics.update(_scalars({"steps_with_learning_signal": tuning["steps_with_learning_signal"],
+                             "tuned_equals_base": tuning["tuned_equals_base"]}))
     return metrics
 
 

@@ -1,4 +1,10 @@
-"""Generations written as Vertex AI bulk-inference rows, the format Vertex's pipeline produces."""
+"""Generations written as Vertex AI bulk-inference rows, the format Vertex's pipeline produces.
+
+`inputs_pretokenized` keeps Vertex's meaning: the text the model tokenized, so for a model that reads
+its chat template, the prompt as the template rendered it (system message, turns, generation cue), and
+for one that does not, the plain prompt (instruction included). It is the text before any truncation
+to prompt_sequence_length, which keeps a longer prompt's last tokens.
+"""
 
 import json
 from pathlib import Path

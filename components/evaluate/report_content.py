@@ -82,9 +82,14 @@ def format_estimate(value: float | None, interval: Interval | None) -> str:
     return f"{format_number(value)} [{format_number(low)}, {format_number(high)}]"
 
 
+# The side-by-side tables show each prompt as the model tokenized it (chat template applied), as the
+# predictions' inputs_pretokenized hold it.
+PROMPT_COLUMN = "Prompt (as the policy read it)"
+
+
 @dataclass(frozen=True)
 class SideBySideRow:
-    prompt: str
+    prompt: str  # the prompt as the tuned policy read it: rendered with its chat template when it has one
     base_response: str
     tuned_response: str
     base_reward: float | None  # None without a reward model
@@ -223,7 +228,8 @@ class ReportContent:
         """Warnings drawn from the numbers themselves."""
         accuracy = self.evaluation["reward_model"]["eval_accuracy"]
         policy = self.evaluation["policy"]
-        notes = []
+        tuning_warning = self.evaluation.get("tuning", {}).get("warning")
+        notes = [f"No learning: {tuning_warning}."] if tuning_warning else []
         if accuracy is None:
             pass
         elif accuracy > RM_ACCURACY_SUSPICIOUS:

@@ -3,7 +3,7 @@
 import base64
 from html import escape
 
-from components.evaluate.report_content import ReportContent, format_number
+from components.evaluate.report_content import PROMPT_COLUMN, ReportContent, format_number
 
 TITLE = "RLHF evaluation: base vs tuned policy"
 
@@ -40,7 +40,7 @@ def _table(header: list[str], rows: list[list[str]], numeric_from: int = 1, css_
 
 def _samples_table(content: ReportContent) -> str:
     gold, rm, rule = content.has_gold, content.has_reward_model, content.has_accuracy
-    header = ["#", "Prompt", "Base response", "Tuned response"]
+    header = ["#", PROMPT_COLUMN, "Base response", "Tuned response"]
     if rm:
         header += ["Base reward", "Tuned reward"]
     if rule:

@@ -9,16 +9,17 @@ folder lies beside it: in the evaluation's artifacts and in a local run director
 import re
 from html import escape
 
-from components.evaluate.report_content import ReportContent, format_number
+from components.evaluate.report_content import PROMPT_COLUMN, ReportContent, format_number
 from components.evaluate.report_html import TITLE
 
 MARKDOWN_CELL_CHARS = 300  # longer texts are cut in the Markdown table (the HTML report has them whole)
 
 
-def markdown_cell(text: str, limit: int = MARKDOWN_CELL_CHARS) -> str:
-    """Text that stays inside one table cell and is shown, not interpreted, by a Markdown viewer."""
+def markdown_cell(text: str, limit: int = MARKDOWN_CELL_CHARS, keep_end: bool = False) -> str:
+    """Text that stays inside one table cell and is shown, not interpreted, by a Markdown viewer; a text
+    over `limit` keeps its start, or its end with `keep_end` (a rendered prompt: its question and cue)."""
     if len(text) > limit:
-        text = text[:limit].rstrip() + "…"
+        text = "…" + text[-limit:].lstrip() if keep_end else text[:limit].rstrip() + "…"
     cell = escape(text, quote=False)
     cell = re.sub(r"([\\`*_\[\]|])", r"\\\1", cell)  # Markdown punctuation shown literally
     return cell.replace("\r\n", "\n").replace("\n", "<br>") or " "
@@ -46,7 +47,7 @@ def render_markdown(content: ReportContent, max_rows: int, plots_folder: str) ->
     if len(shown) < len(content.rows):
         lines += ["The HTML report shows every prompt; the predictions folder holds every response.", ""]
     rm, rule = content.has_reward_model, content.has_accuracy
-    header = ["#", "Prompt", "Base response", "Tuned response"]
+    header = ["#", PROMPT_COLUMN, "Base response", "Tuned response"]
     if rm:
         header += ["Base reward", "Tuned reward"]
     if rule:
@@ -55,7 +56,7 @@ def render_markdown(content: ReportContent, max_rows: int, plots_folder: str) ->
         header += ["Base gold", "Tuned gold"]
     rows = []
     for number, row in enumerate(shown, start=1):
-        cells = [str(number), markdown_cell(row.prompt), markdown_cell(row.base_response),
+        cells = [str(number), markdown_cell(row.prompt, keep_end=True), markdown_cell(row.base_response),
                  markdown_cell(row.tuned_response)]
         if rm:
             cells += [format_number(row.base_reward), format_number(row.tuned_reward)]

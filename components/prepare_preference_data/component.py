@@ -9,6 +9,7 @@ def prepare_preference_data(
     preference_dataset: str,
     eval_dataset: str,
     instruction: str,
+    system_prompt: str,
     prompt_sequence_length: int,
     target_sequence_length: int,
     batch_size: int,

@@ -5,7 +5,7 @@ from pathlib import Path
 
 from components.common import defaults
 from components.common.algorithms import OFFLINE_ALGORITHMS
-from components.common.chat_templates import rendering_note
+from components.common.chat_templates import rendering_note, system_prompt_note
 from components.common.data.formats import AUTO
 from components.common.data.lengths import TRUNCATE, load_model_tokenizer
 from components.common.data.loading import DEFAULT_MAX_BAD_ROW_FRACTION, DataSettings
@@ -26,6 +26,7 @@ class PreferenceDataConfig:
     preference_dataset: str
     eval_dataset: str | None = None
     instruction: str | None = None
+    system_prompt: str | None = None  # the system message of every prompt that has none
     prompt_sequence_length: int = defaults.PROMPT_SEQUENCE_LENGTH
     target_sequence_length: int = defaults.TARGET_SEQUENCE_LENGTH
     batch_size: int = DEFAULT_BATCH_SIZE
@@ -44,7 +45,8 @@ class PreferenceDataConfig:
 
     def settings(self) -> DataSettings:
         return DataSettings(self.dataset_format, self.instruction or None, self.prompt_sequence_length,
-                            self.target_sequence_length, self.length_policy, self.max_bad_row_fraction)
+                            self.target_sequence_length, self.length_policy, self.max_bad_row_fraction,
+                            self.system_prompt or None)
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,7 @@ def run(config: PreferenceDataConfig, base_model_dir: str | None, output_dir: st
     prepared = prepare_preferences(config.preference_dataset, config.eval_dataset, settings,
                                    length_tokenizer.tokenizer, config.eval_split_fraction, config.seed)
     prepared.tokenizer_note = length_tokenizer.note
+    prepared.notes.append(system_prompt_note(config.system_prompt, prepared.train + prepared.eval))
     prepared.notes.append(rendering_note(config.use_chat_template, length_tokenizer, prepared.train + prepared.eval))
     steps = resolve_train_steps(config.reward_model_train_steps, len(prepared.train),
                                 config.reward_model_train_epochs, config.batch_size)

@@ -9,6 +9,7 @@ def prepare_prompt_data(
     prompt_dataset: str,
     eval_dataset: str,
     instruction: str,
+    system_prompt: str,
     prompt_sequence_length: int,
     batch_size: int,
     reinforcement_learning_train_epochs: int,

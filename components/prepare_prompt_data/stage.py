@@ -4,7 +4,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from components.common import defaults
-from components.common.chat_templates import rendering_note
+from components.common.chat_templates import rendering_note, system_prompt_note
 from components.common.data.lengths import TRUNCATE, load_model_tokenizer
 from components.common.data.loading import DEFAULT_MAX_BAD_ROW_FRACTION, DataSettings
 from components.common.data.preparation import PreparedData, describe_steps, prepare_prompts, write_prepared
@@ -17,6 +17,7 @@ class PromptDataConfig:
     prompt_dataset: str
     eval_dataset: str | None = None
     instruction: str | None = None
+    system_prompt: str | None = None  # the system message of every prompt that has none
     prompt_sequence_length: int = defaults.PROMPT_SEQUENCE_LENGTH
     batch_size: int = DEFAULT_BATCH_SIZE  # responses per RL step
     algorithm: str = defaults.ALGORITHM  # with num_generations: how many prompts one RL step takes
@@ -32,7 +33,8 @@ class PromptDataConfig:
 
     def settings(self) -> DataSettings:
         return DataSettings(instruction=self.instruction or None, prompt_sequence_length=self.prompt_sequence_length,
-                            length_policy=self.length_policy, max_bad_row_fraction=self.max_bad_row_fraction)
+                            length_policy=self.length_policy, max_bad_row_fraction=self.max_bad_row_fraction,
+                            system_prompt=self.system_prompt or None)
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,7 @@ def run(config: PromptDataConfig, base_model_dir: str | None, output_dir: str | 
     prepared = prepare_prompts(config.prompt_dataset, config.eval_dataset, settings, length_tokenizer.tokenizer,
                                config.eval_split_fraction, config.max_eval_prompts, config.seed)
     prepared.tokenizer_note = length_tokenizer.note
+    prepared.notes.append(system_prompt_note(config.system_prompt, prepared.train + prepared.eval))
     prepared.notes.append(rendering_note(config.use_chat_template, length_tokenizer, prepared.train + prepared.eval))
     prompts_per_step = prompts_per_rl_step(config.batch_size, config.algorithm, config.num_generations)
     steps = resolve_train_steps(config.reinforcement_learning_train_steps, len(prepared.train),

@@ -29,6 +29,7 @@ def build_summary(
         "algorithm": algorithm,
         "reward_model": dict(evaluation["reward_model"]),
         "policy": dict(evaluation["policy"]),
+        "tuning": dict(evaluation.get("tuning") or {}),
         "steps": {
             "reward_model_train_steps": int(reward_model_train_steps) if reward_model_uri else 0,
             "reinforcement_learning_train_steps": int(reinforcement_learning_train_steps) if online else 0,

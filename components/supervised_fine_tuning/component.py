@@ -7,6 +7,7 @@ def supervised_fine_tuning(
     base_model: Input[Model],
     preference_data: Input[Dataset],
     sft_dataset: str,
+    system_prompt: str,
     sft_train_epochs: int,
     sft_learning_rate_multiplier: float,
     batch_size: int,
@@ -56,7 +57,8 @@ def supervised_fine_tuning(
 
     os.makedirs(tensorboard_logs.path, exist_ok=True)
     source = model_source(base_model.path)
-    data = read_sft_dataset(sft_dataset, os.path.join(preference_data.path, TRAIN_FILE), max_bad_row_fraction)
+    data = read_sft_dataset(sft_dataset, os.path.join(preference_data.path, TRAIN_FILE), max_bad_row_fraction,
+                            system_prompt or None)
     if data is None:
         raise UserInputError("sft_dataset is empty: nothing to fine-tune on (the DAG then runs skip_supervised_fine_tuning)")
     print(f"supervised fine-tuning data: {data.summary()}")

@@ -4,10 +4,16 @@ whose books balance (every row is used, rejected with its file, line and field, 
 `sft_dataset` is one of:
 - empty: no supervised fine-tuning;
 - `preference:chosen`: the chosen answer of every training pair the preference-data stage prepared
+<<<<<<< HEAD
   (its train.jsonl), under the pair's prompt as that stage wrote it (instruction applied, a
   conversation kept as its messages);
 - a dataset in any container and location the data layer reads (components/common/data/sources.py,
   and hf_datasets.py for a Hugging Face dataset `hf://datasets/OWNER/NAME[:CONFIG][@SPLIT]`),
+=======
+  (its train.jsonl), under the pair's prompt as that stage wrote it (instruction and system prompt
+  applied, a conversation kept as its messages);
+- a dataset in any container and location the data layer reads (components/common/data/sources.py),
+>>>>>>> issue-16-real-model
   whose rows are one of
   - `prompt` (or `query`, or Vertex's `input_text`) + `completion` (or Vertex's `output_text`):
     strings, or the prompt as messages ending with the user's and the completion as the assistant's
@@ -17,7 +23,10 @@ whose books balance (every row is used, rejected with its file, line and field, 
     conversation ending with the assistant's message, which is the completion; every message before
     it is the prompt (earlier assistant turns are context, not trained on).
 
-Rows are read by the data layer's readers and converters; bad rows count against
+A prompt without a system message gets `system_prompt` as one, as the data stages give it to theirs
+(components/common/data/transcripts.py `Prompt.with_system_prompt`), so that the model is tuned on
+prompts as every later stage shows them; `instruction` is not applied (Vertex puts it before the
+inputs of its prompt and preference datasets only). Rows are read by the data layer's readers and converters; bad rows count against
 `max_bad_row_fraction` as in the data stages. `check_sft_dataset` reads a dataset as this stage does,
 without a model or training, for the checks before a run.
 """
@@ -80,8 +89,8 @@ class SupervisedExample:
 class SupervisedRows(formats.Converter):
     """Rows of either layout, recognised row by row; `layouts` counts the rows of each."""
 
-    def __init__(self):
-        super().__init__(instruction=None)
+    def __init__(self, system_prompt: str | None = None):
+        super().__init__(instruction=None, system_prompt=system_prompt)
         self.layouts: dict[str, int] = {}
 
     def _convert(self, record):
@@ -92,6 +101,7 @@ class SupervisedRows(formats.Converter):
         else:
             raise RowError(reasons.MISSING_FIELD, "completion",
                            f"the row has neither a completion nor messages; expected {ACCEPTED_ROWS}")
+        prompt = prompt.with_system_prompt(self.system_prompt)
         example = SupervisedExample(prompt.text, completion, record.ref, prompt.messages)
         example = formats._usable(example, {"completion": source})
         self.layouts[layout] = self.layouts.get(layout, 0) + 1
@@ -151,14 +161,14 @@ def _account(ledger: Ledger, conversions) -> list[SupervisedExample]:
     return examples
 
 
-def read_sft_file(source: str, max_bad_row_fraction: float) -> SupervisedData:
+def read_sft_file(source: str, max_bad_row_fraction: float, system_prompt: str | None = None) -> SupervisedData:
     """Every usable example of the dataset `source`.
 
     Raises UserInputError when it is empty, unusable, or has more bad rows than max_bad_row_fraction
     allows (the message sums the reasons and shows the first rows, with file, line and field).
     """
     names, records = _records(source)
-    converter = SupervisedRows()
+    converter = SupervisedRows(system_prompt)
     ledger = Ledger(source, SFT_KIND, "", files=names)
     conversions = (Conversion(rejects=[r.error]) if r.error is not None else converter.convert(r) for r in records)
     examples = _account(ledger, conversions)
@@ -188,9 +198,10 @@ def read_chosen_answers(train_path: str | Path) -> SupervisedData:
     return SupervisedData(_account(ledger, conversions), ledger)
 
 
-def read_sft_dataset(sft_dataset: str, preference_train_path: str | Path,
-                     max_bad_row_fraction: float) -> SupervisedData | None:
-    """The examples `sft_dataset` names (see the module's docstring); None when it is empty.
+def read_sft_dataset(sft_dataset: str, preference_train_path: str | Path, max_bad_row_fraction: float,
+                     system_prompt: str | None = None) -> SupervisedData | None:
+    """The examples `sft_dataset` names (see the module's docstring), a prompt without a system message
+    given `system_prompt`; None when it is empty.
 
     Raises UserInputError, its message starting with 'sft_dataset'.
     """
@@ -203,7 +214,7 @@ def read_sft_dataset(sft_dataset: str, preference_train_path: str | Path,
         raise UserInputError(f"sft_dataset '{spec}' is unknown: '{PREFERENCE_CHOSEN}' is the only preference "
                              "source (the chosen answers of the training pairs)")
     try:
-        return read_sft_file(spec, max_bad_row_fraction)
+        return read_sft_file(spec, max_bad_row_fraction, system_prompt)
     except UserInputError as error:
         raise UserInputError(f"sft_dataset: {error}") from None
 

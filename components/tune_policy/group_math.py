@@ -95,27 +95,6 @@ def group_reward_statistics(rewards: torch.Tensor, num_generations: int) -> dict
     }
 
 
-def missing_learning_signal(history: list[dict[str, float]], num_generations: int) -> str | None:
-    """A warning when no step of a GRPO/RLOO run had a group with different rewards: then every advantage
-    was 0 and the policy learned nothing from its rewards. None when some step had a signal."""
-    if not history or any(step["groups_with_equal_rewards"] < 1.0 for step in history):
-        return None
-
-    def mean_of(name: str) -> float:
-        return sum(step[name] for step in history) / len(history)
-
-    return (
-        f"no learning signal in any of the {len(history)} steps: the {num_generations} responses of every group "
-        f"got the same reward, so every advantage was 0 and the policy learned nothing from its rewards; "
-        f"{mean_of('zero_reward_fraction'):.1%} of rewards were 0 and {mean_of('truncated_fraction'):.1%} of "
-        "responses were cut at target_sequence_length. Likely causes: a reward the model never earns (a format "
-        "it does not write, such as \\boxed{}, or a task too hard for it: try an easier slice, or an "
-        "instruction that asks for the format), or answers cut before they end (raise "
-        "target_sequence_length); the stage log shows sampled responses"
-    )
-
-
-
 def k3_kl(logprobs: torch.Tensor, ref_logprobs: torch.Tensor) -> torch.Tensor:
     """Per-token KL estimate ``exp(ref - logp) - (ref - logp) - 1`` (never negative): GRPO's KL loss term."""
     delta = ref_logprobs - logprobs

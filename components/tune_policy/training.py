@@ -18,13 +18,14 @@ from components.common.checkpoints import interval_steps, remove_event_files, re
 from components.common.data.transcripts import Prompt
 from components.common.distributed import TrainingProcesses
 from components.common.errors import UserInputError
+from components.common.learning_signal import missing_learning_signal
 from components.common.models import Placement, load_tokenizer, save_causal_lm
 from components.common.reward_scoring import RewardScorer
 from components.tune_policy.checkpointing import Progress, TrainingState, resume, save_checkpoint
 from components.tune_policy.config import PolicyTuningConfig
 from components.tune_policy.optimization import build_optimizer
 from components.tune_policy.policy_model import load_policy, make_reference
-from components.tune_policy.group_math import group_reward_statistics, missing_learning_signal
+from components.tune_policy.group_math import group_reward_statistics
 from components.tune_policy.ppo_math import masked_mean, masked_moments
 from components.tune_policy.update import update_policy
 from components.tune_policy.prompt_data import PromptBatches, read_training_rows

@@ -117,8 +117,9 @@ def detect_prompt_format(names: Iterable[str]) -> str | None:
 class Converter:
     """Turns rows of one layout into canonical examples; counts label balance as it goes."""
 
-    def __init__(self, instruction: str | None):
+    def __init__(self, instruction: str | None, system_prompt: str | None = None):
         self.instruction = instruction
+        self.system_prompt = system_prompt
         self.labels: Counter = Counter()
 
     def convert(self, record: RawRecord) -> Conversion:
@@ -140,12 +141,16 @@ class Converter:
         if chosen == rejected:
             raise RowError(reasons.IDENTICAL_ANSWERS, ", ".join(names),
                            f"'{names[0]}' and '{names[1]}' are identical: the pair says nothing")
-        prompt = prompt.with_instruction(self.instruction)
+        prompt = self._framed(prompt)
         pair = PreferencePair(prompt.text, chosen, rejected, record.ref, margin, prompt.messages)
         return _usable(pair, dict(zip(("chosen", "rejected"), names)))
 
+    def _framed(self, prompt: Prompt) -> Prompt:
+        """The prompt with the run's `instruction` and, when it has no system message, its `system_prompt`."""
+        return prompt.with_instruction(self.instruction).with_system_prompt(self.system_prompt)
+
     def _prompt_row(self, record, prompt: Prompt, columns: dict) -> PromptRow:
-        prompt = prompt.with_instruction(self.instruction)
+        prompt = self._framed(prompt)
         return _usable(PromptRow(prompt.text, record.ref, prompt.messages, columns), {})
 
 
@@ -316,8 +321,8 @@ class Ranking(Converter):
 class Unpaired(Converter):
     """Holds every row until the end, then pairs good and bad completions of the same prompt."""
 
-    def __init__(self, instruction):
-        super().__init__(instruction)
+    def __init__(self, instruction, system_prompt=None):
+        super().__init__(instruction, system_prompt)
         self.groups: dict[str, dict[bool, list[tuple[Prompt, str, RawRecord]]]] = {}  # by prompt text
 
     def _convert(self, record):
@@ -440,13 +445,13 @@ PREFERENCE_CONVERTERS = {VERTEX_TEXT: VertexText, VERTEX_CHAT: VertexChat, EXPLI
                          IMPLICIT: Implicit, SCORED: Scored, RANKING: Ranking, UNPAIRED: Unpaired}
 
 
-def preference_converter(layout: str, instruction: str | None) -> Converter:
-    return PREFERENCE_CONVERTERS[layout](instruction)
+def preference_converter(layout: str, instruction: str | None, system_prompt: str | None = None) -> Converter:
+    return PREFERENCE_CONVERTERS[layout](instruction, system_prompt)
 
 
 PROMPT_CONVERTERS = {VERTEX_TEXT: TextPrompts, PROMPT_FIELD_FORMAT: FieldPrompts, VERTEX_CHAT: ChatPrompts,
                      GSM8K: Gsm8kPrompts}
 
 
-def prompt_converter(layout: str, instruction: str | None) -> Converter:
-    return PROMPT_CONVERTERS[layout](instruction)
+def prompt_converter(layout: str, instruction: str | None, system_prompt: str | None = None) -> Converter:
+    return PROMPT_CONVERTERS[layout](instruction, system_prompt)

@@ -34,6 +34,7 @@ class DataSettings:
     target_sequence_length: int = defaults.TARGET_SEQUENCE_LENGTH
     length_policy: str = TRUNCATE  # "truncate" or "drop" over-long prompts and answers
     max_bad_row_fraction: float = DEFAULT_MAX_BAD_ROW_FRACTION
+    system_prompt: str | None = None  # the system message of every prompt that has none
 
     def __post_init__(self):
         if self.format != formats.AUTO and self.format not in formats.PREFERENCE_FORMATS:
@@ -107,7 +108,7 @@ class PromptsOfPairs(Converter):
     """The prompts of a preference dataset's rows (an eval_dataset of pairs used for eval prompts)."""
 
     def __init__(self, pairs: Converter):
-        super().__init__(pairs.instruction)
+        super().__init__(pairs.instruction, pairs.system_prompt)
         self.pairs = pairs
         self.labels = pairs.labels
 
@@ -123,10 +124,10 @@ class PromptsOfPairs(Converter):
         return conversion
 
 
-def _converter(layout: Layout, want: str, instruction: str | None) -> Converter:
+def _converter(layout: Layout, want: str, settings: DataSettings) -> Converter:
     if layout.kind == PROMPT:
-        return formats.prompt_converter(layout.name, instruction)
-    pairs = formats.preference_converter(layout.name, instruction)
+        return formats.prompt_converter(layout.name, settings.instruction, settings.system_prompt)
+    pairs = formats.preference_converter(layout.name, settings.instruction, settings.system_prompt)
     return pairs if want == PREFERENCE else PromptsOfPairs(pairs)
 
 
@@ -149,7 +150,7 @@ def load_dataset(source: str, want: str, settings: DataSettings, tokenizer=None,
     ledger = Ledger(source, want, layout.name if layout else "unknown", files=names)
     checker = LengthChecker(tokenizer, settings.prompt_sequence_length, settings.target_sequence_length,
                             settings.length_policy)
-    converter = _converter(layout, want, settings.instruction) if layout else None
+    converter = _converter(layout, want, settings) if layout else None
     examples, pending, seen = [], [], set()
 
     def flush() -> None:

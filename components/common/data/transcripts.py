@@ -57,6 +57,25 @@ class Prompt:
             messages = (*messages[:first], instructed, *messages[first + 1:])
         return Prompt(apply_instruction(self.text, instruction), messages)
 
+    def with_system_prompt(self, system_prompt: str | None) -> "Prompt":
+        """The prompt with `system_prompt` as its system message, when it has none of its own.
+
+        A chat template then reads [system, ...the conversation] (a plain-text prompt becomes
+        [system, user], so it is a conversation from here on), and the plain text, which a model
+        without a template reads, starts with the system text as its first paragraph, as a
+        conversation's system message starts its 'Human: ... Assistant:' transcript (`chat_prompt`).
+        A prompt that has a system message keeps it: the row's own wins.
+        """
+        if not system_prompt or not system_prompt.strip() or self.has_system_message():
+            return self
+        system = system_prompt.strip()
+        turns = self.messages if self.messages is not None else (Message(USER, self.text),)
+        text = self.text.removeprefix(TURN_SEPARATOR)  # an HH transcript's leading separator: one is enough
+        return Prompt(f"{system}{TURN_SEPARATOR}{text}", (Message(SYSTEM, system), *turns))
+
+    def has_system_message(self) -> bool:
+        return self.messages is not None and any(m.role == SYSTEM for m in self.messages)
+
     @classmethod
     def of_text(cls, text: str) -> "Prompt":
         """A prompt given as text; an HH transcript that parses cleanly also keeps its turns."""
