@@ -2,6 +2,7 @@
 
     python benchmarks/generation_benchmark.py [--model smollm2|DIR] [--prompts 8] [--generations 4]
         [--max-new-tokens 48] [--threads 1,2] [--busy 0,1] [--repeats 2] [--json PATH]
+        [--parts threads,cache,groups]
 
 Generates as the RL step does (components.common.generation.generate_responses: plain sampling at
 temperature 1, every EOS id, left-padded prompts), for `--prompts` of the sample task's prompts x
@@ -15,7 +16,8 @@ reports:
 - decode: the rest, per generated token;
 - padding: the share of prompt positions that are left padding, and the share of decode steps
   spent on rows that had already ended (generate keeps every row until the last one ends);
-- the same generation with a static KV cache (`cache_implementation="static"`).
+- the same generation with a static KV cache (`cache_implementation="static"`);
+- the group's prompt prefilled once (as the RL step does) against once per row, whole call and prefill.
 
 Default model: SmolLM2-135M-Instruct, converted once (benchmarks/smollm2.py).
 """
@@ -59,7 +61,11 @@ def main() -> int:
     parser.add_argument("--busy", default="0,1", help="busy processes on other cores, comma-separated")
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--json", default="/tmp/generation_benchmark.json")
+    parser.add_argument("--parts", default="threads,cache,groups",
+                        help="what to measure, comma-separated: threads (x busy), cache (static KV cache), groups "
+                        "(group prefill)")
     args = parser.parse_args()
+    parts = set(args.parts.split(","))
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
@@ -94,10 +100,10 @@ def main() -> int:
         texts = [apply_instruction(json.loads(line)["input_text"], instruction) for line in handle][:args.prompts]
     prompts = [p for p in formatter.prompts([Prompt(text) for text in texts]) for _ in range(args.generations)]
 
-    def generate(new_tokens: int):
+    def generate(new_tokens: int, group_size: int = args.generations):
         torch.manual_seed(0)
         return generate_responses(model, tokenizer, prompts, max_new_tokens=new_tokens, max_prompt_tokens=512,
-                                  temperature=1.0)
+                                  temperature=1.0, group_size=group_size)
 
     def generate_with_cache(cache: str):
         """The engine's sampler (its private config and guard, as generate_responses uses them), with the
@@ -111,7 +117,7 @@ def main() -> int:
             return model.generate(input_ids=ids, attention_mask=mask, generation_config=config)
 
     results = []
-    for busy in [int(b) for b in args.busy.split(",")]:
+    for busy in [int(b) for b in args.busy.split(",")] if "threads" in parts else []:
         stop = multiprocessing.Event()
         spinners = [multiprocessing.Process(target=spin, args=(stop,), daemon=True) for _ in range(busy)]
         for process in spinners:
@@ -141,10 +147,25 @@ def main() -> int:
             for process in spinners:
                 process.join()
     torch.set_num_threads(1)
-    caches = {cache: timed(lambda: generate_with_cache(cache), args.repeats)[0] for cache in ("dynamic", "static")}
-    print(f"KV cache, 1 thread: dynamic {caches['dynamic']:6.2f} s, static {caches['static']:6.2f} s")
-    Path(args.json).write_text(json.dumps({"settings": vars(args), "runs": results, "kv_cache_seconds": caches},
-                                          indent=2) + "\n")
+    caches = {}
+    if "cache" in parts:
+        caches = {cache: timed(lambda: generate_with_cache(cache), args.repeats)[0] for cache in ("dynamic", "static")}
+        print(f"KV cache, 1 thread: dynamic {caches['dynamic']:6.2f} s, static {caches['static']:6.2f} s")
+    # Interleaved, so that both see the same load: per row, per group, per row, ...
+    layouts = {"per_row": 1, "per_group": args.generations} if "groups" in parts else {}
+    seconds = {(label, new): [] for label in layouts for new in (1, args.max_new_tokens)}
+    for _ in range(args.repeats):
+        for new in (1, args.max_new_tokens):
+            for label, group_size in layouts.items():
+                seconds[label, new].append(timed(lambda: generate(new, group_size), 1)[0])
+    prefill = {label: {"seconds": statistics.median(seconds[label, args.max_new_tokens]),
+                       "prefill_seconds": statistics.median(seconds[label, 1])} for label in layouts}
+    if layouts:
+        print(f"prompt prefill, 1 thread: once per row {prefill['per_row']['seconds']:6.2f} s "
+              f"(prefill {prefill['per_row']['prefill_seconds']:5.2f} s), once per group of {args.generations} "
+              f"{prefill['per_group']['seconds']:6.2f} s (prefill {prefill['per_group']['prefill_seconds']:5.2f} s)")
+    Path(args.json).write_text(json.dumps({"settings": vars(args), "runs": results, "kv_cache_seconds": caches,
+                                           "group_prefill": prefill}, indent=2) + "\n")
     print(f"figures written to {args.json}")
     return 0
 

@@ -171,3 +171,27 @@ def test_responses_end_at_any_eos_the_model_declares(two_eos_lm, greedy):
     assert batch.texts == ["dog yes", "ran sat ran sat"]
     assert batch.ended.tolist() == [True, False]
     assert batch.eos_token_ids == (tokenizer.eos_token_id, ids("yes"))
+
+
+@pytest.mark.parametrize("greedy", [True, False])
+@pytest.mark.parametrize("lora", [False, True])
+def test_a_groups_prompt_prefilled_once_gives_the_responses_of_a_prefill_per_row(tiny_causal_lm, greedy, lora):
+    """GRPO/RLOO's groups: prompts of different lengths (left padding), 3 responses each; with the prompt
+    prefilled once per group, the same seed samples exactly the same responses."""
+    model, tokenizer = _load(tiny_causal_lm)
+    model = _with_lora(model) if lora else model
+    grouped = [prompt for prompt in PROMPTS for _ in range(3)]
+    batches = []
+    for group_size in (1, 3):
+        torch.manual_seed(0)
+        batches.append(generate_responses(model, tokenizer, grouped, max_new_tokens=8, max_prompt_tokens=32,
+                                          greedy=greedy, group_size=group_size))
+    alone, shared = batches
+    assert torch.equal(alone.response_ids, shared.response_ids) and alone.texts == shared.texts
+    assert len(set(shared.texts)) > 1
+
+
+def test_group_size_refuses_prompts_that_are_not_in_groups(tiny_causal_lm):
+    model, tokenizer = _load(tiny_causal_lm)
+    with pytest.raises(ValueError, match="groups of 2 identical rows"):
+        generate_responses(model, tokenizer, PROMPTS[:2], max_new_tokens=4, max_prompt_tokens=32, group_size=2)

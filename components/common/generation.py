@@ -131,6 +131,30 @@ def _without_model_generation_defaults(model) -> Iterator[None]:
         holder.generation_config = own
 
 
+def _prompt_cache_shared_by_groups(model, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, group_size: int):
+    """The KV cache of every prompt but its last token, computed once per group of `group_size` identical
+    prompts (GRPO/RLOO sample several responses to one prompt) and repeated for each member.
+
+    `generate` then prefills only the last prompt token of each row: the rows' caches are those it
+    would have computed itself (same tokens, same positions: the attention mask's running count, as
+    `generate` numbers them), so decoding proceeds as without sharing, for a group-size-th of the
+    prompt's prefill.
+    """
+    from transformers import DynamicCache
+
+    rows, length = prompt_ids.shape
+    firsts = prompt_ids[::group_size]
+    if rows % group_size or not torch.equal(prompt_ids.view(-1, group_size, length), firsts[:, None].expand(-1, group_size, -1)):
+        raise ValueError(f"the prompts do not come in groups of {group_size} identical rows")
+    ids, mask = firsts[:, :-1], prompt_mask[::group_size, :-1]
+    positions = (mask.long().cumsum(-1) - 1).masked_fill(mask == 0, 0)
+    cache = DynamicCache(config=model.config)
+    model(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache, use_cache=True,
+          logits_to_keep=1)
+    cache.batch_repeat_interleave(group_size)
+    return cache
+
+
 @torch.no_grad()
 def generate_responses(
     model,
@@ -141,11 +165,14 @@ def generate_responses(
     max_prompt_tokens: int,
     temperature: float = 1.0,
     greedy: bool = False,
+    group_size: int = 1,
 ) -> GeneratedBatch:
     """Sample (or decode greedily) one response per prompt, at most `max_new_tokens` long.
 
     Sampling is from softmax(logits / temperature) exactly, whatever the model's generation config
     asks for, and a response ends at the first of any EOS id the tokenizer or the model declares.
+    `group_size` > 1 says that the prompts come in runs of that many identical ones (GRPO/RLOO's
+    groups): their prompt is then prefilled once per group (_prompt_cache_shared_by_groups).
     """
     device = next(model.parameters()).device
     prompt_ids, prompt_mask = encode_prompts(tokenizer, prompts, max_prompt_tokens, device)
@@ -157,8 +184,11 @@ def generate_responses(
         pad_token_id=tokenizer.pad_token_id,
         eos_token_ids=stop_ids,
     )
+    shared = {}
+    if group_size > 1 and prompt_ids.shape[1] > 1:
+        shared["past_key_values"] = _prompt_cache_shared_by_groups(model, prompt_ids, prompt_mask, group_size)
     with _without_model_generation_defaults(model):
-        output = model.generate(input_ids=prompt_ids, attention_mask=prompt_mask, generation_config=config)
+        output = model.generate(input_ids=prompt_ids, attention_mask=prompt_mask, generation_config=config, **shared)
     response_ids = output[:, prompt_ids.shape[1] :]
     if response_ids.shape[1] == 0:  # every prompt produced nothing at all
         response_ids = torch.full((len(prompts), 1), stop_ids[0], device=device)

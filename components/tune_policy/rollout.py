@@ -135,6 +135,7 @@ def collect_rollout(
             max_new_tokens=config.max_new_tokens,
             max_prompt_tokens=config.max_prompt_tokens,
             temperature=config.temperature,
+            group_size=config.generations_per_prompt,
         )
     generation_seconds = time.perf_counter() - started
     input_ids, attention_mask = batch.input_ids, batch.attention_mask
