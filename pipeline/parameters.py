@@ -170,10 +170,11 @@ OUR_PARAMETERS: tuple[Parameter, ...] = (
               "GRPO/RLOO: responses sampled per prompt. `batch_size` then counts responses (a multiple of "
               "it), so each step takes batch_size / num_generations prompts; PPO ignores it."),
     Parameter("loss_type", str, defaults.LOSS_TYPE,
-              "GRPO/RLOO: how token losses are averaged, as TRL names it: 'dapo' (over every token of the "
-              "minibatch), 'grpo' (per response, then over responses) or 'dr_grpo' (sum over a fixed length); "
-              "RLOO also takes 'sequence', TRL RLOOTrainer's loss: one clipped probability ratio per response, "
-              "from its summed log-probabilities, averaged over responses."),
+              "GRPO/RLOO: the loss, as TRL names it. Token losses averaged over every token of the minibatch "
+              "('dapo'), per response then over responses ('grpo') or summed over a fixed length ('dr_grpo'); "
+              "or, for RLOO, 'sequence': TRL RLOOTrainer's loss, one clipped probability ratio per response "
+              "from its summed log-probabilities, averaged over responses. 'auto': each algorithm's own in "
+              "TRL, 'dapo' for GRPO and 'sequence' for RLOO."),
     Parameter("epsilon", float, defaults.EPSILON,
               "PPO, GRPO and RLOO: the probability ratio is clipped below at 1 - epsilon (TRL's `epsilon`, "
               "PPO's clip range)."),

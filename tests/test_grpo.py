@@ -299,7 +299,7 @@ def test_grpo_in_two_processes_trains_and_logs_once(tmp_path, tiny_causal_lm, le
 
 
 @pytest.mark.parametrize("algorithm, loss_type", [("grpo", "grpo"), ("grpo", "dr_grpo"), ("grpo", "dapo"),
-                                                  ("rloo", "sequence")])
+                                                  ("rloo", "sequence"), ("grpo", "auto"), ("rloo", "auto")])
 def test_the_update_step_takes_the_gradient_of_the_loss_type_trl_names(tiny_causal_lm, algorithm, loss_type):
     """One minibatch of 4 responses of different lengths, forwarded in chunks of 1 row: the update's
     gradient is that of TRL's loss on the whole minibatch (ratio 1, so the policy term is -A * logp's
@@ -344,7 +344,7 @@ def test_the_update_step_takes_the_gradient_of_the_loss_type_trl_names(tiny_caus
         "dapo": (token_losses * mask).sum() / mask.sum(),  # every token of the minibatch alike
         "dr_grpo": (token_losses * mask).sum() / (4 * config.max_new_tokens),  # a constant: no length bias
         "sequence": (-advantages[:, 0] * torch.exp(summed - summed.detach())).mean(),  # RLOO: KL is in the reward
-    }[loss_type]
+    }[{"auto": {"grpo": "dapo", "rloo": "sequence"}[algorithm]}.get(loss_type, loss_type)]  # TRL's own loss
     expected_loss.backward()
     expected = {name: p.grad.clone() for name, p in policy.named_parameters() if p.requires_grad}
 

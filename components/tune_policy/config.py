@@ -12,7 +12,10 @@ from components.common.steps import DEFAULT_BATCH_SIZE, GROUP_ALGORITHMS, prompt
 
 LR_SCHEDULES = ("constant", "linear")
 SEQUENCE = "sequence"  # RLOO's loss as TRL's RLOOTrainer computes it: one clipped ratio per response
-LOSS_TYPES = ("grpo", "dr_grpo", "dapo", SEQUENCE)  # TRL's names for how token losses are averaged, and RLOO's
+AUTO = "auto"
+# TRL's names for how token losses are averaged, RLOO's sequence loss, and "auto": each algorithm's loss in TRL
+LOSS_TYPES = (AUTO, "grpo", "dr_grpo", "dapo", SEQUENCE)
+AUTO_LOSS_TYPES = {"grpo": "dapo", "rloo": SEQUENCE}  # GRPOTrainer's default loss_type; RLOOTrainer's only loss
 SCALE_REWARDS = ("group", "batch", "none")  # TRL's names for what a GRPO advantage is divided by
 
 
@@ -42,7 +45,7 @@ class PolicyTuningConfig:
     steps: int = from_parameter("reinforcement_learning_train_steps")
     algorithm: str = defaults.ALGORITHM  # "ppo", "grpo" or "rloo"
     num_generations: int = defaults.NUM_GENERATIONS  # GRPO/RLOO: responses sampled per prompt; PPO ignores it
-    loss_type: str = defaults.LOSS_TYPE  # GRPO/RLOO token-loss averaging: "grpo", "dr_grpo" or "dapo" (as in TRL)
+    loss_type: str = defaults.LOSS_TYPE  # GRPO/RLOO loss: "auto", "grpo", "dr_grpo", "dapo" (as in TRL) or "sequence"
     epsilon: float = defaults.EPSILON  # lower clip of the ratio, 1 - epsilon (all three algorithms)
     epsilon_high: float = defaults.EPSILON_HIGH  # upper clip, 1 + epsilon_high; 0 means the same as epsilon
     scale_rewards: str = defaults.SCALE_REWARDS  # GRPO: divide advantages by the group's std ("group"), the batch's, or not ("none")
@@ -93,6 +96,11 @@ class PolicyTuningConfig:
     @property
     def prompts_per_step(self) -> int:
         return prompts_per_rl_step(self.batch_size, self.algorithm, self.num_generations)
+
+    @property
+    def loss(self) -> str:
+        """The loss `loss_type` names, "auto" resolved to the algorithm's loss in TRL (AUTO_LOSS_TYPES)."""
+        return AUTO_LOSS_TYPES.get(self.algorithm, "dapo") if self.loss_type == AUTO else self.loss_type
 
     @property
     def clip_high(self) -> float:
@@ -177,7 +185,7 @@ class PolicyTuningConfig:
                 )
             if self.loss_type not in LOSS_TYPES:
                 problems.append(f"loss_type must be one of {LOSS_TYPES}, got {self.loss_type!r}")
-            elif self.loss_type == SEQUENCE and self.algorithm != "rloo":
+            elif self.loss == SEQUENCE and self.algorithm != "rloo":
                 problems.append(f"loss_type {SEQUENCE!r} is RLOO's (TRL's RLOOTrainer), not {self.algorithm}'s")
             if self.scale_rewards not in SCALE_REWARDS:
                 problems.append(f"scale_rewards must be one of {SCALE_REWARDS}, got {self.scale_rewards!r}")

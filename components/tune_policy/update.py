@@ -32,9 +32,9 @@ def _minibatch_normaliser(config: PolicyTuningConfig, token_count: torch.Tensor,
     """What a minibatch's loss sum is divided by: PPO's and dapo's token count; grpo's and sequence's rows;
     dr_grpo's rows times max_new_tokens (see group_math.aggregated_loss). Token count and `rows` are every
     process's."""
-    if not config.grouped or config.loss_type == "dapo":
+    if not config.grouped or config.loss == "dapo":
         return token_count
-    if config.loss_type in ("grpo", SEQUENCE):
+    if config.loss in ("grpo", SEQUENCE):
         return float(rows)
     return float(rows * config.max_new_tokens)
 
@@ -81,7 +81,7 @@ def _ppo_chunk_loss(rollout: Rollout, rows, logprobs, values, mask, config: Poli
 def _group_chunk_loss(rollout: Rollout, rows, logprobs, values, mask, config: PolicyTuningConfig):
     """GRPO/RLOO: the ratio clipped to [1 - epsilon, 1 + epsilon_high], plus GRPO's k3 KL term,
     averaged as `loss_type` says; (loss sum, per-token statistics). No value head."""
-    if config.loss_type == SEQUENCE:
+    if config.loss == SEQUENCE:
         return _sequence_chunk_loss(rollout, rows, logprobs, mask, config)
     policy_loss, low_clipped, high_clipped = clipped_ratio_loss(
         logprobs, rollout.logprobs[rows], rollout.advantages[rows], config.epsilon, config.clip_high
@@ -90,7 +90,7 @@ def _group_chunk_loss(rollout: Rollout, rows, logprobs, values, mask, config: Po
     if config.algorithm == "grpo" and rollout.ref_logprobs is not None and config.kl_coeff > 0:
         kl_penalty = k3_kl(logprobs, rollout.ref_logprobs[rows])
     token_losses = policy_loss + config.kl_coeff * kl_penalty
-    loss = aggregated_loss(token_losses, mask, config.loss_type, 1.0)
+    loss = aggregated_loss(token_losses, mask, config.loss, 1.0)
     return loss, (policy_loss, kl_penalty, low_clipped | high_clipped, low_clipped, high_clipped)
 
 
