@@ -46,7 +46,7 @@ def write_data(model: str, folder: Path) -> None:
     rows = [json.loads(line) for line in (data / "preference.jsonl").read_text().splitlines()[:64]]
     pairs = []
     for row in rows:
-        prompt = _cut(tokenizer, row["input_text"], PROMPT_TOKENS - 8, keep_end=True)  # room for a chat template
+        prompt = _cut(tokenizer, row["input_text"], PROMPT_TOKENS - 30, keep_end=True)  # room for a chat template
         answers = [row["candidate_0"] + " " + row["candidate_1"]] * 2  # long enough to fill the response limit
         pairs.append({"prompt": prompt, "chosen": _cut(tokenizer, "Yes. " + answers[0] * 3, RESPONSE_TOKENS - 2, False),
                       "rejected": _cut(tokenizer, "No. " + answers[1] * 3, RESPONSE_TOKENS - 2, False)})
@@ -77,7 +77,8 @@ def run_case(case: str, model: str, folder: Path) -> int:
     from pipeline.parameters import defaults
 
     torch.manual_seed(0)
-    values = {**defaults(), **SETTINGS, "reward_function": f"{folder / 'reward.py'}:length", "algorithm": "grpo"}
+    values = {**defaults(), **SETTINGS, "reward_function": f"{folder / 'reward.py'}:length",
+              "algorithm": "dpo" if case == "dpo" else "grpo"}
     placement, processes = Placement(torch.device("cpu"), torch.float32), TrainingProcesses()
     pairs = read_canonical_rows(folder / "pairs.jsonl", PREFERENCE_FIELDS, needed_for="the benchmark")
     peak = PeakMemory()

@@ -15,8 +15,8 @@ stage will use. Which steps run is `plan_stages`'s decision, as in the DAG. Per 
   activations of `forward_batch_size` rows (at most the minibatch's share) and their logits over the
   response positions with their gradient (components/common/log_probs.py keeps no other copy);
 - DPO/KTO (TRL, checkpointing on): the policy and, trained in full, a frozen reference in the compute
-  dtype (under LoRA the adapters are disabled instead); TRL's fused LM head takes log-probabilities in
-  chunks, so no vocabulary-wide logits are kept.
+  dtype (under LoRA the adapters are disabled instead); TRL's fused LM head, measured, holds about four
+  float32 vocabulary-wide tensors of the micro-batch.
 
 Several GPUs run data-parallel (DDP): each holds whole copies of every model, and DDP adds gradient
 buckets as large as the gradients, for as long as the model lives; only the batch is split between them.
@@ -125,7 +125,11 @@ def preference_tuning_plan(config, inputs: PlanInputs) -> StepPlan:
     examples = config.micro_batch_size(inputs.processes)
     rows = examples * (2 if config.algorithm == "dpo" else 1)  # DPO: chosen and rejected of each pair
     tokens = config.max_prompt_tokens + config.max_response_tokens
-    models = [replace(policy, activations=activation_bytes(arch, rows, tokens, cb, checkpointing=True))]
+    # TRL 1.16's fused LM head still holds about four float32 vocabulary-wide tensors of the micro-batch at its
+    # peak (entropy and accuracy statistics beside the log-probabilities): a figure measured on SmolLM2-135M
+    # (benchmarks/memory_plan_check.py), not derived
+    head = 4 * logits_bytes(arch, rows, tokens, FLOAT32)
+    models = [replace(policy, activations=activation_bytes(arch, rows, tokens, cb, checkpointing=True) + head)]
     notes = [f"micro-batch {rows} sequences x {tokens} tokens, activation checkpointing on"]
     if config.lora_rank:
         notes.append("reference: the policy with its adapters disabled (no extra weights)")
