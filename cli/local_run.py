@@ -120,6 +120,18 @@ def with_sample_task(user_values: dict[str, Any], task_name: str | None) -> dict
     return {**tasks[task_name].parameter_values(), **user_values}
 
 
+def local_parameter_values(params_file: str | None, sets: list[str], sample_task: str | None) -> tuple[dict[str, Any], str | None]:
+    """The values a local run takes from --params, --set and --sample-task, checked against the pipeline,
+    and the sample task they use (None: the user's own task)."""
+    from cli.submission.parameter_file import load_parameter_values
+    from cli.submission.validation import validate_for_pipeline
+
+    given = load_parameter_values(params_file, sets)
+    task = chosen_sample_task(given, sample_task)
+    check_own_task_is_complete(given, task)
+    return validate_for_pipeline(with_sample_task(given, task)), task
+
+
 def check_runner(config: LocalRunConfig) -> None:
     """Refuse a runner that cannot start, before a run directory is made."""
     if config.runner not in RUNNERS:

@@ -1,18 +1,18 @@
-"""The `rlhf-pipeline` command: run, runs, chat, params, validate-data, submit, steps."""
+"""The `rlhf-pipeline` command: run, runs, chat, params, validate-data, plan, submit, steps."""
 
 import argparse
 import sys
 
 from components.common.errors import UserInputError
-from cli.commands import chat, params, run, runs, steps, submit, validate_data
+from cli.commands import chat, params, plan, run, runs, steps, submit, validate_data
 
-COMMANDS = (run, runs, chat, params, validate_data, submit, steps)
+COMMANDS = (run, runs, chat, params, validate_data, plan, submit, steps)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rlhf-pipeline",
-        description="RLHF on Kubeflow Pipelines and Vertex AI: run locally, list and remove runs, chat with a tuned policy, list the parameters, validate data, submit, derive steps.",
+        description="RLHF on Kubeflow Pipelines and Vertex AI: run locally, list and remove runs, chat with a tuned policy, list the parameters, validate data, plan memory, submit, derive steps.",
     )
     subparsers = parser.add_subparsers(dest="command", required=True)
     for command in COMMANDS:

@@ -86,12 +86,11 @@ def train_tokenizer(texts: list[str], vocab_size: int):
     )
 
 
-def build_model(tokenizer, config: TinyModelConfig):
-    """A randomly initialised tiny Llama whose special-token ids match `tokenizer`."""
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    model_config = LlamaConfig(
-        vocab_size=len(tokenizer),
+def architecture(config: TinyModelConfig, vocab_size: int) -> dict:
+    """The LlamaConfig values that size the tiny model (config.json's, without the token ids)."""
+    return dict(
+        model_type="llama",
+        vocab_size=vocab_size,
         hidden_size=config.hidden_size,
         intermediate_size=config.intermediate_size,
         num_hidden_layers=config.num_layers,
@@ -99,6 +98,16 @@ def build_model(tokenizer, config: TinyModelConfig):
         num_key_value_heads=config.num_heads,
         max_position_embeddings=config.max_positions,
         tie_word_embeddings=True,
+    )
+
+
+def build_model(tokenizer, config: TinyModelConfig):
+    """A randomly initialised tiny Llama whose special-token ids match `tokenizer`."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    sizes = {name: value for name, value in architecture(config, len(tokenizer)).items() if name != "model_type"}
+    model_config = LlamaConfig(
+        **sizes,
         pad_token_id=tokenizer.pad_token_id,
         eos_token_id=tokenizer.eos_token_id,
         bos_token_id=tokenizer.bos_token_id,

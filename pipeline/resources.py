@@ -26,6 +26,24 @@ KUBERNETES_GPU = "nvidia.com/gpu"
 DEFAULT_ACCELERATOR_COUNT = 1
 DEFAULT_CPU_LIMIT = "8"
 DEFAULT_MEMORY_LIMIT = "32G"
+# Memory of one GPU of each Vertex accelerator type, in GiB, as NVIDIA's product pages give it (the
+# "40GB" of an A100 is 40 GiB of HBM; nvidia-smi shows slightly less as "total").
+ACCELERATOR_MEMORY_GIB: dict[str, int] = {
+    "NVIDIA_TESLA_K80": 12,
+    "NVIDIA_TESLA_P4": 8,
+    "NVIDIA_TESLA_P100": 16,
+    "NVIDIA_TESLA_V100": 16,
+    "NVIDIA_TESLA_T4": 16,
+    "NVIDIA_L4": 24,
+    "NVIDIA_TESLA_A100": 40,
+    "NVIDIA_A100_80GB": 80,
+    "NVIDIA_H100_80GB": 80,
+    "NVIDIA_H100_MEGA_80GB": 80,
+    "NVIDIA_RTX_PRO_6000": 96,
+    "NVIDIA_H200_141GB": 141,
+    "NVIDIA_B200": 180,
+    "NVIDIA_GB200": 186,
+}
 _TPU_MESSAGE = ("TPUs are not supported: the trainers are PyTorch programs for NVIDIA GPUs; use 'GPU' or "
                 "a Vertex accelerator name such as NVIDIA_L4 or NVIDIA_TESLA_A100")
 

@@ -21,10 +21,16 @@ def template(tmp_path_factory):
     return compile_rlhf_template(tmp_path_factory.mktemp("template"))
 
 
+# The course's values with a batch whose RL step fits the default A100 (40 GB): at Vertex's batch of 64 and
+# our engine's forward batch of 16, the 7B policy's update needs about 86 GiB (`rlhf-pipeline plan`), and
+# submit refuses it (tests/test_memory_plan.py).
+COURSE_VALUES_THAT_FIT = {**COURSE_PARAMETER_VALUES, "batch_size": 2, "ppo_minibatch_size": 2}
+
+
 @pytest.fixture
 def course_file(tmp_path):
     path = tmp_path / "course_parameter_values.json"
-    path.write_text(json.dumps(COURSE_PARAMETER_VALUES, indent=1))
+    path.write_text(json.dumps(COURSE_VALUES_THAT_FIT, indent=1))
     return path
 
 
@@ -64,7 +70,7 @@ def test_course_parameters_are_submitted_with_every_setting_and_followed_to_the_
     # the data stages' cache keys see the datasets' contents (object generations for gs://)
     fingerprints = [sent.pop(name) for name in ("preference_data_fingerprint", "prompt_data_fingerprint", "sft_data_fingerprint")]
     assert all(fingerprint.startswith("sha256:") for fingerprint in fingerprints)
-    assert sent == {**COURSE_PARAMETER_VALUES, "policy_lora_rank": 2, "accelerator_type": "NVIDIA_TESLA_A100",
+    assert sent == {**COURSE_VALUES_THAT_FIT, "policy_lora_rank": 2, "accelerator_type": "NVIDIA_TESLA_A100",
                     "encryption_spec_key_name": KMS_KEY}
     assert body["runtimeConfig"]["gcsOutputDirectory"] == "gs://rlhf-runs/pipelines"
     assert body["serviceAccount"] == SERVICE_ACCOUNT
@@ -101,11 +107,11 @@ def test_a_failed_job_exits_non_zero_and_a_missing_bucket_is_created(tmp_path, t
     with google_cloud_fakes(tmp_path / "home", pipeline_states=states) as fakes:
         add_course_datasets(fakes.gcs)
         result = run_cli(_submit_args(template, fakes, "--params", str(course_file), "--set",
-                                      "accelerator_type=NVIDIA_L4", "--wait", "--poll-interval", "0.01"), fakes.env())
+                                      "accelerator_type=NVIDIA_A100_80GB", "--wait", "--poll-interval", "0.01"), fakes.env())
         assert result.returncode == 1, result.stderr
         assert "the job ended in PIPELINE_STATE_FAILED: The DAG failed because some tasks failed." in result.stdout
         [create] = fakes.vertex.find("POST", r"/v1/projects/fake-project/locations/us-central1/pipelineJobs")
-        assert create.json()["runtimeConfig"]["parameterValues"]["accelerator_type"] == "NVIDIA_L4"
+        assert create.json()["runtimeConfig"]["parameterValues"]["accelerator_type"] == "NVIDIA_A100_80GB"
         assert "serviceAccount" not in create.json()
         # no pipeline-root bucket: the SDK creates it and grants the default compute account access,
         # whose number it looks up in Resource Manager

@@ -1,7 +1,8 @@
 """`rlhf-pipeline run`: the whole DAG on this machine, through kfp.local.
 
-Before any stage starts, the parameters, the datasets (as validate-data reads them) and the model
-references are checked: bad input fails in seconds with one line. Then one line per stage as it
+Before any stage starts, the parameters, the datasets (as validate-data reads them), the model
+references and the memory plan (cli/memory_plan/: every training step must fit this machine's GPU or
+RAM) are checked: bad input fails in seconds with one line. Then one line per stage as it
 starts and ends (cached or not, how long it took), a progress line for the long ones, and the
 results; every stage's full output is in `<run dir>/logs/`. `--verbose` shows kfp's whole stream.
 """
@@ -91,28 +92,23 @@ def main(args) -> int:
     from cli.fingerprint import data_fingerprints
     from cli.local_run import (
         RunFailed,
-        check_own_task_is_complete,
         check_runner,
-        chosen_sample_task,
+        local_parameter_values,
         new_run_dir,
         plan_locally,
         run_locally,
         steps_per_run,
-        with_sample_task,
     )
+    from cli.memory_plan.fit import check_memory, local_device
     from cli.preflight import check_before_run
-    from cli.submission.parameter_file import load_parameter_values
-    from cli.submission.validation import validate_for_pipeline
 
-    given = load_parameter_values(args.params, args.sets)
-    task = chosen_sample_task(given, args.sample_task)
-    check_own_task_is_complete(given, task)
-    values = validate_for_pipeline(with_sample_task(given, task))
+    values, task = local_parameter_values(args.params, args.sets, args.sample_task)
     config = LocalRunConfig(
         runner=args.runner, output_dir=args.output_dir, enable_caching=not args.no_cache, image=args.image
     )
     check_runner(config)
     checks = check_before_run(values)
+    check_memory(values, local_device(), note=lambda line: print(line, file=sys.stderr))
     values.update(data_fingerprints(values))
     for line in checks.checked:
         print(line)

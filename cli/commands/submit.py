@@ -1,8 +1,8 @@
 """`rlhf-pipeline submit`: run the compiled pipeline on Vertex AI Pipelines or a self-hosted Kubeflow.
 
 Everything that can be checked here is checked before a request leaves this machine: the template's
-images, every parameter (names, types, required ones, impossible values), the datasets and the
-reward function.
+images, every parameter (names, types, required ones, impossible values), the memory plan (each
+training step must fit the accelerator: cli/memory_plan/), the datasets and the reward function.
 """
 
 import json
@@ -12,7 +12,7 @@ from typing import Any
 
 from components.common.errors import UserInputError
 from cli.submission.progress import DEFAULT_POLL_SECONDS, follow, plain_console, report_end
-from pipeline.resources import KUBEFLOW, VERTEX, accelerator_for_target
+from pipeline.resources import GPU, KUBEFLOW, VERTEX, accelerator_for_target
 from cli.submission.template import DEFAULT_TEMPLATE, inputs_from_spec, load_template, template_images
 
 TARGETS = (VERTEX, KUBEFLOW)
@@ -148,6 +148,7 @@ def prepare(args):
 
     Raises UserInputError on any problem, before any request is sent (the data check reads datasets
     on Cloud Storage only once everything else has passed)."""
+    from cli.memory_plan.fit import check_memory, vertex_device
     from cli.submission.datasets import check_datasets, check_reward_function
     from cli.submission.parameter_file import load_parameter_values
     from cli.submission.validation import validate_parameter_values
@@ -159,6 +160,7 @@ def prepare(args):
     values = validate_parameter_values(load_parameter_values(args.params, args.sets), inputs)
     _resolve_accelerator(args.target, values, inputs)
     settings = _vertex_settings(args, values, inputs) if args.target == VERTEX else _kubeflow_settings(args)
+    check_memory(values, vertex_device(values.get(ACCELERATOR_PARAMETER, GPU)), note=_note)
     if not args.skip_data_check:
         check_datasets(values, report=_note)
         check_reward_function(values, report=_note)

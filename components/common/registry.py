@@ -21,10 +21,12 @@ GoldScorer = Callable[[str, str], float]  # (prompt, response) -> score, higher 
 
 @dataclass(frozen=True)
 class BuiltinModel:
-    """A model a package builds offline: what it is, and how to build it into a folder with a seed."""
+    """A model a package builds offline: what it is, how to build it into a folder with a seed, and the
+    config.json values the build writes (read by the memory plan without building)."""
 
     description: str
     build: Callable[[Path, int], Path]  # (output_dir, seed) -> the saved model folder
+    architecture: Callable[[], dict]  # () -> the built model's config.json values (model_type, sizes)
 
 
 def builtin_models() -> dict[str, BuiltinModel]:

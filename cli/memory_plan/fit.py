@@ -1,0 +1,174 @@
+"""Whether a run's training steps fit the device they get, and the cheapest setting that makes one fit.
+
+`submit` and `run` call `check_memory` before any request is sent or stage starts; `rlhf-pipeline plan`
+prints the same plan as tables (tables.py). The device is the Vertex accelerator `accelerator_type`
+names ('GPU': NVIDIA_TESLA_A100, as submit resolves it), or for a local run this machine: its first
+CUDA GPU, else its RAM (shared by every training process, in float32 as the stages compute there).
+"""
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from cli.memory_plan.estimate import CPU_COMPUTE_BYTES, GIB, GPU_COMPUTE_BYTES, StepPlan
+from cli.memory_plan.training_steps import PlanInputs, training_step_plans
+from components.common import defaults
+from components.common.errors import UserInputError
+from components.common.model_architecture import architecture_of
+from pipeline.resources import ACCELERATOR_MEMORY_GIB, DEFAULT_VERTEX_GPU, GPU
+
+LARGER_ACCELERATORS = ("NVIDIA_L4", "NVIDIA_TESLA_A100", "NVIDIA_A100_80GB", "NVIDIA_H100_80GB", "NVIDIA_H200_141GB")
+MORE_GPUS = (2, 4, 8)  # accelerator_count values tried; Vertex machines hold at most 8 GPUs
+
+
+@dataclass(frozen=True)
+class Device:
+    """Where each training process runs, and how much memory the plan may fill."""
+
+    name: str  # a Vertex accelerator name, "cuda:0 (NAME)" or "CPU RAM"
+    memory: int  # bytes of one GPU, or of the machine's RAM
+    on_gpu: bool
+    vertex: bool  # a Vertex accelerator: a larger one may be suggested
+
+    def holds(self, plan: StepPlan, processes: int) -> bool:
+        """A GPU holds one process; the CPU's RAM holds all of them."""
+        return plan.total * (1 if self.on_gpu else processes) <= self.memory
+
+
+def vertex_device(accelerator_type: str) -> Device | None:
+    """The Vertex accelerator a value of `accelerator_type` names; None for a Kubernetes resource, whose
+    memory is not known here."""
+    name = DEFAULT_VERTEX_GPU if accelerator_type.upper() == GPU else accelerator_type
+    if name not in ACCELERATOR_MEMORY_GIB:
+        return None
+    return Device(name, ACCELERATOR_MEMORY_GIB[name] * GIB, on_gpu=True, vertex=True)
+
+
+def local_device() -> Device:
+    """This machine as a local run uses it: CUDA when present (components/common/models.py), else the CPU."""
+    import torch
+
+    if torch.cuda.is_available():
+        properties = torch.cuda.get_device_properties(0)
+        return Device(f"cuda:0 ({properties.name})", properties.total_memory, on_gpu=True, vertex=False)
+    return Device("CPU RAM", os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"), on_gpu=False, vertex=False)
+
+
+def with_defaults(values: dict[str, Any]) -> dict[str, Any]:
+    """Every parameter: the value given, else the table's default."""
+    from pipeline.parameters import defaults as parameter_defaults
+
+    return {**parameter_defaults(), **{name: value for name, value in values.items() if value is not None}}
+
+
+def plan_for(values: dict[str, Any], device: Device) -> list[StepPlan]:
+    """Every training step's plan for the parameter values (each one given or defaulted) on `device`;
+    UserInputError when a model's architecture cannot be read here."""
+    values = with_defaults(values)
+    policy = architecture_of(values["large_model_reference"])
+    reward = (architecture_of(values["reward_model_reference"], "reward_model_reference")
+              if values["reward_model_reference"] else policy)
+    inputs = PlanInputs(policy, reward, GPU_COMPUTE_BYTES if device.on_gpu else CPU_COMPUTE_BYTES,
+                        values["accelerator_count"], device.on_gpu)
+    return training_step_plans(values, inputs)
+
+
+def _gib(size: int) -> str:
+    return f"{size / GIB:.1f} GiB"
+
+
+def _needs(plan: StepPlan, device: Device, processes: int) -> int:
+    return plan.total * (1 if device.on_gpu else processes)
+
+
+def _candidates(values: dict[str, Any], step: str, device: Device) -> list[tuple[str, dict[str, Any], Device, str]]:
+    """Settings to try, cheapest first: a smaller micro-batch, LoRA, a larger GPU, more GPUs, and LoRA
+    with the smallest micro-batch (alone, then with each larger GPU). Each is (what to set, the changed
+    values, the device, a remark)."""
+    batch, count = values["batch_size"], values["accelerator_count"]
+    minibatch = values["ppo_minibatch_size"]
+    smaller = []
+    if step.startswith("Tune policy (RL)"):  # the update's rows, then the rollout's responses
+        group = values["num_generations"] if values["algorithm"] != "ppo" else 1
+        smaller += [{"ppo_minibatch_size": size} for size in _halvings(minibatch, count)]
+        smaller += [{"batch_size": size, "ppo_minibatch_size": min(minibatch, size)}
+                    for size in _halvings(batch, count) if size % group == 0]
+    else:
+        smaller += [{"batch_size": size} for size in _halvings(batch, count)]
+    lora = {}
+    if step.startswith("Train reward model"):
+        if not values.get("reward_model_lora_rank"):
+            lora = {"reward_model_lora_rank": defaults.REWARD_MODEL_LORA_RANK}
+    elif not values.get("policy_lora_rank"):
+        lora = {"policy_lora_rank": defaults.POLICY_LORA_RANK}
+    larger = [vertex_device(name) for name in LARGER_ACCELERATORS
+              if device.vertex and ACCELERATOR_MEMORY_GIB[name] * GIB > device.memory]
+    candidates = [(_settings(change), change, device, "") for change in smaller]
+    if lora:
+        candidates.append((_settings(lora), lora, device, ""))
+    candidates += [(f"accelerator_type={d.name}", {}, d, "") for d in larger]
+    if device.on_gpu:
+        candidates += [(f"accelerator_count={n}", {"accelerator_count": n}, device,
+                        " (data-parallel: each GPU still holds whole copies of the models; only the batch is split)")
+                       for n in MORE_GPUS if n > count and batch % n == 0 and minibatch % n == 0]
+    if lora and smaller:
+        combined = {**lora, **smaller[-1]}
+        candidates.append((_settings(combined), combined, device, ""))
+        candidates += [(f"{_settings(combined)} accelerator_type={d.name}", combined, d, "") for d in larger]
+    return candidates
+
+
+def _halvings(size: int, multiple_of: int) -> list[int]:
+    """size / 2, size / 4, ... down to 1, kept where a multiple of `multiple_of` (the GPUs share it)."""
+    sizes, size = [], size // 2
+    while size >= 1:
+        if size % multiple_of == 0:
+            sizes.append(size)
+        size //= 2
+    return sizes
+
+
+def _settings(change: dict[str, Any]) -> str:
+    return " ".join(f"{name}={value}" for name, value in change.items())
+
+
+def cheapest_fix(values: dict[str, Any], plan: StepPlan, device: Device) -> str:
+    """The first setting (in `_candidates`' order) with which the step fits, in words."""
+    values = with_defaults(values)
+    for setting, change, target, remark in _candidates(values, plan.step, device):
+        changed = {**values, **change}
+        fixed = next(p for p in plan_for(changed, target) if p.step == plan.step)
+        processes = changed["accelerator_count"]
+        if target.holds(fixed, processes):
+            return f"--set {setting.replace(' ', ' --set ')} (needs {_gib(_needs(fixed, target, processes))}){remark}"
+    return ("no single setting tried fits (smaller batches, LoRA, larger or more GPUs): the model needs its weights "
+            "sharded across GPUs (FSDP), which this pipeline does not do yet")
+
+
+def memory_problem(values: dict[str, Any], device: Device) -> str | None:
+    """One line for the first training step that does not fit `device`, with the cheapest fix; None when all fit."""
+    values = with_defaults(values)
+    processes = values["accelerator_count"]
+    for plan in plan_for(values, device):
+        if not device.holds(plan, processes):
+            where = "per GPU" if device.on_gpu else f"for {processes} process(es)"
+            return (f"memory plan: step '{plan.step}' needs {_gib(_needs(plan, device, processes))} {where} and "
+                    f"{device.name} has {_gib(device.memory)}; cheapest fix that fits: "
+                    f"{cheapest_fix(values, plan, device)} (`rlhf-pipeline plan` shows every step)")
+    return None
+
+
+def check_memory(values: dict[str, Any], device: Device | None, note) -> None:
+    """Refuse (UserInputError) a run whose training steps cannot fit `device`; `note` gets one line when the
+    plan cannot be made here (an accelerator or a model whose size is unknown)."""
+    if device is None:
+        note(f"memory plan skipped: the memory of accelerator_type {values.get('accelerator_type')} is not known here")
+        return
+    try:
+        problem = memory_problem(values, device)
+    except UserInputError as error:
+        note(f"memory plan skipped: {error}")
+        return
+    if problem:
+        raise UserInputError(problem)
+

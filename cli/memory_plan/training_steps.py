@@ -1,0 +1,163 @@
+"""The memory plan of every training step a run executes, from its parameter values.
+
+Each step's settings are its stage's own config, filled from the parameters exactly as the stage fills
+it (`settings_from_arguments`), so the plan reads the micro-batch, forward-batch and LoRA settings the
+stage will use. Which steps run is `plan_stages`'s decision, as in the DAG. Per step, what one device
+(one training process) holds:
+
+- supervised fine-tuning: the policy trained in full (TRL's SFTTrainer, activation checkpointing on);
+- reward model: one sequence-classification model, in full or through LoRA (adapters and the score
+  head), on pairs read as 2 x micro-batch sequences (TRL's RewardTrainer, checkpointing on);
+- online RL (PPO, GRPO, RLOO, our engine, no activation checkpointing): the policy (PPO: with its value
+  head), its reference (none when kl_coeff is 0; under LoRA the policy with adapters disabled, no extra
+  weights; else a float32 copy), the reward model in the compute dtype (none with a rule reward alone);
+  generation keeps the KV cache of the process's share of `batch_size` responses, the update the
+  activations of `forward_batch_size` rows (at most the minibatch's share) and their logits over the
+  response positions with their gradient (components/common/log_probs.py keeps no other copy);
+- DPO/KTO (TRL, checkpointing on): the policy and, trained in full, a frozen reference in the compute
+  dtype (under LoRA the adapters are disabled instead); TRL's fused LM head, measured, holds about four
+  float32 vocabulary-wide tensors of the micro-batch.
+
+Several GPUs run data-parallel (DDP): each holds whole copies of every model, and DDP adds gradient
+buckets as large as the gradients, for as long as the model lives; only the batch is split between them.
+"""
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+from cli.memory_plan.estimate import (
+    ADAM_MOMENTS,
+    CUDA_RUNTIME_BYTES,
+    FLOAT32,
+    ModelMemory,
+    StepPlan,
+    activation_bytes,
+    frozen_model,
+    kv_cache_bytes,
+    logits_bytes,
+    trained_model,
+)
+from components.common.model_architecture import Architecture
+
+
+@dataclass(frozen=True)
+class PlanInputs:
+    """What the plan needs beside the parameter values: the models' architectures and the device."""
+
+    policy: Architecture
+    reward_model: Architecture
+    compute_bytes: int  # 2 on a GPU (bf16), 4 on the CPU
+    processes: int  # training processes (GPUs) per step
+    on_gpu: bool
+
+
+def _with_ddp_buckets(model: ModelMemory, processes: int) -> ModelMemory:
+    if processes == 1:
+        return model
+    return replace(model, weights=model.weights + model.gradients)  # DDP's buckets live as long as the model
+
+
+def _step(name: str, models: list[ModelMemory], inputs: PlanInputs, notes: list[str]) -> StepPlan:
+    trained = [_with_ddp_buckets(model, inputs.processes) if model.gradients else model for model in models]
+    if inputs.processes > 1:
+        notes.append(f"{inputs.processes} GPUs: data-parallel, each holds whole copies of the models (no sharding); "
+                     "weights include DDP's gradient buckets")
+    return StepPlan(name, tuple(trained), CUDA_RUNTIME_BYTES if inputs.on_gpu else 0, tuple(notes))
+
+
+def supervised_fine_tuning_plan(config, inputs: PlanInputs) -> StepPlan:
+    arch, cb = inputs.policy, inputs.compute_bytes
+    policy = trained_model("policy", arch.causal_lm_parameters(), 0, cb)
+    rows = config.micro_batch_size(inputs.processes)
+    tokens = config.max_prompt_tokens + config.max_completion_tokens
+    # the logits, their float32 copy for the loss, and the gradients of both
+    logits = 2 * logits_bytes(arch, rows, tokens, cb + FLOAT32)
+    policy = replace(policy, activations=activation_bytes(arch, rows, tokens, cb, checkpointing=True) + logits)
+    return _step("Supervised fine-tuning", [policy], inputs, [f"micro-batch {rows} x {tokens} tokens, "
+                                                             "activation checkpointing on"])
+
+
+def reward_model_plan(config, inputs: PlanInputs) -> StepPlan:
+    arch, cb = inputs.reward_model, inputs.compute_bytes
+    trained = arch.lora_parameters(config.lora_rank) + arch.hidden_size if config.lora_rank else 0  # + the score head
+    model = trained_model("reward model", arch.reward_model_parameters(), trained, cb)
+    pairs = config.micro_batch_size(inputs.processes)
+    model = replace(model, activations=activation_bytes(arch, 2 * pairs, config.max_length, cb, checkpointing=True))
+    return _step("Train reward model", [model], inputs,
+                 [f"micro-batch {pairs} pairs x 2 x {config.max_length} tokens, activation checkpointing on"])
+
+
+def policy_tuning_plan(config, inputs: PlanInputs, with_reward_model: bool) -> StepPlan:
+    """Online RL (components/tune_policy/): PPO, GRPO or RLOO."""
+    arch, cb = inputs.policy, inputs.compute_bytes
+    lora = arch.lora_parameters(config.lora_rank)
+    value_head = 0 if config.grouped else arch.hidden_size + 1
+    policy = trained_model("policy", arch.causal_lm_parameters(), lora, cb)
+    if value_head:  # float32, trained beside a LoRA or a full policy
+        policy = replace(policy, weights=policy.weights + value_head * FLOAT32,
+                         gradients=policy.gradients + value_head * FLOAT32,
+                         optimizer=policy.optimizer + value_head * FLOAT32 * ADAM_MOMENTS)
+    rows = min(config.minibatch_size // inputs.processes, config.forward_batch_size)
+    tokens = config.max_prompt_tokens + config.max_new_tokens
+    responses = config.batch_size // inputs.processes
+    activations = activation_bytes(arch, rows, tokens, cb, checkpointing=False)
+    activations += 2 * logits_bytes(arch, rows, config.max_new_tokens + 1, cb)  # the logits and their gradient
+    # generation: the cache, and the next token's float32 logits with their sampling probabilities
+    generation = kv_cache_bytes(arch, responses, tokens, cb) + 2 * logits_bytes(arch, responses, 1, FLOAT32)
+    models = [replace(policy, activations=activations, kv_cache=generation)]
+    notes = [f"update: {rows} rows x {tokens} tokens a forward pass, no activation checkpointing; "
+             f"generation: {responses} responses"]
+    if config.kl_coeff == 0:
+        notes.append("kl_coeff 0: no reference")
+    elif config.lora_rank:
+        notes.append("reference: the policy with its adapters disabled (no extra weights)")
+    else:
+        models.append(frozen_model("reference", arch.causal_lm_parameters(), FLOAT32))
+    if with_reward_model:
+        models.append(frozen_model("reward model", inputs.reward_model.reward_model_parameters(), cb))
+    return _step(f"Tune policy (RL): {config.algorithm.upper()}", models, inputs, notes)
+
+
+def preference_tuning_plan(config, inputs: PlanInputs) -> StepPlan:
+    """DPO or KTO (components/tune_preference/, TRL)."""
+    arch, cb = inputs.policy, inputs.compute_bytes
+    policy = trained_model("policy", arch.causal_lm_parameters(), arch.lora_parameters(config.lora_rank), cb)
+    examples = config.micro_batch_size(inputs.processes)
+    rows = examples * (2 if config.algorithm == "dpo" else 1)  # DPO: chosen and rejected of each pair
+    tokens = config.max_prompt_tokens + config.max_response_tokens
+    # TRL 1.16's fused LM head still holds about four float32 vocabulary-wide tensors of the micro-batch at its
+    # peak (entropy and accuracy statistics beside the log-probabilities): a figure measured on SmolLM2-135M
+    # (benchmarks/memory_plan_check.py), not derived
+    head = 4 * logits_bytes(arch, rows, tokens, FLOAT32)
+    models = [replace(policy, activations=activation_bytes(arch, rows, tokens, cb, checkpointing=True) + head)]
+    notes = [f"micro-batch {rows} sequences x {tokens} tokens, activation checkpointing on"]
+    if config.lora_rank:
+        notes.append("reference: the policy with its adapters disabled (no extra weights)")
+    else:
+        models.append(frozen_model("reference", arch.causal_lm_parameters(), cb))
+    return _step(f"Tune policy on pairs: {config.algorithm.upper()}", models, inputs, notes)
+
+
+def training_step_plans(values: dict[str, Any], inputs: PlanInputs) -> list[StepPlan]:
+    """The plan of every training step a run with these parameter values (defaults filled in) executes."""
+    from components.common.algorithms import ONLINE, TRAIN, plan_stages
+    from components.common.stage_settings import settings_from_arguments
+    from components.supervised_fine_tuning.config import SupervisedTrainingConfig
+    from components.train_reward_model.config import RewardTrainingConfig
+    from components.tune_policy.config import PolicyTuningConfig
+    from components.tune_preference.config import PreferenceTuningConfig
+
+    stages = plan_stages(values["algorithm"], values["reward_function"], values["preference_dataset"],
+                         values["train_reward_model_for_eval"])
+    plans = []
+    if values["sft_dataset"].strip():
+        plans.append(supervised_fine_tuning_plan(settings_from_arguments(SupervisedTrainingConfig, values), inputs))
+    if stages.reward_model == TRAIN:
+        plans.append(reward_model_plan(settings_from_arguments(RewardTrainingConfig, values), inputs))
+    if stages.policy_tuning == ONLINE:
+        config = settings_from_arguments(PolicyTuningConfig, values)
+        plans.append(policy_tuning_plan(config, inputs, with_reward_model=stages.reward_model == TRAIN))
+    else:
+        config = settings_from_arguments(PreferenceTuningConfig, values, steps=1)
+        plans.append(preference_tuning_plan(config, inputs))
+    return plans

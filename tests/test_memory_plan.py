@@ -1,0 +1,177 @@
+"""The memory plan (cli/memory_plan/): parameter counts from config.json, what each step holds, the refusal
+with its fix, the `plan` command, and `submit` refusing a 7B full PPO on one A100 before any request."""
+
+import pytest
+
+from cli.main import main
+from cli.memory_plan.estimate import GIB
+from cli.memory_plan.fit import memory_problem, plan_for, vertex_device
+from components.common.errors import UserInputError
+from components.common.model_architecture import PUBLIC_CONFIGS, Architecture, architecture_of
+from tiny_models import build_causal_lm
+
+A100_40GB = vertex_device("GPU")
+DATA = {"preference_dataset": "pairs.jsonl", "prompt_dataset": "prompts.jsonl"}
+FULL = {"policy_lora_rank": 0, "reward_model_lora_rank": 0}
+
+
+def _step(values, name, device=A100_40GB):
+    return next(plan for plan in plan_for({**DATA, **values}, device) if plan.step.startswith(name))
+
+
+@pytest.mark.parametrize("reference", ["builtin:tiny-summarizer", "builtin:tiny-arithmetic"])
+def test_the_parameter_count_of_a_built_in_model_is_that_of_the_model_its_config_builds(reference):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from components.common.registry import builtin_models
+
+    sizes = {k: v for k, v in builtin_models()[reference].architecture().items() if k != "model_type"}
+    assert architecture_of(reference).causal_lm_parameters() == LlamaForCausalLM(LlamaConfig(**sizes)).num_parameters()
+
+
+@pytest.mark.parametrize("config_class, sizes", [
+    ("Qwen2Config", dict(num_key_value_heads=2)),
+    ("Gemma2Config", dict(num_key_value_heads=1, head_dim=24)),
+    ("LlamaConfig", dict(num_key_value_heads=2, attention_bias=True, mlp_bias=True, tie_word_embeddings=False)),
+])
+def test_counts_equal_the_models_built_offline_from_small_configs(config_class, sizes):
+    import transformers
+    from peft import LoraConfig, get_peft_model
+
+    config = getattr(transformers, config_class)(vocab_size=300, hidden_size=64, intermediate_size=96,
+                                                 num_hidden_layers=2, num_attention_heads=4, **sizes)
+    architecture = Architecture.from_config(config.to_dict(), config_class)
+    causal_lm = transformers.AutoModelForCausalLM.from_config(config)
+    assert architecture.causal_lm_parameters() == causal_lm.num_parameters()
+    config.num_labels = 1
+    assert architecture.reward_model_parameters() == transformers.AutoModelForSequenceClassification.from_config(
+        config).num_parameters()
+    adapted = get_peft_model(causal_lm, LoraConfig(r=4, target_modules="all-linear", task_type="CAUSAL_LM"))
+    assert architecture.lora_parameters(4) == adapted.get_nb_trainable_parameters()[0]
+
+
+def test_a_folder_with_only_a_config_json_is_enough_and_matches_the_saved_model(tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    folder = build_causal_lm(tmp_path / "model")
+    expected = AutoModelForCausalLM.from_pretrained(folder).num_parameters()
+    config_only = tmp_path / "config-only"
+    config_only.mkdir()
+    (config_only / "config.json").write_text((folder / "config.json").read_text())
+    assert architecture_of(str(config_only)).causal_lm_parameters() == expected
+
+
+def test_vertex_names_plan_from_published_configs_without_a_download():
+    # published sizes: Llama 2 7B 6,738,415,616 parameters, Llama 2 70B 68,976,648,192, Gemma 7B 8,537,680,896
+    assert architecture_of("llama-2-7b").causal_lm_parameters() == 6_738_415_616
+    assert Architecture.from_config(PUBLIC_CONFIGS["meta-llama/Llama-2-70b-hf"], "x").causal_lm_parameters() == 68_976_648_192
+    assert architecture_of("gemma-7b").causal_lm_parameters() == 8_537_680_896
+    with pytest.raises(UserInputError, match="no config.json of 'someone/unknown-model'"):
+        architecture_of("someone/unknown-model")
+
+
+def test_full_training_holds_18_bytes_a_parameter_on_a_gpu_against_the_published_16():
+    # Mixed-precision Adam as ZeRO (Rajbhandari et al., 2020, section 3.1) counts it: 2 (bf16 weights) + 2 (bf16
+    # gradients) + 12 (float32 master weights and two moments) = 16 bytes a parameter, ~112 GB for 7B. The
+    # stages keep float32 weights and gradients and bf16 autocast copies: 4 + 2 + 4 + 8 = 18.
+    policy = _step({**FULL, "large_model_reference": "llama-2-7b"}, "Tune policy").models[0]
+    parameters = architecture_of("llama-2-7b").causal_lm_parameters()
+    value_head = 4096 + 1
+    assert (policy.weights + policy.gradients + policy.optimizer) / (parameters + value_head) == pytest.approx(18)
+    assert 16 * parameters / 1e9 == pytest.approx(107.8, abs=0.1)  # the published rule of thumb for 7B
+
+
+def test_lora_needs_less_than_full_training_and_kl_coeff_0_drops_the_reference():
+    model = {"large_model_reference": "llama-2-7b"}
+    assert _step(model, "Tune policy").total < _step({**model, **FULL}, "Tune policy").total
+    assert _step(model, "Train reward model").total < _step({**model, **FULL}, "Train reward model").total
+    assert [m.name for m in _step({**model, **FULL}, "Tune policy").models] == ["policy", "reference", "reward model"]
+    assert [m.name for m in _step({**model, **FULL, "kl_coeff": 0.0}, "Tune policy").models] == ["policy", "reward model"]
+    assert [m.name for m in _step({**model, **FULL, "algorithm": "dpo"}, "Tune policy on pairs").models] == [
+        "policy", "reference"]
+    rule_only = _step({**model, "algorithm": "grpo", "preference_dataset": "", "reward_function": "boxed-answer"},
+                      "Tune policy")
+    assert [m.name for m in rule_only.models] == ["policy"]
+
+
+def test_a_smaller_minibatch_shrinks_the_update_and_more_gpus_do_not_shrink_the_weights():
+    model = {"large_model_reference": "llama-2-7b"}
+    small = _step({**model, "ppo_minibatch_size": 4}, "Tune policy")
+    assert small.models[0].activations < _step(model, "Tune policy").models[0].activations
+    two_gpus = _step({**model, **FULL, "accelerator_count": 2}, "Tune policy")
+    assert two_gpus.models[0].weights > _step({**model, **FULL}, "Tune policy").models[0].weights  # DDP buckets
+
+
+def test_the_refusal_names_the_step_its_need_the_device_and_a_fix_that_fits():
+    values = {**DATA, **FULL, "large_model_reference": "llama-2-7b"}
+    problem = memory_problem(values, A100_40GB)
+    assert problem.startswith("memory plan: step 'Train reward model' needs ")
+    assert "NVIDIA_TESLA_A100 has 40.0 GiB" in problem
+    fix = problem.split("cheapest fix that fits: ")[1]
+    assert fix.startswith("--set reward_model_lora_rank=4")
+    assert memory_problem({**values, "reward_model_lora_rank": 4, "policy_lora_rank": 1, "batch_size": 2,
+                           "ppo_minibatch_size": 2}, A100_40GB) is None
+    too_big = memory_problem({**DATA, "large_model_reference": "meta-llama/Llama-2-70b-hf"}, vertex_device("NVIDIA_H100_80GB"))
+    assert "sharded across GPUs (FSDP), which this pipeline does not do yet" in too_big
+
+
+def test_plan_prints_a_table_per_step_and_the_sample_task_fits(capsys):
+    assert main(["plan"]) == 0
+    out = capsys.readouterr().out
+    assert "Train reward model (GiB;" in out and "Tune policy (RL): PPO (GiB;" in out
+    assert "model         weights  gradients  optimizer  activations  KV cache  total" in out
+    assert out.count("fits: yes") == 2 and "NVIDIA_TESLA_A100 has 40.00 GiB" in out
+
+
+def test_plan_of_a_7b_full_ppo_exits_1_with_the_fix(capsys):
+    assert main(["plan", "--set", "large_model_reference=llama-2-7b", "--set", "policy_lora_rank=0",
+                 "--set", "reward_model_lora_rank=4",
+                 "--sample-task", "summaries"]) == 1
+    captured = capsys.readouterr()
+    assert "fits: NO" in captured.out and "reference " in captured.out
+    assert "memory plan: step 'Tune policy (RL): PPO' needs" in captured.err
+
+
+def test_submit_dry_run_of_a_7b_full_ppo_on_one_a100_is_refused_before_any_request(tmp_path):
+    import json
+
+    from fakes.cloud import google_cloud_fakes
+    from fakes.templates import COURSE_PARAMETER_VALUES, add_course_datasets, compile_rlhf_template
+    from test_submit_vertex import _submit_args
+
+    template = compile_rlhf_template(tmp_path / "template")
+    course = tmp_path / "course.json"
+    course.write_text(json.dumps({**COURSE_PARAMETER_VALUES, **FULL}))
+    with google_cloud_fakes(tmp_path / "home") as fakes:
+        add_course_datasets(fakes.gcs)
+        from cli.commands import submit
+
+        args = _parse(_submit_args(template, fakes, "--params", str(course), "--dry-run"))
+        with pytest.raises(UserInputError) as refused:
+            submit.main(args)
+        assert fakes.all_requests() == [] and fakes.resource_manager.requests == []
+    message = str(refused.value)
+    assert "step 'Train reward model' needs" in message and "NVIDIA_TESLA_A100 has 40.0 GiB" in message
+    assert "cheapest fix that fits: --set reward_model_lora_rank=4" in message
+
+
+def _parse(argv):
+    from cli.main import build_parser
+
+    return build_parser().parse_args(argv)
+
+
+def test_readme_scale_table_is_the_estimators():
+    from cli.memory_plan.tables import scale_table
+    from conftest import REPO_ROOT
+
+    assert scale_table() in (REPO_ROOT / "README.md").read_text()
+
+
+def test_scale_rows_fit_where_the_readme_says():
+    from cli.memory_plan.tables import scale_rows
+
+    rows = {(r["model"].split()[0], r["algorithm"], r["training"]): r for r in scale_rows()}
+    assert rows[("1B", "DPO", "LoRA")]["fix"] == ""
+    assert rows[("70B", "PPO", "LoRA")]["fix"].startswith("no single setting tried fits")
+    assert rows[("7B", "PPO", "full")]["needs"] > 80 * GIB
