@@ -100,7 +100,7 @@ def check_own_task_is_complete(user_values: dict[str, Any], task_name: str | Non
     lacks, and that --sample-task keeps a sample task's other settings under the values given."""
     from pipeline.parameters import PARAMETERS
 
-    missing = [p.name for p in PARAMETERS if p.required and not user_values.get(p.name)]
+    missing = [p.name for p in PARAMETERS if p.required and p.name not in user_values]  # "" may be a value
     if task_name is not None or not missing:
         return
     tasks = " or ".join(f"--sample-task {name}" for name in sample_tasks())
