@@ -1,10 +1,11 @@
-"""The update: `epochs` (the `ppo_epochs` parameter, TRL's num_iterations) passes over one rollout, in minibatches, each an optimizer step.
+"""The update: `epochs` passes (the `ppo_epochs` parameter, TRL's num_iterations) over one rollout, in
+minibatches, each an optimizer step.
 
 All three clip the probability ratio to [1 - epsilon, 1 + epsilon_high] (epsilon_high 0: epsilon). PPO
 minimises that clipped policy loss plus the clipped value loss, averaged over real tokens; GRPO and RLOO
-the clipped policy loss (plus, for GRPO, `kl_coeff` times the k3 KL to the reference), averaged as
-`loss_type` says. Minibatching,
-chunked forwards, gradient clipping, the schedule and DDP are the same for all three.
+the clipped policy loss (plus, for GRPO, `kl_coeff` times the k3 KL to the reference), as `loss_type`
+says (RLOO's default, `sequence`, takes one ratio per response). Minibatching, chunked forwards,
+gradient clipping, the schedule and DDP are the same for all three.
 """
 
 import contextlib
