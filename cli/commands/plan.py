@@ -7,6 +7,7 @@ accelerator `accelerator_type` names ('GPU': NVIDIA_TESLA_A100, as `submit` reso
 
 import sys
 
+from cli.commands.parameter_values import add_parameter_value_options
 from cli.local_run import sample_tasks
 
 
@@ -20,11 +21,7 @@ def add_parser(subparsers) -> None:
         "('GPU': NVIDIA_TESLA_A100), or with --local this machine's. Exits 1 when a step does not fit, with "
         "the cheapest setting that does.",
     )
-    parser.add_argument("--params", metavar="FILE", help="YAML or JSON file of pipeline parameter values")
-    parser.add_argument(
-        "--set", dest="sets", action="append", default=[], metavar="NAME=VALUE",
-        help="set one pipeline parameter (repeatable; overrides --params); `rlhf-pipeline params` lists them",
-    )
+    add_parameter_value_options(parser)
     parser.add_argument("--sample-task", choices=list(sample_tasks()), default=None,
                         help="plan a bundled sample task's settings (the default when no dataset is given); "
                         "--params and --set values go on top")

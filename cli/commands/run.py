@@ -10,6 +10,7 @@ results; every stage's full output is in `<run dir>/logs/`. `--verbose` shows kf
 import sys
 from pathlib import Path
 
+from cli.commands.parameter_values import add_parameter_value_options
 from cli.local_run import RUNNERS, LocalRunConfig, sample_tasks
 
 
@@ -22,11 +23,7 @@ def add_parser(subparsers) -> None:
         "per stage and the results; each stage's full output goes to <run dir>/logs/<stage>.log. "
         "`rlhf-pipeline params` lists the pipeline parameters that --params and --set take.",
     )
-    parser.add_argument("--params", metavar="FILE", help="YAML or JSON file of pipeline parameter values")
-    parser.add_argument(
-        "--set", dest="sets", action="append", default=[], metavar="NAME=VALUE",
-        help="set one pipeline parameter (repeatable; overrides --params); `rlhf-pipeline params` lists them",
-    )
+    add_parameter_value_options(parser)
     parser.add_argument("--sample-task", choices=list(sample_tasks()), default=None,
                         help="run a bundled sample task: summaries (the default when no dataset is given: "
                         "PPO against a reward model) or arithmetic (GRPO on word problems with the "

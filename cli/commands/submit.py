@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from components.common.errors import UserInputError
+from cli.commands.parameter_values import add_parameter_value_options
 from cli.submission.progress import DEFAULT_POLL_SECONDS, follow, plain_console, report_end
 from pipeline.resources import GPU, KUBEFLOW, VERTEX, accelerator_for_target
 from cli.submission.template import DEFAULT_TEMPLATE, inputs_from_spec, load_template, template_images
@@ -43,9 +44,7 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--target", choices=TARGETS, required=True, help="vertex (Vertex AI Pipelines) or kfp")
     parser.add_argument("--template", type=Path, default=DEFAULT_TEMPLATE,
                         help="compiled pipeline spec (default: the repository's pipeline.yaml)")
-    parser.add_argument("--params", metavar="FILE", help="YAML or JSON file of pipeline parameter values")
-    parser.add_argument("--set", dest="sets", action="append", default=[], metavar="NAME=VALUE",
-                        help="set one pipeline parameter (repeatable; overrides --params); `rlhf-pipeline params` lists them")
+    add_parameter_value_options(parser)
     parser.add_argument("--skip-data-check", action="store_true",
                         help="do not read the datasets nor load the reward function before submitting")
     parser.add_argument("--display-name", help="name of the job or run (default: the pipeline's name)")

@@ -26,7 +26,7 @@ from components.common.reward_functions import RewardFunction, check_columns, lo
 from components.common.reward_scoring import RewardScorer
 from components.evaluate.accuracy import RuleRewards, accuracy_figures, row_values, rule_rewards
 from components.evaluate.config import EvaluationConfig
-from components.evaluate.curves import read_curves, render_curve_png
+from components.evaluate.curves import Curve, read_curves, render_curve_png
 from components.common.canonical_data import CanonicalPair, read_preference_pairs
 from components.evaluate.eval_data import EvalPrompt, read_eval_prompt_rows
 from components.common.registry import GoldScorer
@@ -241,9 +241,8 @@ def _reward_figures(rewards: "_RewardPhase | None", policy_ci: dict[str, Interva
     }
 
 
-def _curve_plots(reward_logs_dir, policy_logs_dir, predictions_dir: Path) -> list[CurvePlot]:
-    """Read both stages' curves, write each as a PNG in the predictions folder, keep the bytes for the report."""
-    curves = read_curves(reward_logs_dir, REWARD_MODEL_STAGE) + read_curves(policy_logs_dir, POLICY_STAGE)
+def _curve_plots(curves: list[Curve], predictions_dir: Path) -> list[CurvePlot]:
+    """Write each of the stages' curves as a PNG in the predictions folder, keep the bytes for the report."""
     plots = []
     for curve in tqdm(curves, desc="training curves", unit="plot"):
         if not curve.values:
@@ -337,7 +336,9 @@ def run_evaluation(
         ]
     )
     policy_ci = _policy_intervals(rewards, base_gold, tuned_gold, config.seed)
-    effect = tuning_effect(policy_logs_dir, config.num_generations, tuned.weights == base.weights)
+    reward_curves = read_curves(reward_logs_dir, REWARD_MODEL_STAGE)
+    policy_curves = read_curves(policy_logs_dir, POLICY_STAGE)
+    effect = tuning_effect(policy_curves, config.num_generations, tuned.weights == base.weights)
     if effect.warning:
         print(f"warning: {effect.warning}", flush=True)  # the console shows it under the stage's line
     evaluation = {
@@ -388,7 +389,7 @@ def run_evaluation(
                 row_values(tuned_rule.sampled if tuned_rule else None, count),
             )
         ],
-        plots=_curve_plots(reward_logs_dir, policy_logs_dir, outputs.predictions_dir),
+        plots=_curve_plots(reward_curves + policy_curves, outputs.predictions_dir),
         gold_scorer=config.gold_scorer,
         settings=_settings(config, placement, base_source, tuned_source, reward_source),
         reward_function=config.reward_function,

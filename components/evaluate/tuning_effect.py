@@ -8,12 +8,11 @@ model, whatever the algorithm).
 
 import hashlib
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 
 from components.common.learning_signal import GROUP_STATISTICS, missing_learning_signal
-from components.evaluate.curves import read_curves
+from components.evaluate.curves import Curve
 
 UNCHANGED_WEIGHTS = (
     "the tuned policy's weights equal the base model's, bit for bit: tuning changed nothing, so every difference "
@@ -32,10 +31,10 @@ def weights_digest(model: torch.nn.Module) -> str:
     return digest.hexdigest()
 
 
-def logged_group_statistics(policy_logs_dir: str | Path | None) -> list[dict[str, float]]:
-    """The policy stage's per-step group statistics, from its TensorBoard logs; [] when it logged none
-    (PPO, DPO, KTO, or no logs)."""
-    curves = {curve.tag: curve for curve in read_curves(policy_logs_dir, "policy") if curve.tag in GROUP_STATISTICS}
+def logged_group_statistics(policy_curves: list[Curve]) -> list[dict[str, float]]:
+    """The policy stage's per-step group statistics, from the curves of its TensorBoard logs; [] when it
+    logged none (PPO, DPO, KTO, or no logs)."""
+    curves = {curve.tag: curve for curve in policy_curves if curve.tag in GROUP_STATISTICS}
     if set(curves) != set(GROUP_STATISTICS):
         return []
     steps = len(curves[GROUP_STATISTICS[0]].values)
@@ -57,8 +56,8 @@ class TuningEffect:
                 "tuned_equals_base": self.tuned_equals_base, "warning": self.warning}
 
 
-def tuning_effect(policy_logs_dir: str | Path | None, num_generations: int, tuned_equals_base: bool) -> TuningEffect:
-    history = logged_group_statistics(policy_logs_dir)
+def tuning_effect(policy_curves: list[Curve], num_generations: int, tuned_equals_base: bool) -> TuningEffect:
+    history = logged_group_statistics(policy_curves)
     warnings = [UNCHANGED_WEIGHTS] if tuned_equals_base else []
     if silent := missing_learning_signal(history, num_generations):
         warnings.append(silent)
