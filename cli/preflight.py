@@ -30,28 +30,16 @@ class PreflightResult:
 
 
 def _stage_configs(values: dict[str, Any]):
+    """Both data stages' configs, filled from the parameter values as the stages fill them."""
+    from components.common.stage_settings import settings_from_arguments
     from components.prepare_preference_data.stage import PreferenceDataConfig
     from components.prepare_prompt_data.stage import PromptDataConfig
     from pipeline.parameters import defaults
 
     v = {**defaults(), **{k: val for k, val in values.items() if val is not None}}
-    preference = PreferenceDataConfig(
-        preference_dataset=v["preference_dataset"], eval_dataset=v.get("eval_dataset") or None,
-        instruction=v.get("instruction") or None, system_prompt=v.get("system_prompt") or None,
-        prompt_sequence_length=v["prompt_sequence_length"], target_sequence_length=v["target_sequence_length"], batch_size=v["batch_size"],
-        reward_model_train_epochs=v["reward_model_train_epochs"],
-        reward_model_train_steps=v["reward_model_train_steps"], eval_split_fraction=v["eval_split_fraction"],
-        seed=v["seed"], max_bad_row_fraction=v["max_bad_row_fraction"], length_policy=v["length_policy"],
-        dataset_format=v["dataset_format"], use_chat_template=v["use_chat_template"])
-    prompts = PromptDataConfig(
-        prompt_dataset=v["prompt_dataset"], eval_dataset=v.get("eval_dataset") or None,
-        instruction=v.get("instruction") or None, system_prompt=v.get("system_prompt") or None,
-        prompt_sequence_length=v["prompt_sequence_length"], batch_size=v["batch_size"], reinforcement_learning_train_epochs=v["reinforcement_learning_train_epochs"],
-        reinforcement_learning_train_steps=v["reinforcement_learning_train_steps"],
-        eval_split_fraction=v["eval_split_fraction"], max_eval_prompts=v["max_eval_prompts"], seed=v["seed"],
-        max_bad_row_fraction=v["max_bad_row_fraction"], length_policy=v["length_policy"],
-        use_chat_template=v["use_chat_template"], algorithm=v["algorithm"], num_generations=v["num_generations"])
-    return preference, prompts
+    optional = dict(eval_dataset=v.get("eval_dataset") or None, instruction=v.get("instruction") or None)
+    return (settings_from_arguments(PreferenceDataConfig, v, **optional),
+            settings_from_arguments(PromptDataConfig, v, **optional))
 
 
 def _rows(prepared) -> str:
