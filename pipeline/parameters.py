@@ -211,6 +211,17 @@ OUR_PARAMETERS: tuple[Parameter, ...] = (
     Parameter("accelerator_count", int, DEFAULT_ACCELERATOR_COUNT,
               "GPUs per training step; with more than one the step trains on all of them, one process "
               "per GPU (batch_size and ppo_minibatch_size must be multiples of it)."),
+    Parameter("sharding", str, defaults.SHARDING,
+              "How the processes of an online RL step (PPO, GRPO, RLOO) on several GPUs share the models: "
+              "'none': each GPU holds whole copies (data parallel); 'fsdp': PyTorch FSDP2 shards the policy's "
+              "weights, gradients and optimizer state (and a full-weight reference) between the GPUs, decoder "
+              "layer by decoder layer, and gathers the policy whole for generation; 'auto': 'fsdp' when one "
+              "copy's weights, gradients and Adam state would take more than half of a GPU. The TRL-trained "
+              "steps are data parallel."),
+    Parameter("activation_checkpointing", bool, False,
+              "Online RL step: recompute each decoder layer's activations in the update's backward pass "
+              "instead of keeping them, for less memory and about a third more update compute (the "
+              "TRL-trained steps always do)."),
     Parameter("cpu_limit", str, DEFAULT_CPU_LIMIT, "CPU limit of each training step ('8', '500m')."),
     Parameter("memory_limit", str, DEFAULT_MEMORY_LIMIT, "Memory limit of each training step ('32G', '64Gi')."),
     Parameter("checkpoint_interval_steps", int, 0,

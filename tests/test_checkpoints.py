@@ -235,18 +235,22 @@ def train_policy_stopping_at(config: PolicyTuningConfig, stop_at: int, **kwargs)
     return training.train_policy(config, **kwargs)
 
 
+@pytest.mark.parametrize("sharding, lora_rank", [("none", 2), ("fsdp", 0)])
 def test_ppo_in_two_processes_resumes_with_each_process_random_states(
-    tmp_path, tiny_causal_lm, length_reward_model, monkeypatch, capfd
+    tmp_path, tiny_causal_lm, length_reward_model, monkeypatch, capfd, sharding, lora_rank
 ):
-    """Each process samples with its own random states: each saves and restores its own."""
+    """Each process samples with its own random states: each saves and restores its own. Sharded
+    (FSDP2, every weight trained, a sharded reference), each process saves and loads its own shards of
+    the weights and of Adam's state, and the resumed run still ends bit for bit as the straight one."""
     from components.common.distributed import run_in_processes
     from components.tune_policy.training import train_policy
 
     tests = str(Path(__file__).parent)  # the launched processes import this module
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [tests, os.environ.get("PYTHONPATH")])))
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    config = PolicyTuningConfig(steps=5, batch_size=4, minibatch_size=2, forward_batch_size=2, epochs=1, lora_rank=2,
-                       max_new_tokens=5, max_prompt_tokens=32, base_learning_rate=1e-2)
+    config = PolicyTuningConfig(steps=5, batch_size=4, minibatch_size=2, forward_batch_size=2, epochs=1,
+                                lora_rank=lora_rank, max_new_tokens=5, max_prompt_tokens=32, base_learning_rate=1e-2,
+                                sharding=sharding)
     prompts_path = tmp_path / "prompts.jsonl"
     prompts_path.write_text("".join(json.dumps({"prompt": p}) + "\n" for p in PROMPTS[:4]))
     sources = dict(policy_source=str(tiny_causal_lm), reward_source=str(length_reward_model),
@@ -261,6 +265,12 @@ def test_ppo_in_two_processes_resumes_with_each_process_random_states(
     assert sorted(path.name for path in (folder / "checkpoint-4").glob("random_states_*.pt")) == [
         "random_states_0.pt", "random_states_1.pt"
     ]
+    # torch.distributed.checkpoint: sharded, each weight is saved as one piece per process; replicated, whole
+    from torch.distributed.checkpoint import FileSystemReader
+
+    saved = FileSystemReader(folder / "checkpoint-4" / "training_state").read_metadata().state_dict_metadata
+    pieces = {len(saved[name].chunks) for name in saved if name.startswith("weights.") and "layers" in name}
+    assert pieces == ({2} if sharding == "fsdp" else {1})
 
     capfd.readouterr()
     resumed = run_in_processes(2, train_policy, config, **attempt)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from components.common.chat_templates import PromptFormatter
 from components.common.data.transcripts import Prompt
@@ -55,41 +56,49 @@ def update_on_saved_rollout(config: PolicyTuningConfig, policy_dir: str, rollout
     Returns (from the first process) the update's statistics, the rollout statistics and (PPO) the
     whitened returns of the whole batch; saves the updated trainable weights to `output_dir`.
     """
+    from components.common.sharding import full_tensor, local_parameter_count
     from components.tune_policy.optimization import build_optimizer, trainable_parameters
     from components.tune_policy.policy_model import load_policy
-    from components.tune_policy.training import rollout_statistics
+    from components.tune_policy.training import distribute_policy, rollout_statistics
     from components.tune_policy.ppo_math import masked_whiten
     from components.tune_policy.update import update_policy
 
     processes = TrainingProcesses.from_environment()
-    torch.manual_seed(config.seed + processes.rank)  # different LoRA initialisations: DDP must align them
+    # DDP: different LoRA initialisations, which DDP must align; FSDP2 keeps each process's shards of its
+    # own, so every process starts from the same seed (as train_policy's do)
+    torch.manual_seed(config.seed + (0 if config.sharding == "fsdp" else processes.rank))
     policy = load_policy(policy_dir, config, CPU)
-    trained = processes.data_parallel(policy)
+    parameters = sum(p.numel() for p in policy.parameters())
+    trained, sharded = distribute_policy(policy, config, processes, CPU)
     rollout = _shard_rows(torch.load(rollout_path, weights_only=False), processes)
     whitened = (processes.gather(masked_whiten(rollout.returns, rollout.response_mask, processes.total)).tolist()
                 if rollout.returns is not None else None)
     optimizer, scheduler = build_optimizer(policy, config)
     generator = torch.Generator().manual_seed(config.seed)
     update = update_policy(trained, optimizer, scheduler, rollout, config, generator, processes)
+    weights = {f"{index}": full_tensor(p.detach()) for index, p in enumerate(trainable_parameters(policy))}
     if processes.is_main:
-        weights = {f"{index}": p.detach() for index, p in enumerate(trainable_parameters(policy))}
         torch.save(weights, Path(output_dir) / "weights.pt")
     return {
+        "sharded": sharded, "parameters": parameters, "held": local_parameter_count(policy),
         "update": update,
         "rollout": rollout_statistics(rollout, config.kl_coeff, processes),
         "whitened_returns": whitened,
     }
 
 
-@pytest.mark.parametrize("algorithm, loss_type, lora_rank", [
-    ("ppo", "dapo", 0), ("ppo", "dapo", 2),
-    ("grpo", "grpo", 0),  # per-response token means: the normaliser counts every process's rows
-    ("rloo", "sequence", 2),  # TRL's RLOO: one ratio per response
+@pytest.mark.parametrize("algorithm, loss_type, lora_rank, sharding, checkpointing", [
+    ("ppo", "dapo", 0, "none", False), ("ppo", "dapo", 2, "none", False),
+    ("grpo", "grpo", 0, "none", False),  # per-response token means: the normaliser counts every process's rows
+    ("rloo", "sequence", 2, "none", False),  # TRL's RLOO: one ratio per response
+    # FSDP2: the policy (and value head) sharded; with activation checkpointing, layers recomputed inside it
+    ("ppo", "dapo", 0, "fsdp", False), ("grpo", "dapo", 2, "fsdp", True),
 ])
 def test_an_update_shared_by_two_processes_equals_one_process_on_the_whole_batch(
-    tmp_path, tiny_causal_lm, algorithm, loss_type, lora_rank
+    tmp_path, tiny_causal_lm, algorithm, loss_type, lora_rank, sharding, checkpointing
 ):
-    """Each process holds whole groups of responses (GRPO/RLOO: 2 prompts x 4 responses, one group each)."""
+    """Each process holds whole groups of responses (GRPO/RLOO: 2 prompts x 4 responses, one group each).
+    Replicated (DDP) or sharded (FSDP2), the update moves the weights as one process does."""
     from components.tune_policy.optimization import trainable_parameters
     from components.tune_policy.policy_model import load_policy
     from components.tune_policy.rollout import collect_rollout
@@ -100,7 +109,7 @@ def test_an_update_shared_by_two_processes_equals_one_process_on_the_whole_batch
     config = PolicyTuningConfig(
         steps=1, algorithm=algorithm, loss_type=loss_type, num_generations=4, batch_size=8, minibatch_size=8,
         forward_batch_size=2, epochs=2, lora_rank=lora_rank, kl_coeff=0.0, max_new_tokens=6, max_prompt_tokens=32,
-        base_learning_rate=1e-2,
+        base_learning_rate=1e-2, sharding=sharding, activation_checkpointing=checkpointing,
     )
     torch.manual_seed(0)
     policy = load_policy(str(tiny_causal_lm), config, CPU)
@@ -129,6 +138,11 @@ def test_an_update_shared_by_two_processes_equals_one_process_on_the_whole_batch
             result = run_in_processes(count, update_on_saved_rollout, config, **arguments)
         results[count] = (result, torch.load(output / "weights.pt"))
     (alone, alone_weights), (shared, shared_weights) = results[1], results[PROCESSES]
+    assert (alone["sharded"], shared["sharded"]) == (False, sharding == "fsdp")
+    if sharding == "fsdp":  # each process holds about half of the weights (shards are padded to equal sizes)
+        assert shared["held"] == pytest.approx(shared["parameters"] / PROCESSES, rel=0.02)
+    else:
+        assert shared["held"] == shared["parameters"]
 
     for name, value in alone["update"].items():
         assert shared["update"][name] == pytest.approx(value, rel=1e-4, abs=1e-6), name
@@ -180,6 +194,44 @@ def test_policy_tuning_in_two_processes_saves_one_policy_and_one_log(tmp_path, t
     AutoModelForCausalLM.from_pretrained(str(tmp_path / "policy"))  # a plain model, LoRA merged
     assert not (tmp_path / "policy" / "adapter_config.json").exists()
     assert sorted(path.name for path in tmp_path.iterdir()) == ["logs", "policy", "prompts.jsonl"]  # one of each
+
+
+@pytest.mark.parametrize("algorithm, lora_rank", [("ppo", 0), ("grpo", 2)])
+def test_a_sharded_policy_tuning_run_ends_as_a_replicated_one(tmp_path, tiny_causal_lm, length_reward_model,
+                                                              algorithm, lora_rank):
+    """FSDP2 against DDP, on the same two processes: PPO training every weight with a full-weight
+    reference (policy, value head and reference sharded), and GRPO through LoRA (the adapters merged
+    into the saved policy); the policy is gathered whole for each rollout. The same responses are
+    sampled, so the metrics and the saved policy agree up to the rounding of the gradients' reduction."""
+    from components.common.sharding import FSDP, NONE
+    from components.tune_policy.training import train_policy
+
+    prompts_path = tmp_path / "prompts.jsonl"
+    prompts_path.write_text("".join(json.dumps({"prompt": p}) + "\n" for p in PROMPTS))
+    runs = {}
+    for sharding in (NONE, FSDP):
+        config = PolicyTuningConfig(
+            steps=2, algorithm=algorithm, num_generations=2, batch_size=4, minibatch_size=2, forward_batch_size=2,
+            epochs=1, lora_rank=lora_rank, kl_coeff=0.1, max_new_tokens=5, max_prompt_tokens=32,
+            base_learning_rate=1e-3 if lora_rank == 0 else 1e-2, sharding=sharding,
+        )
+        metrics = run_in_processes(
+            PROCESSES, train_policy, config, policy_source=str(tiny_causal_lm),
+            reward_source=str(length_reward_model), prompts_path=str(prompts_path),
+            output_dir=str(tmp_path / sharding / "policy"), log_dir=str(tmp_path / sharding / "logs"),
+        )
+        runs[sharding] = metrics, load_file(tmp_path / sharding / "policy" / "model.safetensors")
+    (replicated, replicated_weights), (sharded, sharded_weights) = runs[NONE], runs[FSDP]
+    from test_checkpoints import WALL_CLOCK_METRICS
+
+    for name, value in replicated.items():
+        if name not in WALL_CLOCK_METRICS:
+            assert sharded[name] == pytest.approx(value, rel=1e-4, abs=1e-6), name
+    assert sharded_weights.keys() == replicated_weights.keys()
+    initial = load_file(tiny_causal_lm / "model.safetensors")
+    for name, value in replicated_weights.items():
+        assert torch.allclose(sharded_weights[name], value, rtol=1e-4, atol=1e-6), name
+    assert any(not torch.equal(value, initial[name]) for name, value in replicated_weights.items() if name in initial)
 
 
 def test_reward_model_training_in_two_processes_saves_and_evaluates_once(tmp_path, tiny_causal_lm):

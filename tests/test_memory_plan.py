@@ -94,12 +94,27 @@ def test_lora_needs_less_than_full_training_and_kl_coeff_0_drops_the_reference()
     assert [m.name for m in rule_only.models] == ["policy"]
 
 
-def test_a_smaller_minibatch_shrinks_the_update_and_more_gpus_do_not_shrink_the_weights():
+def test_a_smaller_minibatch_shrinks_the_update_and_only_sharding_shrinks_the_weights():
     model = {"large_model_reference": "llama-2-7b"}
     small = _step({**model, "ppo_minibatch_size": 4}, "Tune policy")
     assert small.models[0].activations < _step(model, "Tune policy").models[0].activations
-    two_gpus = _step({**model, **FULL, "accelerator_count": 2}, "Tune policy")
-    assert two_gpus.models[0].weights > _step({**model, **FULL}, "Tune policy").models[0].weights  # DDP buckets
+    checkpointed = _step({**model, "activation_checkpointing": True}, "Tune policy")
+    assert checkpointed.models[0].activations < _step(model, "Tune policy").models[0].activations / 2
+    one = _step({**model, **FULL}, "Tune policy").models[0]
+    replicated = _step({**model, **FULL, "accelerator_count": 2, "sharding": "none"}, "Tune policy").models[0]
+    assert replicated.weights > one.weights  # DDP buckets
+    # 7B trained in full: 18 bytes a weight is over half of a 40 GB A100, so "auto" shards between 2 GPUs
+    sharded = _step({**model, **FULL, "accelerator_count": 2}, "Tune policy")
+    assert sharded == _step({**model, **FULL, "accelerator_count": 2, "sharding": "fsdp"}, "Tune policy")
+    policy, reference = sharded.models[:2]
+    layers = 32
+    assert policy.weights == pytest.approx(one.weights / 2 + 2 * one.weights / layers, rel=1e-6)
+    assert (policy.gradients, policy.optimizer) == (pytest.approx(one.gradients / 2, abs=1), pytest.approx(one.optimizer / 2, abs=1))
+    assert policy.kv_cache == pytest.approx(one.kv_cache / 2 + one.weights / 2, rel=1e-3)  # gathered to generate
+    assert reference.weights < _step({**model, **FULL}, "Tune policy").models[1].weights * 0.6
+    assert "sharded (FSDP2) between 2 GPUs" in " ".join(sharded.notes)
+    lora = {**model, "accelerator_count": 2}  # LoRA: a replica is well under half a GPU, "auto" does not shard
+    assert "sharded" not in " ".join(_step(lora, "Tune policy").notes)
 
 
 def test_the_refusal_names_the_step_its_need_the_device_and_a_fix_that_fits():
@@ -112,7 +127,7 @@ def test_the_refusal_names_the_step_its_need_the_device_and_a_fix_that_fits():
     assert memory_problem({**values, "reward_model_lora_rank": 4, "policy_lora_rank": 1, "batch_size": 2,
                            "ppo_minibatch_size": 2}, A100_40GB) is None
     too_big = memory_problem({**DATA, "large_model_reference": "meta-llama/Llama-2-70b-hf"}, vertex_device("NVIDIA_H100_80GB"))
-    assert "sharded across GPUs (FSDP), which this pipeline does not do yet" in too_big
+    assert "shard it over more GPUs than one machine holds, or use a smaller model" in too_big
 
 
 def test_plan_prints_a_table_per_step_and_the_sample_task_fits(capsys):
@@ -172,6 +187,11 @@ def test_scale_rows_fit_where_the_readme_says():
     from cli.memory_plan.tables import scale_rows
 
     rows = {(r["model"].split()[0], r["algorithm"], r["training"]): r for r in scale_rows()}
-    assert rows[("1B", "DPO", "LoRA")]["fix"] == ""
-    assert rows[("70B", "PPO", "LoRA")]["fix"].startswith("no single setting tried fits")
-    assert rows[("7B", "PPO", "full")]["needs"] > 80 * GIB
+    assert rows[("1B", "DPO", "LoRA")]["fits"] and rows[("1B", "DPO", "LoRA")]["fix"].setting == ""
+    assert rows[("70B", "PPO", "LoRA")]["fix"] is None  # the whole 70B policy is gathered to generate
+    full_7b = rows[("7B", "PPO", "full")]
+    assert full_7b["needs"] > 80 * GIB and not full_7b["fits"]
+    # every step fits once each failing one gets its fix: the reward model through LoRA, the RL step sharded
+    assert full_7b["fix"].setting == "reward_model_lora_rank=4 accelerator_count=8 sharding=fsdp"
+    device = vertex_device("NVIDIA_A100_80GB")
+    assert all(device.holds(plan, 8) for plan in plan_for(full_7b["fix"].values, device))

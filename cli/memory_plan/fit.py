@@ -69,7 +69,7 @@ def plan_for(values: dict[str, Any], device: Device) -> list[StepPlan]:
     reward = (architecture_of(values["reward_model_reference"], "reward_model_reference")
               if values["reward_model_reference"] else policy)
     inputs = PlanInputs(policy, reward, GPU_COMPUTE_BYTES if device.on_gpu else CPU_COMPUTE_BYTES,
-                        values["accelerator_count"], device.on_gpu)
+                        values["accelerator_count"], device.on_gpu, device.memory if device.on_gpu else None)
     return training_step_plans(values, inputs)
 
 
@@ -82,14 +82,17 @@ def _needs(plan: StepPlan, device: Device, processes: int) -> int:
 
 
 def _candidates(values: dict[str, Any], step: str, device: Device) -> list[tuple[str, dict[str, Any], Device, str]]:
-    """Settings to try, cheapest first: a smaller micro-batch, LoRA, a larger GPU, more GPUs, and LoRA
-    with the smallest micro-batch (alone, then with each larger GPU). Each is (what to set, the changed
-    values, the device, a remark)."""
+    """Settings to try, cheapest first: activation checkpointing (RL: the same maths), a smaller micro-batch,
+    LoRA, a larger GPU, more GPUs (RL: sharded), and LoRA with the smallest micro-batch (alone, then with each
+    larger GPU). Each is (what to set, the changed values, the device, a remark)."""
     batch, count = values["batch_size"], values["accelerator_count"]
     minibatch = values["ppo_minibatch_size"]
     smaller = []
-    if step.startswith("Tune policy (RL)"):  # the update's rows, then the rollout's responses
+    online_rl = step.startswith("Tune policy (RL)")
+    if online_rl:  # recomputed activations (the same maths), then the update's rows, then the rollout's responses
         group = values["num_generations"] if values["algorithm"] != "ppo" else 1
+        if not values["activation_checkpointing"]:
+            smaller.append({"activation_checkpointing": True})
         smaller += [{"ppo_minibatch_size": size} for size in _halvings(minibatch, count)]
         smaller += [{"batch_size": size, "ppo_minibatch_size": min(minibatch, size)}
                     for size in _halvings(batch, count) if size % group == 0]
@@ -108,9 +111,14 @@ def _candidates(values: dict[str, Any], step: str, device: Device) -> list[tuple
         candidates.append((_settings(lora), lora, device, ""))
     candidates += [(f"accelerator_type={d.name}", {}, d, "") for d in larger]
     if device.on_gpu:
-        candidates += [(f"accelerator_count={n}", {"accelerator_count": n}, device,
-                        " (data-parallel: each GPU still holds whole copies of the models; only the batch is split)")
-                       for n in MORE_GPUS if n > count and batch % n == 0 and minibatch % n == 0]
+        more = [n for n in MORE_GPUS if n > count and batch % n == 0 and minibatch % n == 0]
+        if online_rl:  # sharded, each GPU holds 1/n of the policy's training state
+            candidates += [(f"accelerator_count={n} sharding=fsdp", {"accelerator_count": n, "sharding": "fsdp"},
+                            device, "") for n in more]
+        else:
+            candidates += [(f"accelerator_count={n}", {"accelerator_count": n}, device,
+                            " (data-parallel: each GPU still holds whole copies of the models; only the batch is split)")
+                           for n in more]
     if lora and smaller:
         combined = {**lora, **smaller[-1]}
         candidates.append((_settings(combined), combined, device, ""))
@@ -132,17 +140,61 @@ def _settings(change: dict[str, Any]) -> str:
     return " ".join(f"{name}={value}" for name, value in change.items())
 
 
-def cheapest_fix(values: dict[str, Any], plan: StepPlan, device: Device) -> str:
-    """The first setting (in `_candidates`' order) with which the step fits, in words."""
+@dataclass(frozen=True)
+class Fix:
+    """A change of settings (and maybe of accelerator) with which a step fits."""
+
+    setting: str  # "name=value name=value", as `--set` takes them
+    values: dict[str, Any]  # every parameter value, the change applied
+    device: Device
+    needs: int  # bytes the step then needs (per GPU, or in RAM for all processes)
+    remark: str
+
+    def words(self) -> str:
+        return f"--set {self.setting.replace(' ', ' --set ')} (needs {_gib(self.needs)}){self.remark}"
+
+
+def first_fix(values: dict[str, Any], plan: StepPlan, device: Device) -> Fix | None:
+    """The first setting (in `_candidates`' order) with which the step fits; None when none does."""
     values = with_defaults(values)
     for setting, change, target, remark in _candidates(values, plan.step, device):
         changed = {**values, **change}
         fixed = next(p for p in plan_for(changed, target) if p.step == plan.step)
         processes = changed["accelerator_count"]
         if target.holds(fixed, processes):
-            return f"--set {setting.replace(' ', ' --set ')} (needs {_gib(_needs(fixed, target, processes))}){remark}"
-    return ("no single setting tried fits (smaller batches, LoRA, larger or more GPUs): the model needs its weights "
-            "sharded across GPUs (FSDP), which this pipeline does not do yet")
+            if target is not device:
+                changed["accelerator_type"] = target.name
+            return Fix(setting, changed, target, _needs(fixed, target, processes), remark)
+    return None
+
+
+def fitting_settings(values: dict[str, Any], device: Device, rounds: int = 4) -> Fix | None:
+    """Settings with which every training step fits: the first step that does not fit gets its first fix,
+    then the next, and so on (at most `rounds` steps). An empty setting when all fit as they are; None
+    when some step fits with no setting tried."""
+    values = with_defaults(values)
+    settings: list[str] = []
+    for _ in range(rounds):
+        processes = values["accelerator_count"]
+        failing = next((plan for plan in plan_for(values, device) if not device.holds(plan, processes)), None)
+        if failing is None:
+            largest = max(plan_for(values, device), key=lambda plan: plan.total)
+            return Fix(" ".join(settings), values, device, _needs(largest, device, processes), "")
+        fix = first_fix(values, failing, device)
+        if fix is None:
+            return None
+        settings.append(fix.setting)
+        values, device = fix.values, fix.device
+    return None
+
+
+def cheapest_fix(values: dict[str, Any], plan: StepPlan, device: Device) -> str:
+    """The first setting (in `_candidates`' order) with which the step fits, in words."""
+    fix = first_fix(values, plan, device)
+    if fix is not None:
+        return fix.words()
+    return ("no single setting tried fits (smaller batches, activation checkpointing, LoRA, larger GPUs, more GPUs "
+            "with the RL step sharded): shard it over more GPUs than one machine holds, or use a smaller model")
 
 
 def memory_problem(values: dict[str, Any], device: Device) -> str | None:

@@ -3,7 +3,7 @@
 from typing import Any
 
 from cli.memory_plan.estimate import GIB, StepPlan
-from cli.memory_plan.fit import Device, cheapest_fix, plan_for, vertex_device
+from cli.memory_plan.fit import Device, fitting_settings, plan_for, vertex_device
 
 COLUMNS = ("weights", "gradients", "optimizer", "activations", "KV cache", "total")
 
@@ -51,20 +51,26 @@ def scale_rows() -> list[dict[str, Any]]:
                           "prompt_dataset": "prompts", "accelerator_type": SCALE_DEVICE, **ranks}
                 plans = plan_for(values, device)
                 largest = max(plans, key=lambda plan: plan.total)
-                failing = next((plan for plan in plans if not device.holds(plan, 1)), None)
+                fix = fitting_settings(values, device)
                 rows.append({"model": f"{size} ({model})", "algorithm": algorithm.upper(),
                              "training": "LoRA" if lora else "full", "step": largest.step, "needs": largest.total,
-                             "fix": cheapest_fix(values, failing, device) if failing else ""})
+                             "fits": device.holds(largest, 1), "fix": fix})
     return rows
 
 
 def scale_table() -> str:
     """README's Scale table, in Markdown (tests/test_readme.py keeps the README's copy equal to it)."""
-    lines = ["| model | algorithm | training | largest step | needs (GiB) | fits one 80 GB GPU | first step that does not "
-             "fit: the cheapest setting that makes it fit |",
+    lines = ["| model | algorithm | training | largest step | needs (GiB) | fits one 80 GB GPU | settings with which "
+             "every step fits (largest step then needs) |",
              "|---|---|---|---|---|---|---|"]
     for row in scale_rows():
-        fits = "no" if row["fix"] else "yes"
+        fix = row["fix"]
+        if fix is None:
+            settings = "none tried fits"
+        elif not fix.setting:
+            settings = "-"
+        else:
+            settings = f"`{fix.setting}` ({fix.needs / GIB:.1f} GiB)"
         lines.append(f"| {row['model']} | {row['algorithm']} | {row['training']} | {row['step']} | "
-                     f"{row['needs'] / GIB:.1f} | {fits} | {row['fix'] or '-'} |")
+                     f"{row['needs'] / GIB:.1f} | {'yes' if row['fits'] else 'no'} | {settings} |")
     return "\n".join(lines)

@@ -8,18 +8,22 @@ stage will use. Which steps run is `plan_stages`'s decision, as in the DAG. Per 
 - supervised fine-tuning: the policy trained in full (TRL's SFTTrainer, activation checkpointing on);
 - reward model: one sequence-classification model, in full or through LoRA (adapters and the score
   head), on pairs read as 2 x micro-batch sequences (TRL's RewardTrainer, checkpointing on);
-- online RL (PPO, GRPO, RLOO, our engine, no activation checkpointing): the policy (PPO: with its value
-  head), its reference (none when kl_coeff is 0; under LoRA the policy with adapters disabled, no extra
-  weights; else a float32 copy), the reward model in the compute dtype (none with a rule reward alone);
-  generation keeps the KV cache of the process's share of `batch_size` responses, the update the
-  activations of `forward_batch_size` rows (at most the minibatch's share) and their logits over the
-  response positions with their gradient (components/common/log_probs.py keeps no other copy);
+- online RL (PPO, GRPO, RLOO, our engine; activation checkpointing as `activation_checkpointing` says):
+  the policy (PPO: with its value head), its reference (none when kl_coeff is 0; under LoRA the policy
+  with adapters disabled, no extra weights; else a float32 copy), the reward model in the compute dtype
+  (none with a rule reward alone); generation keeps the KV cache of the process's share of `batch_size`
+  responses, the update the activations of `forward_batch_size` rows (at most the minibatch's share) and
+  their logits over the response positions with their gradient (components/common/log_probs.py keeps no
+  other copy). Sharded (`sharding`, FSDP2, components/common/sharding.py), each process holds 1/N of the
+  policy's and the reference's weights, gradients and Adam state, plus the whole policy while it
+  generates (it is gathered for the rollout) and two decoder layers gathered at a time in the update;
 - DPO/KTO (TRL, checkpointing on): the policy and, trained in full, a frozen reference in the compute
   dtype (under LoRA the adapters are disabled instead); TRL's fused LM head, measured, holds about four
   float32 vocabulary-wide tensors of the micro-batch.
 
-Several GPUs run data-parallel (DDP): each holds whole copies of every model, and DDP adds gradient
-buckets as large as the gradients, for as long as the model lives; only the batch is split between them.
+Several GPUs run data-parallel (DDP) unless the RL step shards: each holds whole copies of every model,
+and DDP adds gradient buckets as large as the gradients, for as long as the model lives; only the batch is
+split between them.
 """
 
 from dataclasses import dataclass, replace
@@ -38,6 +42,7 @@ from cli.memory_plan.estimate import (
     trained_model,
 )
 from components.common.model_architecture import Architecture
+from components.common.sharding import uses_sharding
 
 
 @dataclass(frozen=True)
@@ -49,6 +54,7 @@ class PlanInputs:
     compute_bytes: int  # 2 on a GPU (bf16), 4 on the CPU
     processes: int  # training processes (GPUs) per step
     on_gpu: bool
+    device_memory: int | None = None  # bytes of one GPU (what `sharding` "auto" weighs); None: the CPU
 
 
 def _with_ddp_buckets(model: ModelMemory, processes: int) -> ModelMemory:
@@ -57,7 +63,9 @@ def _with_ddp_buckets(model: ModelMemory, processes: int) -> ModelMemory:
     return replace(model, weights=model.weights + model.gradients)  # DDP's buckets live as long as the model
 
 
-def _step(name: str, models: list[ModelMemory], inputs: PlanInputs, notes: list[str]) -> StepPlan:
+def _step(name: str, models: list[ModelMemory], inputs: PlanInputs, notes: list[str], sharded: bool = False) -> StepPlan:
+    if sharded:
+        return StepPlan(name, tuple(models), CUDA_RUNTIME_BYTES if inputs.on_gpu else 0, tuple(notes))
     trained = [_with_ddp_buckets(model, inputs.processes) if model.gradients else model for model in models]
     if inputs.processes > 1:
         notes.append(f"{inputs.processes} GPUs: data-parallel, each holds whole copies of the models (no sharding); "
@@ -100,22 +108,47 @@ def policy_tuning_plan(config, inputs: PlanInputs, with_reward_model: bool) -> S
     rows = min(config.minibatch_size // inputs.processes, config.forward_batch_size)
     tokens = config.max_prompt_tokens + config.max_new_tokens
     responses = config.batch_size // inputs.processes
-    activations = activation_bytes(arch, rows, tokens, cb, checkpointing=False)
+    activations = activation_bytes(arch, rows, tokens, cb, checkpointing=config.activation_checkpointing)
     activations += 2 * logits_bytes(arch, rows, config.max_new_tokens + 1, cb)  # the logits and their gradient
     # generation: the cache, and the next token's float32 logits with their sampling probabilities
     generation = kv_cache_bytes(arch, responses, tokens, cb) + 2 * logits_bytes(arch, responses, 1, FLOAT32)
-    models = [replace(policy, activations=activations, kv_cache=generation)]
-    notes = [f"update: {rows} rows x {tokens} tokens a forward pass, no activation checkpointing; "
-             f"generation: {responses} responses"]
+    checkpointing = "activation checkpointing on" if config.activation_checkpointing else "no activation checkpointing"
+    notes = [f"update: {rows} rows x {tokens} tokens a forward pass, {checkpointing}; generation: {responses} responses"]
+    reference = None
     if config.kl_coeff == 0:
         notes.append("kl_coeff 0: no reference")
     elif config.lora_rank:
         notes.append("reference: the policy with its adapters disabled (no extra weights)")
     else:
-        models.append(frozen_model("reference", arch.causal_lm_parameters(), FLOAT32))
+        reference = frozen_model("reference", arch.causal_lm_parameters(), FLOAT32)
+    sharded = uses_sharding(config.sharding, inputs.processes, policy.weights + policy.gradients + policy.optimizer,
+                            inputs.device_memory)
+    if sharded:
+        policy, generation, reference = _sharded_policy(policy, generation, reference, arch, inputs.processes)
+        notes.append(f"sharded (FSDP2) between {inputs.processes} GPUs; the policy is gathered whole to generate")
+    models = [replace(policy, activations=activations, kv_cache=generation)] + ([reference] if reference else [])
     if with_reward_model:
         models.append(frozen_model("reward model", inputs.reward_model.reward_model_parameters(), cb))
-    return _step(f"Tune policy (RL): {config.algorithm.upper()}", models, inputs, notes)
+    return _step(f"Tune policy (RL): {config.algorithm.upper()}", models, inputs, notes, sharded=sharded)
+
+
+def _sharded_policy(policy: ModelMemory, generation: int, reference: ModelMemory | None, arch: Architecture,
+                    processes: int) -> tuple[ModelMemory, int, ModelMemory | None]:
+    """One process's share of the sharded policy and reference: 1/N of their weights, gradients and Adam
+    state, plus two decoder layers gathered whole at a time (the one computing and the next, prefetched);
+    generation holds the policy gathered whole beside its cache."""
+    def share(size: int) -> int:
+        return -(-size // processes)
+
+    def layers_gathered(weights: int) -> int:
+        return 2 * weights // arch.num_layers
+
+    gathered_rest = policy.weights - share(policy.weights)
+    policy = replace(policy, weights=share(policy.weights) + layers_gathered(policy.weights),
+                     gradients=share(policy.gradients), optimizer=share(policy.optimizer))
+    if reference is not None:
+        reference = replace(reference, weights=share(reference.weights) + layers_gathered(reference.weights))
+    return policy, generation + gathered_rest, reference
 
 
 def preference_tuning_plan(config, inputs: PlanInputs) -> StepPlan:

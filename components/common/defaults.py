@@ -18,6 +18,7 @@ NUM_GENERATIONS = 4  # GRPO/RLOO: responses sampled per prompt
 LOSS_TYPE = "auto"  # GRPO/RLOO loss: "auto" is each trainer's own in TRL, dapo for GRPO, sequence for RLOO
 EPSILON = 0.2  # lower clip of the probability ratio, 1 - epsilon (PPO, GRPO, RLOO)
 EPSILON_HIGH = 0.0  # upper clip, 1 + epsilon_high; 0 means the same as epsilon
+SHARDING = "auto"  # training steps: FSDP2 when a replica would not fit (components/common/sharding.py)
 SCALE_REWARDS = "group"  # GRPO: what advantages are divided by (TRL's name)
 TRAIN_REWARD_MODEL_FOR_EVAL = True  # DPO/KTO: still train a reward model, to judge base and tuned policy
 DPO_BETA = 0.1  # DPO/KTO: strength of the implicit KL to the reference (TRL's beta)

@@ -13,6 +13,7 @@ The training function is called as `function(config, **kwargs)`: `config` is a d
 to the launched processes in a file. Only the first process's return value comes back.
 """
 
+import contextlib
 import dataclasses
 import datetime
 import importlib
@@ -111,6 +112,15 @@ class TrainingProcesses:
             device_ids=[device] if device.type == "cuda" else None,
             forward_sync_buffers=False,  # buffers (rotary tables) are equal and never trained
         )
+
+
+def gradient_sync_deferred(model: torch.nn.Module):
+    """A context for a backward whose gradients the next backwards of the same minibatch add to: DDP's
+    `no_sync`, so that the gradients are averaged once, at the minibatch's last backward. A model alone
+    or sharded (FSDP reduce-scatters each backward into its gradient shards) has nothing to defer."""
+    from torch.nn.parallel import DistributedDataParallel
+
+    return model.no_sync() if isinstance(model, DistributedDataParallel) else contextlib.nullcontext()
 
 
 def _qualified_name(thing: Any) -> str:

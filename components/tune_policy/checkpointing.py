@@ -8,8 +8,10 @@ the minibatch order), and in its marker the loop's progress: the position in the
 every step's statistics and the samples logged so far, so that the final metrics and the TensorBoard
 log equal an uninterrupted run's.
 
-Only the first process writes what every process holds alike (DDP keeps the weights and optimizer
-states equal); each process writes its own random states. Every process loads.
+The trainable weights and the optimizer state are written by torch.distributed.checkpoint: every
+process writes its own shards when the policy is sharded (FSDP2), the first process alone what DDP
+keeps equal in every process; loading puts each shard back in its process. The first process writes
+the schedule, each process its own random states. Every process loads.
 """
 
 from dataclasses import asdict, dataclass, field
@@ -28,8 +30,8 @@ from components.common.distributed import TrainingProcesses
 from components.tune_policy.policy_model import PolicyWithValueHead
 from components.tune_policy.prompt_data import PromptBatches
 
-WEIGHTS_FILE = "trainable_weights.pt"
-OPTIMIZER_FILE = "optimizer.pt"
+TRAINING_STATE_DIR = "training_state"  # trainable weights and optimizer state (torch.distributed.checkpoint)
+SCHEDULER_FILE = "scheduler.pt"
 
 
 @dataclass
@@ -64,8 +66,13 @@ def _random_states_file(checkpoint: Path, rank: int) -> Path:
     return checkpoint / f"random_states_{rank}.pt"
 
 
-def _named_trainable_parameters(policy: PolicyWithValueHead) -> dict[str, torch.nn.Parameter]:
-    return {name: p for name, p in policy.named_parameters() if p.requires_grad}
+def _training_state(state: "TrainingState") -> dict[str, dict]:
+    """The trainable weights (frozen ones are the base model's, never saved) and the optimizer's state,
+    by parameter name, as torch.distributed.checkpoint saves and loads them (sharded or whole)."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict
+
+    weights, optimizer = get_state_dict(state.policy, state.optimizer, options=StateDictOptions(ignore_frozen_params=True))
+    return {"weights": weights, "optimizer": optimizer}
 
 
 def _random_states(minibatch_order: torch.Generator) -> dict[str, torch.Tensor]:
@@ -88,15 +95,15 @@ def save_checkpoint(folder: str | Path, progress: Progress, state: TrainingState
     Every process takes part; the marker is written once all of them have written their files.
     Reading states consumes no random numbers, so a run with checkpoints equals one without.
     """
+    import torch.distributed.checkpoint as dcp
+
     processes = state.processes
     checkpoint = checkpoint_path(folder, progress.steps_done)
     checkpoint.mkdir(parents=True, exist_ok=True)
     torch.save(_random_states(state.minibatch_order), _random_states_file(checkpoint, processes.rank))
+    dcp.save(_training_state(state), checkpoint_id=checkpoint / TRAINING_STATE_DIR, no_dist=processes.count == 1)
     if processes.is_main:
-        weights = {name: p.detach() for name, p in _named_trainable_parameters(state.policy).items()}
-        torch.save(weights, checkpoint / WEIGHTS_FILE)
-        optimization = {"optimizer": state.optimizer.state_dict(), "scheduler": state.scheduler.state_dict()}
-        torch.save(optimization, checkpoint / OPTIMIZER_FILE)
+        torch.save(state.scheduler.state_dict(), checkpoint / SCHEDULER_FILE)
     processes.wait_for_everyone()
     if processes.is_main:
         record = {"processes": processes.count, "prompt_order": state.prompt_batches.state(), **asdict(progress)}
@@ -106,17 +113,16 @@ def save_checkpoint(folder: str | Path, progress: Progress, state: TrainingState
 
 def load_checkpoint(checkpoint: Path, state: TrainingState) -> Progress:
     """Put `state` back where it stood at `checkpoint`, and return the loop's record then."""
-    saved = torch.load(checkpoint / WEIGHTS_FILE, map_location="cpu", weights_only=True)
-    parameters = _named_trainable_parameters(state.policy)
-    if saved.keys() != parameters.keys():
-        raise ValueError(f"{checkpoint} holds other trainable weights than this policy has")
-    with torch.no_grad():
-        for name, parameter in parameters.items():
-            parameter.copy_(saved[name])
-    # On the CPU: load_state_dict moves each state to its parameter's device, except Adam's step counts.
-    optimization = torch.load(checkpoint / OPTIMIZER_FILE, map_location="cpu", weights_only=True)
-    state.optimizer.load_state_dict(optimization["optimizer"])
-    state.scheduler.load_state_dict(optimization["scheduler"])
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_state_dict
+
+    saved = _training_state(state)  # the shapes and shards to load into
+    dcp.load(saved, checkpoint_id=checkpoint / TRAINING_STATE_DIR, no_dist=state.processes.count == 1)
+    set_state_dict(state.policy, state.optimizer, model_state_dict=saved["weights"],
+                   optim_state_dict=saved["optimizer"],
+                   # the frozen weights stay as loaded; dcp.load has already refused a missing trainable one
+                   options=StateDictOptions(ignore_frozen_params=True, strict=False))
+    state.scheduler.load_state_dict(torch.load(checkpoint / SCHEDULER_FILE, weights_only=True))
     random_states = torch.load(_random_states_file(checkpoint, state.processes.rank), weights_only=True)
     _restore_random_states(random_states, state.minibatch_order)
     record = read_marker(checkpoint)

@@ -32,6 +32,8 @@ def tune_policy(
     epsilon_high: float,
     scale_rewards: str,
     reward_function: str,
+    sharding: str,
+    activation_checkpointing: bool,
     policy: Output[Model],
     metrics: Output[Metrics],
     tensorboard_logs: Output[Artifact],
@@ -46,7 +48,8 @@ def tune_policy(
     ratio to [1 - epsilon, 1 + epsilon_high (0: epsilon)] and average token losses as `loss_type`
     ("grpo", "dr_grpo", "dapo") says; GRPO divides advantages as `scale_rewards` ("group", "batch",
     "none") says. `ppo_epochs` and `ppo_minibatch_size` apply to all three; PPO ignores the GRPO/RLOO
-    settings. `kl_coeff` 0 loads no reference model.
+    settings. `kl_coeff` 0 loads no reference model. On several GPUs the models are replicated or
+    sharded (FSDP2) as `sharding` says; `activation_checkpointing` recomputes activations in the update.
 
     Outputs the tuned policy as a plain Hugging Face model directory (LoRA merged), its final
     metrics, and a directory of TensorBoard logs (tags `reward`, `kl_loss`, `rl_loss`,

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from components.common import defaults
 from components.common.algorithms import ONLINE_ALGORITHMS
 from components.common.chat_templates import USE_CHAT_TEMPLATE_VALUES
+from components.common.sharding import SHARDING_CHOICES
 from components.common.stage_settings import from_parameter
 from components.common.steps import DEFAULT_BATCH_SIZE, GROUP_ALGORITHMS, prompts_per_rl_step, responses_per_prompt
 
@@ -57,6 +58,8 @@ class PolicyTuningConfig:
     base_learning_rate: float = 1e-5  # Vertex's base rate for the policy
     learning_rate_multiplier: float = from_parameter("reinforcement_learning_rate_multiplier", 1.0)
     value_head_learning_rate_scale: float = 10.0  # the value head starts from zero, the trunk is pretrained
+    sharding: str = defaults.SHARDING  # "auto", "none" or "fsdp" (components/common/sharding.py)
+    activation_checkpointing: bool = False  # the update recomputes each decoder layer's activations in its backward
     lr_schedule: str = "linear"  # "linear": warmup then linear decay to 0; "constant": warmup then flat
     warmup_fraction: float = 0.05  # share of the optimizer steps spent warming up
     weight_decay: float = 0.0
@@ -168,6 +171,8 @@ class PolicyTuningConfig:
                             f"{self.value_clip_range} and {self.epsilon_high}")
         if not (0 <= self.gamma <= 1 and 0 <= self.gae_lambda <= 1):
             problems.append("gamma and gae_lambda must be in [0, 1]")
+        if self.sharding not in SHARDING_CHOICES:
+            problems.append(f"sharding must be one of {SHARDING_CHOICES}, got {self.sharding!r}")
         if self.algorithm not in ONLINE_ALGORITHMS:
             problems.append(f"algorithm must be one of {ONLINE_ALGORITHMS}, got {self.algorithm!r}")
         if self.grouped:

@@ -19,6 +19,7 @@ from torch import nn
 
 from components.common.log_probs import position_ids_for, token_log_probs
 from components.common.models import Placement
+from components.common.sharding import decoder_layers, shard_model
 from components.tune_policy.config import PolicyTuningConfig
 
 
@@ -27,11 +28,19 @@ class PolicyWithValueHead(nn.Module):
 
     Without a value head (`with_value_head=False`: GRPO and RLOO need no critic) the forward pass
     returns None for the values and asks the model for no hidden states.
+
+    `checkpointed_layers`: decoder layers whose activations a forward pass that records gradients does
+    not keep; the backward recomputes them (transformers' gradient checkpointing, non-reentrant). It
+    checkpoints a layer only while the layer's own `training` flag is set, so the flag is set on those
+    layer objects alone, for that forward pass: their dropout modules stay in eval mode, and generation
+    keeps its KV cache.
     """
 
-    def __init__(self, language_model: nn.Module, hidden_size: int, placement: Placement, with_value_head: bool = True):
+    def __init__(self, language_model: nn.Module, hidden_size: int, placement: Placement, with_value_head: bool = True,
+                 checkpointed_layers: list[nn.Module] = ()):
         super().__init__()
         self.language_model = language_model
+        self.checkpointed_layers = list(checkpointed_layers)
         self.value_head = None
         if with_value_head:
             self.value_head = nn.Linear(hidden_size, 1, dtype=torch.float32)
@@ -51,6 +60,17 @@ class PolicyWithValueHead(nn.Module):
             return contextlib.nullcontext()
         return torch.autocast(self.placement.device.type, dtype=self.placement.dtype)
 
+    @contextlib.contextmanager
+    def _recomputing_activations(self):
+        layers = self.checkpointed_layers if torch.is_grad_enabled() else []
+        for layer in layers:
+            layer.training = True
+        try:
+            yield
+        finally:
+            for layer in layers:
+                layer.training = False
+
     def forward(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, response_length: int
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -60,7 +80,7 @@ class PolicyWithValueHead(nn.Module):
         The value at response position t estimates the return of the state prompt + response[:t],
         read from the same hidden state that produces the logits of token t.
         """
-        with self.autocast():
+        with self.autocast(), self._recomputing_activations():
             output = self.language_model(
                 input_ids=input_ids,
                 attention_mask=attention_mask,
@@ -97,8 +117,14 @@ def load_policy(source: str, config: PolicyTuningConfig, placement: Placement) -
         language_model = get_peft_model(base, lora)  # adapters are created in float32
     else:
         language_model = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32)
+    checkpointed_layers = []
+    if config.activation_checkpointing:
+        pretrained = language_model.get_base_model() if config.lora_rank > 0 else language_model
+        pretrained.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        checkpointed_layers = decoder_layers(pretrained)
     policy = PolicyWithValueHead(
-        language_model, language_model.config.hidden_size, placement, with_value_head=not config.grouped
+        language_model, language_model.config.hidden_size, placement, with_value_head=not config.grouped,
+        checkpointed_layers=checkpointed_layers,
     )
     # eval(): no dropout anywhere, so the rollout and the update see the same policy.
     return policy.to(placement.device).eval()
@@ -108,7 +134,7 @@ ReferenceLogprobs = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.T
 
 
 def make_reference(
-    policy: PolicyWithValueHead, source: str, config: PolicyTuningConfig, placement: Placement
+    policy: PolicyWithValueHead, source: str, config: PolicyTuningConfig, placement: Placement, sharded: bool = False
 ) -> ReferenceLogprobs | None:
     """A function (input_ids, attention_mask, response_ids) -> reference log-probs, or None.
 
@@ -116,6 +142,8 @@ def make_reference(
     policy with its adapters disabled (the adapters start at zero, so that is the initial policy);
     otherwise a second, frozen copy of the initial weights, loaded as the policy's are (float32,
     computing under the same autocast), so that the KL to it is exactly 0 before the first update.
+    `sharded`: that copy is sharded between the training processes as the policy is (each process
+    then runs the same number of forward passes: equal shares of every batch).
     """
     if config.kl_coeff == 0:
         return None
@@ -127,6 +155,8 @@ def make_reference(
 
         reference_model = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32)
         reference_model.to(placement.device).eval().requires_grad_(False)
+        if sharded:
+            shard_model(reference_model)
         adapters_disabled = contextlib.nullcontext
 
     @torch.no_grad()

@@ -21,10 +21,20 @@ from components.common.errors import UserInputError
 from components.common.learning_signal import missing_learning_signal
 from components.common.models import Placement, load_tokenizer, save_causal_lm
 from components.common.reward_scoring import RewardScorer
+from components.common.sharding import (
+    device_memory_bytes,
+    full_state_dict,
+    gathered,
+    is_sharded,
+    shard_head,
+    shard_model,
+    training_state_bytes,
+    uses_sharding,
+)
 from components.tune_policy.checkpointing import Progress, TrainingState, resume, save_checkpoint
 from components.tune_policy.config import PolicyTuningConfig
 from components.tune_policy.optimization import build_optimizer
-from components.tune_policy.policy_model import load_policy, make_reference
+from components.tune_policy.policy_model import PolicyWithValueHead, load_policy, make_reference
 from components.tune_policy.group_math import group_reward_statistics
 from components.tune_policy.ppo_math import masked_mean, masked_moments
 from components.tune_policy.update import update_policy
@@ -130,6 +140,37 @@ def summarize(history: list[dict[str, float]]) -> dict[str, float]:
     }
 
 
+def distribute_policy(policy: PolicyWithValueHead, config: PolicyTuningConfig, processes: TrainingProcesses,
+                      placement: Placement) -> tuple[torch.nn.Module, bool]:
+    """The module the update trains, and whether the policy is sharded: alone, `policy` itself; several
+    processes, `policy` sharded in place (FSDP2, as `config.sharding` says) or wrapped in DDP."""
+    sharded = uses_sharding(config.sharding, processes.count, training_state_bytes(policy),
+                            device_memory_bytes(placement.device))
+    if not sharded:
+        return processes.data_parallel(policy), False
+    shard_model(policy.language_model)
+    if policy.value_head is not None:
+        shard_head(policy.value_head)
+    if processes.is_main:
+        print(f"FSDP: the policy is sharded between {processes.count} processes", flush=True)
+    return policy, True
+
+
+def save_policy(policy: PolicyWithValueHead, source: str, config: PolicyTuningConfig, tokenizer, output_dir,
+                processes: TrainingProcesses) -> None:
+    """The first process saves the tuned language model (LoRA merged; no value head). A sharded policy
+    is gathered into a fresh, whole copy on the CPU first (every process takes part)."""
+    language_model = policy.language_model
+    if is_sharded(language_model):
+        weights = full_state_dict(language_model)
+        if not processes.is_main:
+            return
+        language_model = load_policy(source, config, Placement(torch.device("cpu"), torch.float32)).language_model
+        language_model.load_state_dict(weights)
+    if processes.is_main:
+        save_causal_lm(language_model, tokenizer, output_dir)
+
+
 def train_policy(
     config: PolicyTuningConfig,
     policy_source: str,
@@ -154,15 +195,18 @@ def train_policy(
     resumed run ends as an uninterrupted one would.
 
     Launched once per GPU (components.common.distributed), each process rolls out its share of
-    every batch of prompts with its own copies of the models, and DDP combines the gradients; the
-    first process logs and saves.
+    every batch of prompts and the gradients are averaged over the processes; the first process logs
+    and saves. Unsharded (`config.sharding`, components/common/sharding.py) each process holds whole
+    copies of the models and DDP averages; sharded, FSDP2 splits the policy (and a full-weight
+    reference) between them, gathers the policy whole for each rollout and shards it again for the
+    update. The reward model is replicated: it is only read, and a whole copy spares a gathering per
+    scoring batch.
     """
     from torch.utils.tensorboard import SummaryWriter
 
     processes = TrainingProcesses.from_environment()
     config.validate(processes.count)
     placement = placement or Placement.detect()
-    torch.manual_seed(config.seed + processes.rank)  # each process samples its own responses
     tokenizer = load_tokenizer(policy_source, padding_side="left")
     formatter = PromptFormatter(tokenizer, config.use_chat_template, policy_source)
     rows = read_training_rows(prompts_path)
@@ -171,9 +215,12 @@ def train_policy(
         check_columns(reward_function, [row.columns for row in rows], str(prompts_path))
     if not reward_source and reward_function is None:
         raise UserInputError("policy tuning needs a reward: a reward model, a reward_function, or both")
+    torch.manual_seed(config.seed)  # the same initial weights (LoRA adapters, value head) in every process
     policy = load_policy(policy_source, config, placement)
-    reference = make_reference(policy, policy_source, config, placement)
-    trained_policy = processes.data_parallel(policy)
+    trained_policy, sharded = distribute_policy(policy, config, processes, placement)
+    reference = make_reference(policy, policy_source, config, placement, sharded=sharded)
+    if processes.rank:  # each process samples its own responses (the first goes on from the seed)
+        torch.manual_seed(config.seed + processes.rank)
     model_score = None
     if reward_source:
         model_score = RewardScorer(
@@ -219,10 +266,11 @@ def train_policy(
             learning_rate = scheduler.get_last_lr()[0]
             # what a TRL reward function may read of transformers' TrainerState
             rewards.trainer_state = SimpleNamespace(global_step=step, max_steps=config.steps, epoch=0.0)
-            rollout = collect_rollout(
-                policy, reference, rewards, formatter, step_prompts, config, processes,
-                columns=[row.columns for row in step_rows],
-            )
+            with gathered(policy):
+                rollout = collect_rollout(
+                    policy, reference, rewards, formatter, step_prompts, config, processes,
+                    columns=[row.columns for row in step_rows],
+                )
             update_started = time.perf_counter()
             update_stats = update_policy(
                 trained_policy, optimizer, scheduler, rollout, config, state.minibatch_order, processes
@@ -253,8 +301,8 @@ def train_policy(
     finally:
         if writer is not None:
             writer.close()
+    save_policy(policy, policy_source, config, tokenizer, output_dir, processes)
     if processes.is_main:
-        save_causal_lm(policy.language_model, tokenizer, output_dir)  # no value head
         if config.grouped and (warning := missing_learning_signal(progress.history, config.num_generations)):
             print(f"warning: {warning}", flush=True)  # the console shows it under the stage's line
     processes.wait_for_everyone()

@@ -5,15 +5,16 @@ All three clip the probability ratio to [1 - epsilon, 1 + epsilon_high] (epsilon
 minimises that clipped policy loss plus the clipped value loss, averaged over real tokens; GRPO and RLOO
 the clipped policy loss (plus, for GRPO, `kl_coeff` times the k3 KL to the reference), as `loss_type`
 says (RLOO's default, `sequence`, takes one ratio per response). Minibatching, chunked forwards,
-gradient clipping, the schedule and DDP are the same for all three.
+gradient clipping, the schedule and the sharing between processes (DDP or FSDP) are the same for all three.
 """
 
 import contextlib
 
 import torch
 
-from components.common.distributed import TrainingProcesses
+from components.common.distributed import TrainingProcesses, gradient_sync_deferred
 from components.common.log_probs import token_log_probs
+from components.common.sharding import full_tensor
 from components.tune_policy.config import SEQUENCE, PolicyTuningConfig
 from components.tune_policy.optimization import trainable_parameters
 from components.tune_policy.policy_model import PolicyWithValueHead
@@ -132,7 +133,7 @@ def _passes(policy, optimizer, scheduler, rollout: Rollout, config: PolicyTuning
             for index, rows in enumerate(chunks):
                 # DDP averages the gradients once, at the minibatch's last backward
                 is_last = index == len(chunks) - 1
-                synchronising = contextlib.nullcontext() if is_last or processes.count == 1 else policy.no_sync()
+                synchronising = contextlib.nullcontext() if is_last else gradient_sync_deferred(policy)
                 ids, attention = trim_left_padding(rollout.input_ids[rows], rollout.attention_mask[rows])
                 with synchronising:
                     logits, values = policy(ids, attention, response_length)
@@ -145,7 +146,7 @@ def _passes(policy, optimizer, scheduler, rollout: Rollout, config: PolicyTuning
                     log_ratio = logprobs - rollout.logprobs[rows]
                     per_token = (*per_token, 0.5 * log_ratio**2, torch.ones_like(mask))
                     totals += torch.stack([(value.float() * mask).sum() for value in per_token]).double()
-            grad_norms.append(float(torch.nn.utils.clip_grad_norm_(parameters, config.max_grad_norm)))
+            grad_norms.append(float(full_tensor(torch.nn.utils.clip_grad_norm_(parameters, config.max_grad_norm))))
             optimizer.step()
             scheduler.step()
     totals = processes.total(totals).cpu()  # read back from the device once, after the update
