@@ -64,12 +64,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     math = parser.add_argument_group("GRPO cases")
     math.add_argument("--train-problems", type=int, default=2000)
     math.add_argument("--held-out-problems", type=int, default=200)
-    math.add_argument("--grpo-steps", type=int, default=24, help="about 2.3 min each on 2 cores (pilot)")
+    math.add_argument("--grpo-steps", type=int, default=24, help="about 1.7 min each on 2 cores, both engines")
     math.add_argument("--prompts-per-step", type=int, default=4)
     math.add_argument("--generations", type=int, default=4, help="responses per prompt")
     math.add_argument("--max-new-tokens", type=int, default=128)
     math.add_argument("--max-prompt-tokens", type=int, default=128)
-    math.add_argument("--learning-rate", type=float, default=1e-4, help="the policy's learning rate (both engines; LoRA)")
+    math.add_argument("--learning-rate", type=float, default=2e-4, help="the policy's learning rate (both engines; LoRA)")
     math.add_argument("--beta", type=float, default=0.04, help="KL coefficient (kl_coeff; TRL's beta)")
     math.add_argument("--lora-rank", type=int, default=16)
     math.add_argument("--temperature", type=float, default=1.0, help="sampling temperature of training and eval")
@@ -207,13 +207,31 @@ def run_grpo(args, work: Path) -> dict:
     return {**figures, "tuning": summary["tuning"], "run_directory": str(Path(summary["paths"]["policy"]).parent)}
 
 
+def trl_grpo_config(args, out: Path):
+    """TRL's GRPOConfig at the GRPO case's settings: the pipeline's loss, clip, KL, schedule and sampling."""
+    from trl import GRPOConfig
+
+    responses = args.prompts_per_step * args.generations
+    return GRPOConfig(
+        output_dir=str(out / "trainer"), max_steps=args.grpo_steps, per_device_train_batch_size=responses,
+        gradient_accumulation_steps=1, num_generations=args.generations, num_iterations=1,
+        max_completion_length=args.max_new_tokens, learning_rate=args.learning_rate, lr_scheduler_type="linear",
+        warmup_steps=int(0.05 * args.grpo_steps),  # the pipeline's warm-up (tune_policy config, warmup_fraction)
+        beta=args.beta, epsilon=0.2, loss_type="dapo", scale_rewards="group", mask_truncated_completions=False,
+        # TRL defaults that would change the work, set to the pipeline's (as rl_step_benchmark.py does)
+        gradient_checkpointing=False, top_k=0, top_p=1.0, weight_decay=0.0, max_grad_norm=1.0, optim="adamw_torch",
+        temperature=args.temperature, seed=args.seed, use_cpu=True, bf16=False, report_to="none", logging_steps=1,
+        save_strategy="no", dataloader_num_workers=0,
+    )
+
+
 def run_trl_grpo(args, work: Path) -> dict:
     """TRL's GRPOTrainer at the GRPO case's settings, evaluated by the pipeline's evaluation."""
     import torch
     from datasets import Dataset
     from peft import LoraConfig
     from transformers import AutoModelForCausalLM, AutoTokenizer
-    from trl import GRPOConfig, GRPOTrainer
+    from trl import GRPOTrainer
 
     from benchmarks.final_answer_reward import final_answer_reward
     from components.evaluate.config import EvaluationConfig
@@ -224,16 +242,8 @@ def run_trl_grpo(args, work: Path) -> dict:
             .read_text().splitlines()]
     dataset = Dataset.from_list([{"prompt": row["prompt_messages"], **row["columns"]} for row in rows])
     torch.manual_seed(args.seed)
-    responses = args.prompts_per_step * args.generations
     out = work / "trl-grpo"
-    config = GRPOConfig(
-        output_dir=str(out / "trainer"), max_steps=args.grpo_steps, per_device_train_batch_size=responses,
-        gradient_accumulation_steps=1, num_generations=args.generations, num_iterations=1,
-        max_completion_length=args.max_new_tokens, learning_rate=args.learning_rate, lr_scheduler_type="linear",
-        warmup_steps=int(0.05 * args.grpo_steps),  # the pipeline's warm-up (tune_policy config, warmup_fraction) beta=args.beta, epsilon=0.2, loss_type="dapo", scale_rewards="group",
-        temperature=args.temperature, seed=args.seed, use_cpu=True, bf16=False, report_to="none", logging_steps=1,
-        save_strategy="no", dataloader_num_workers=0,
-    )
+    config = trl_grpo_config(args, out)
     tokenizer = AutoTokenizer.from_pretrained(args.model_dir, padding_side="left")
     peft = LoraConfig(r=args.lora_rank, lora_alpha=2 * args.lora_rank, lora_dropout=0.0, target_modules="all-linear",
                       bias="none", task_type="CAUSAL_LM")

@@ -65,3 +65,26 @@ def test_results_are_written_as_json_and_a_markdown_table(tmp_path):
     assert lines[2].startswith("| grpo | accuracy 0.1 -> 0.2 | 0.512 |") and "| 90 |" in lines[2]
     assert lines[3].startswith("| dpo | implicit \\| 0.6 |")  # a cell cannot break the table
     assert markdown_table({}) .count("\n") == 2
+
+
+def test_trl_grpo_runs_at_the_pipeline_cases_settings(tmp_path):
+    """Both GRPO cases read one set of arguments: TRL's config carries the KL coefficient, clip, loss,
+    scaling, schedule, sampling and batch the pipeline's parameter file gives (and no TRL default that would
+    change the work, such as gradient checkpointing)."""
+    from benchmarks.real_model_learning import grpo_parameters, parse_args, trl_grpo_config
+    from components.common.stage_settings import settings_from_arguments
+    from components.tune_policy.config import PolicyTuningConfig
+    from pipeline.parameters import defaults
+
+    args = parse_args(["--beta", "0.07", "--learning-rate", "3e-4", "--grpo-steps", "40", "--generations", "8",
+                       "--temperature", "0.9"])
+    ours = settings_from_arguments(PolicyTuningConfig, {**defaults(), **grpo_parameters(args, tmp_path, tmp_path)})
+    trl = trl_grpo_config(args, tmp_path)
+    assert (trl.beta, trl.learning_rate, trl.max_steps) == (ours.kl_coeff, ours.learning_rate, ours.steps) == (
+        0.07, pytest.approx(3e-4), 40)
+    assert (trl.num_generations, trl.per_device_train_batch_size) == (ours.num_generations, ours.batch_size) == (8, 32)
+    assert (trl.loss_type, trl.scale_rewards, trl.epsilon) == (ours.loss, ours.scale_rewards, ours.epsilon)
+    assert (trl.temperature, trl.max_completion_length) == (ours.temperature, ours.max_new_tokens)
+    assert trl.warmup_steps == int(ours.warmup_fraction * ours.steps)
+    assert trl.lr_scheduler_type == ours.lr_schedule and trl.max_grad_norm == ours.max_grad_norm
+    assert not trl.gradient_checkpointing and not trl.mask_truncated_completions and trl.top_k == 0
