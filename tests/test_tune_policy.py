@@ -383,7 +383,8 @@ def test_component_tunes_the_policy_towards_the_reward_model(tmp_path, tiny_caus
         target_sequence_length=8, policy_lora_rank=0, seed=0, code_version="test",
         checkpoint_root=str(tmp_path / "checkpoints"), pipeline_root="", checkpoint_interval_steps=0,
         algorithm="ppo", num_generations=4, loss_type="dapo", epsilon=0.2, epsilon_high=0.0, scale_rewards="group",
-        reward_function="", policy=Model(uri=str(out / "policy")), metrics=Metrics(uri=str(out / "metrics")),
+        reward_function="", sharding="auto", activation_checkpointing=False, policy=Model(uri=str(out / "policy")),
+        metrics=Metrics(uri=str(out / "metrics")),
         tensorboard_logs=Artifact(uri=str(out / "logs")),
     )
     assert list((tmp_path / "checkpoints").iterdir()) == []  # saved along the way, deleted at the end
