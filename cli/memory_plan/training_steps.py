@@ -42,7 +42,7 @@ from cli.memory_plan.estimate import (
     trained_model,
 )
 from components.common.model_architecture import Architecture
-from components.common.sharding import uses_sharding
+from components.common.sharding import replica_training_bytes, uses_sharding
 
 
 @dataclass(frozen=True)
@@ -64,10 +64,11 @@ def _with_ddp_buckets(model: ModelMemory, processes: int) -> ModelMemory:
 
 
 def _step(name: str, models: list[ModelMemory], inputs: PlanInputs, notes: list[str], sharded: bool = False) -> StepPlan:
-    if sharded:
-        return StepPlan(name, tuple(models), CUDA_RUNTIME_BYTES if inputs.on_gpu else 0, tuple(notes))
-    trained = [_with_ddp_buckets(model, inputs.processes) if model.gradients else model for model in models]
-    if inputs.processes > 1:
+    """The step's plan; replicated on several GPUs (not `sharded`), each trained model gets DDP's buckets."""
+    data_parallel = inputs.processes > 1 and not sharded
+    trained = [_with_ddp_buckets(model, inputs.processes) if model.gradients and data_parallel else model
+               for model in models]
+    if data_parallel:
         notes.append(f"{inputs.processes} GPUs: data-parallel, each holds whole copies of the models (no sharding); "
                      "weights include DDP's gradient buckets")
     return StepPlan(name, tuple(trained), CUDA_RUNTIME_BYTES if inputs.on_gpu else 0, tuple(notes))
@@ -121,7 +122,11 @@ def policy_tuning_plan(config, inputs: PlanInputs, with_reward_model: bool) -> S
         notes.append("reference: the policy with its adapters disabled (no extra weights)")
     else:
         reference = frozen_model("reference", arch.causal_lm_parameters(), FLOAT32)
-    sharded = uses_sharding(config.sharding, inputs.processes, policy.weights + policy.gradients + policy.optimizer,
+    # "auto" weighs the policy as the stage does once it is loaded: its weights as stored (a LoRA base in the
+    # compute dtype, trained weights in float32), without the bf16 copies autocast makes while it computes
+    trained = policy.gradients // FLOAT32
+    stored = trained * FLOAT32 + (arch.causal_lm_parameters() * cb if config.lora_rank else 0)
+    sharded = uses_sharding(config.sharding, inputs.processes, replica_training_bytes(stored, trained),
                             inputs.device_memory)
     if sharded:
         policy, generation, reference = _sharded_policy(policy, generation, reference, arch, inputs.processes)

@@ -37,12 +37,16 @@ ADAM_STATE_BYTES = 8  # two float32 moments per trainable weight
 GRADIENT_BYTES = 4  # float32 gradients of the float32 trainable weights
 
 
+def replica_training_bytes(weight_bytes: int, trainable: int) -> int:
+    """Bytes one whole replica holds while it trains: its weights (`weight_bytes`), and for each of its
+    `trainable` weights a gradient and Adam's two moments. What "auto" weighs, in the stage and in the plan."""
+    return weight_bytes + trainable * (GRADIENT_BYTES + ADAM_STATE_BYTES)
+
+
 def training_state_bytes(model: nn.Module) -> int:
-    """Bytes one whole replica of `model` holds while it trains: every weight, and for each trainable
-    weight its gradient and Adam's two moments."""
+    """`replica_training_bytes` of a loaded model."""
     weights = sum(p.numel() * p.element_size() for p in model.parameters())
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    return weights + trainable * (GRADIENT_BYTES + ADAM_STATE_BYTES)
+    return replica_training_bytes(weights, sum(p.numel() for p in model.parameters() if p.requires_grad))
 
 
 def shards_automatically(replica_bytes: int, device_bytes: int | None) -> bool:
