@@ -13,10 +13,11 @@ Not part of the test suite: on 2 CPU cores each case takes about an hour or more
 - `trl-grpo`: TRL 1.16's GRPOTrainer on the same prompts (read by the pipeline's data layer, system prompt
   included), reward function, generations, lengths, learning rate, beta, LoRA, steps and seed; its tuned
   model is evaluated by the pipeline's evaluation code, so its figures compare one to one.
-- `reward-model` and `dpo`: one `rlhf-pipeline run` with `algorithm: dpo` and `train_reward_model_for_eval`
-  on Anthropic HH harmless pairs (a fixed split, `learning_tasks.hh_split`: 300 held out): the reward
-  model's held-out accuracy, and DPO's implicit-reward accuracy on the same held-out pairs and its KL to
-  base. With `reward-model` alone, DPO takes one step.
+- `reward-model` and `dpo`: one `rlhf-pipeline run` with `algorithm: dpo` on Anthropic HH harmless pairs
+  (a fixed split, `learning_tasks.hh_split`: 300 held out): the reward model's held-out accuracy
+  (`train_reward_model_for_eval`, only when `reward-model` is asked for), and DPO's implicit-reward
+  accuracy on the same held-out pairs and its KL to base, at the policy's `--learning-rate`. With
+  `reward-model` alone, DPO takes one step.
 
 For both GRPO cases the accuracy is also measured as the mean over `--samples` sampled answers per held-out
 problem (the pipeline's evaluation samples once), with paired 95% bootstrap intervals. Writes
@@ -46,6 +47,7 @@ from benchmarks.learning_tasks import (  # noqa: E402
     write_jsonl,
 )
 from benchmarks.smollm2 import DEFAULT_CACHE, converted_smollm2  # noqa: E402
+from components.common import defaults  # noqa: E402
 
 CASES = ("grpo", "trl-grpo", "reward-model", "dpo")
 REWARD_FUNCTION = f"{REPO / 'benchmarks' / 'final_answer_reward.py'}:final_answer_reward"
@@ -69,7 +71,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     math.add_argument("--generations", type=int, default=4, help="responses per prompt")
     math.add_argument("--max-new-tokens", type=int, default=128)
     math.add_argument("--max-prompt-tokens", type=int, default=128)
-    math.add_argument("--learning-rate", type=float, default=2e-4, help="the policy's learning rate (both engines; LoRA)")
+    math.add_argument("--learning-rate", type=float, default=2e-4, help="the policy's learning rate (GRPO on both engines, and DPO; LoRA)")
     math.add_argument("--beta", type=float, default=0.04, help="KL coefficient (kl_coeff; TRL's beta)")
     math.add_argument("--lora-rank", type=int, default=16)
     math.add_argument("--temperature", type=float, default=1.0, help="sampling temperature of training and eval")
@@ -190,7 +192,7 @@ def grpo_parameters(args, train: Path, held_out: Path) -> dict:
         "preference_dataset": "", "reward_function": REWARD_FUNCTION, "system_prompt": MATH_SYSTEM_PROMPT,
         "algorithm": "grpo", "num_generations": args.generations, "batch_size": responses,
         "ppo_minibatch_size": responses, "ppo_epochs": 1, "reinforcement_learning_train_steps": args.grpo_steps,
-        "reinforcement_learning_rate_multiplier": args.learning_rate / 1e-5, "kl_coeff": args.beta,
+        "reinforcement_learning_rate_multiplier": args.learning_rate / defaults.POLICY_BASE_LEARNING_RATE, "kl_coeff": args.beta,
         "policy_lora_rank": args.lora_rank, "sampling_temperature": args.temperature,
         "prompt_sequence_length": args.max_prompt_tokens, "target_sequence_length": args.max_new_tokens,
         "missing_eos_penalty": 0.0, "max_eval_prompts": args.held_out_problems, "seed": args.seed,
@@ -270,24 +272,32 @@ def run_trl_grpo(args, work: Path) -> dict:
             "tuning": result.evaluation["tuning"], "trl_log": trainer.state.log_history[-3:]}
 
 
+def pairs_parameters(args, train: Path, held_out: Path, cases: list[str]) -> dict:
+    """The pair cases' parameter file: DPO at the policy's learning rate; the reward model trained only for
+    its own case (with `reward-model` alone, DPO takes one step)."""
+    return {
+        "large_model_reference": str(args.model_dir), "preference_dataset": str(train), "prompt_dataset": str(train),
+        "eval_dataset": str(held_out), "algorithm": "dpo", "train_reward_model_for_eval": "reward-model" in cases,
+        "reward_model_train_epochs": args.reward_epochs, "batch_size": args.reward_batch_size,
+        "reward_model_lora_rank": args.reward_lora_rank, "reward_model_learning_rate_multiplier": args.reward_lr_multiplier,
+        "reinforcement_learning_train_steps": args.dpo_steps if "dpo" in cases else 1,
+        "reinforcement_learning_rate_multiplier": args.learning_rate / defaults.POLICY_BASE_LEARNING_RATE,
+        "policy_lora_rank": args.lora_rank, "prompt_sequence_length": args.pair_max_tokens,
+        "target_sequence_length": args.answer_max_tokens, "length_policy": "drop",
+        "max_eval_prompts": 50 if "dpo" in cases else 8, "seed": args.seed, "deploy_model": False,
+    }
+
+
 def run_pairs(args, work: Path, cases: list[str]) -> dict[str, dict]:
-    """The reward-model and DPO cases: one `algorithm: dpo` run that also trains the reward model."""
+    """The reward-model and DPO cases: one `algorithm: dpo` run (see `pairs_parameters`)."""
     split = hh_split(read_jsonl_gz(args.data_dir / HH_FILE), args.train_pairs, args.max_chars)
     print(f"[pairs] HH split: {split.rule}", flush=True)
     train = write_jsonl(work / "data" / "hh-train.jsonl", split.train)
     held_out = write_jsonl(work / "data" / "hh-held-out.jsonl", split.held_out)
-    dpo_steps = args.dpo_steps if "dpo" in cases else 1
-    summary, seconds = run_pipeline("pairs", {
-        "large_model_reference": str(args.model_dir), "preference_dataset": str(train), "prompt_dataset": str(train),
-        "eval_dataset": str(held_out), "algorithm": "dpo", "train_reward_model_for_eval": True,
-        "reward_model_train_epochs": args.reward_epochs, "batch_size": args.reward_batch_size,
-        "reward_model_lora_rank": args.reward_lora_rank, "reward_model_learning_rate_multiplier": args.reward_lr_multiplier,
-        "reinforcement_learning_train_steps": dpo_steps, "policy_lora_rank": args.lora_rank,
-        "prompt_sequence_length": args.pair_max_tokens, "target_sequence_length": args.answer_max_tokens,
-        "length_policy": "drop", "max_eval_prompts": 50 if "dpo" in cases else 8, "seed": args.seed,
-        "deploy_model": False,
-    }, work)
-    reward_model, policy = summary["reward_model"], summary["policy"]
+    parameters = pairs_parameters(args, train, held_out, cases)
+    dpo_steps = parameters["reinforcement_learning_train_steps"]
+    summary, seconds = run_pipeline("pairs", parameters, work)
+    reward_model, policy = summary.get("reward_model"), summary["policy"]
     results = {}
     if "reward-model" in cases:
         results["reward-model"] = {

@@ -14,7 +14,6 @@ from pathlib import Path
 
 EXECUTOR_INPUT_FLAG, FUNCTION_FLAG = "--executor_input", "--function_to_execute"
 PLAN_FUNCTION = "plan_stages"
-PLAN_INPUTS = ("algorithm", "reward_function", "preference_dataset", "train_reward_model_for_eval")
 
 
 def _argument(command: list[str], flag: str) -> str:
@@ -29,10 +28,9 @@ def pretended_outputs(command: list[str]) -> tuple[Path, dict]:
     outputs = executor_input["outputs"]
     values = {name: 0 for name in outputs.get("parameters", {})}  # 0 reads as any number type, and as text
     if _argument(command, FUNCTION_FLAG) == PLAN_FUNCTION:
-        from components.common.algorithms import plan_stages
+        from components.common.algorithms import plan_stages_from
 
-        inputs = executor_input["inputs"]["parameterValues"]
-        plan = plan_stages(*(inputs[name] for name in PLAN_INPUTS))
+        plan = plan_stages_from(executor_input["inputs"]["parameterValues"])
         values.update(reward_model=plan.reward_model, policy_tuning=plan.policy_tuning)
     return Path(outputs["outputFile"]), {"parameterValues": values, "artifacts": outputs.get("artifacts", {})}
 

@@ -293,3 +293,103 @@ def test_settings_the_gpus_cannot_share_are_refused_before_any_process_starts(mo
     with pytest.raises(UserInputError, match="batch_size 64 is not a multiple of the 3 GPUs") as refused:
         run_on_every_gpu(train, config)
     assert ("minibatch_size (ppo_minibatch_size) 8" in str(refused.value)) == (stage == "policy")
+
+
+# ---------------------------------------------------------------- a step spanning several machines
+
+
+def test_machines_are_read_from_a_vertex_cluster_spec_or_kubeflow_torchrun_settings():
+    from components.common.distributed import Machines
+
+    vertex = {"cluster": {"workerpool0": ["chief-0:2222"], "workerpool1": ["worker-0:2222", "worker-1:2222"]},
+              "environment": "cloud", "task": {"type": "workerpool1", "index": 1}}
+    machines = Machines.from_environment({"CLUSTER_SPEC": json.dumps(vertex)})
+    assert machines == Machines(count=3, rank=2, address="chief-0", port=2222)
+    assert machines.launcher_options() == ["--nnodes=3", "--node-rank=2", "--master-addr=chief-0", "--master-port=2222"]
+    chief = {**vertex, "task": {"type": "workerpool0", "index": 0}}
+    assert Machines.from_environment({"CLUSTER_SPEC": json.dumps(chief)}).rank == 0
+
+    kubeflow = {"PET_NNODES": "2", "PET_NODE_RANK": "1", "PET_MASTER_ADDR": "job-master-0", "PET_MASTER_PORT": "23456",
+                "WORLD_SIZE": "2", "RANK": "1"}
+    assert Machines.from_environment(kubeflow) == Machines(count=2, rank=1, address="job-master-0", port=23456)
+    assert Machines.from_environment({}) == Machines()
+    assert Machines().launcher_options() == ["--standalone"]
+
+    with pytest.raises(RuntimeError, match="CLUSTER_SPEC does not describe this task's place"):
+        Machines.from_environment({"CLUSTER_SPEC": json.dumps({**vertex, "task": {"type": "workerpool2", "index": 0}})})
+    with pytest.raises(RuntimeError, match="PET_NNODES is set but not PET_MASTER_ADDR, PET_MASTER_PORT"):
+        Machines.from_environment({"PET_NNODES": "2", "PET_NODE_RANK": "0"})
+    with pytest.raises(RuntimeError, match="elastic ranges are not supported"):
+        Machines.from_environment({**kubeflow, "PET_NNODES": "1:4"})
+
+
+def test_a_machine_that_the_platform_numbered_is_not_taken_for_a_launched_process(monkeypatch):
+    """PyTorchJob sets WORLD_SIZE and RANK for its machines; only torchrun's processes (LOCAL_RANK) are
+    launched ones."""
+    from components.common.distributed import launched_processes
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.delenv("LOCAL_RANK", raising=False)
+    assert launched_processes() == 1
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    assert launched_processes() == 2
+
+
+def train_on_this_machine(request_path: str) -> None:
+    """One machine's program: the stage's call of `run_on_every_gpu`, placed by the environment."""
+    from components.common.distributed import run_on_every_gpu
+    from components.tune_policy.training import train_policy
+
+    request = json.loads(Path(request_path).read_text())
+    metrics = run_on_every_gpu(train_policy, PolicyTuningConfig(**request["config"]), **request["kwargs"])
+    Path(request["metrics"]).write_text(json.dumps(metrics))
+
+
+def test_two_machines_train_as_one_machine_with_as_many_processes(tmp_path, tiny_causal_lm, length_reward_model):
+    """Two "machines" on 127.0.0.1, each a program placed by a Vertex CLUSTER_SPEC (one process each, as a
+    machine without GPUs runs), train a GRPO step with exactly the result of one machine running two
+    processes; only the first machine writes outputs, the second ends with status 0."""
+    import socket
+    import subprocess
+    import sys
+
+    from components.tune_policy.training import train_policy
+
+    prompts_path = tmp_path / "prompts.jsonl"
+    prompts_path.write_text("".join(json.dumps({"prompt": p}) + "\n" for p in PROMPTS))
+    config = PolicyTuningConfig(
+        steps=2, algorithm="grpo", num_generations=2, batch_size=4, minibatch_size=2, forward_batch_size=2, epochs=1,
+        lora_rank=2, kl_coeff=0.1, max_new_tokens=5, max_prompt_tokens=32, base_learning_rate=1e-2,
+    )
+    sources = dict(policy_source=str(tiny_causal_lm), reward_source=str(length_reward_model),
+                   prompts_path=str(prompts_path))
+    one_machine = run_in_processes(PROCESSES, train_policy, config, **sources,
+                                   output_dir=str(tmp_path / "one" / "policy"), log_dir=str(tmp_path / "one" / "logs"))
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    cluster = {"workerpool0": [f"127.0.0.1:{port}"], "workerpool1": [f"127.0.0.1:{port + 1}"]}
+    programs = []
+    for pool in ("workerpool0", "workerpool1"):
+        request = tmp_path / f"{pool}.json"
+        request.write_text(json.dumps({
+            "config": dataclasses.asdict(config), "metrics": str(tmp_path / f"{pool}-metrics.json"),
+            "kwargs": {**sources, "output_dir": str(tmp_path / "two" / "policy"), "log_dir": str(tmp_path / "two" / "logs")},
+        }))
+        environment = {**os.environ, "CLUSTER_SPEC": json.dumps({"cluster": cluster, "task": {"type": pool, "index": 0}})}
+        programs.append(subprocess.Popen(
+            [sys.executable, "-c", f"from test_distributed_training import train_on_this_machine; "
+                                   f"train_on_this_machine({str(request)!r})"], env=environment))
+    assert [program.wait(timeout=600) for program in programs] == [0, 0]
+
+    two_machines = json.loads((tmp_path / "workerpool0-metrics.json").read_text())
+    assert not (tmp_path / "workerpool1-metrics.json").exists()  # the second machine wrote nothing
+    from test_checkpoints import WALL_CLOCK_METRICS
+
+    assert {k: v for k, v in two_machines.items() if k not in WALL_CLOCK_METRICS} == {
+        k: v for k, v in one_machine.items() if k not in WALL_CLOCK_METRICS}
+    one_weights, two_weights = (load_file(tmp_path / run / "policy" / "model.safetensors") for run in ("one", "two"))
+    assert two_weights.keys() == one_weights.keys()
+    for name, value in one_weights.items():
+        assert torch.equal(two_weights[name], value), name

@@ -88,3 +88,21 @@ def test_trl_grpo_runs_at_the_pipeline_cases_settings(tmp_path):
     assert trl.warmup_steps == int(ours.warmup_fraction * ours.steps)
     assert trl.lr_scheduler_type == ours.lr_schedule and trl.max_grad_norm == ours.max_grad_norm
     assert not trl.gradient_checkpointing and not trl.mask_truncated_completions and trl.top_k == 0
+
+
+def test_the_pair_cases_tune_dpo_at_the_policy_learning_rate_and_train_the_reward_model_only_when_asked(tmp_path):
+    from benchmarks.real_model_learning import pairs_parameters, parse_args
+    from components.common.stage_settings import settings_from_arguments
+    from components.tune_preference.config import PreferenceTuningConfig
+    from pipeline.parameters import defaults
+
+    args = parse_args(["--learning-rate", "3e-4", "--dpo-steps", "26"])
+    dpo_alone = pairs_parameters(args, tmp_path, tmp_path, ["dpo"])
+    config = settings_from_arguments(PreferenceTuningConfig, {**defaults(), **dpo_alone,
+                                                              "preference_tuning_train_steps": 26})
+    assert config.learning_rate == pytest.approx(3e-4)
+    assert dpo_alone["reinforcement_learning_train_steps"] == 26 and not dpo_alone["train_reward_model_for_eval"]
+    both = pairs_parameters(args, tmp_path, tmp_path, ["reward-model", "dpo"])
+    assert both["train_reward_model_for_eval"]
+    reward_alone = pairs_parameters(args, tmp_path, tmp_path, ["reward-model"])
+    assert reward_alone["train_reward_model_for_eval"] and reward_alone["reinforcement_learning_train_steps"] == 1

@@ -317,6 +317,33 @@ def test_rollout_log_probs_are_those_of_the_sampler(tiny_causal_lm, lora_rank):
     assert (entropy[response_mask == 0] == 0).all()
 
 
+@pytest.mark.parametrize("lora_rank, group_size", [(0, 1), (2, 2)])
+def test_log_probs_recorded_while_sampling_equal_a_forward_pass_over_the_responses(tiny_causal_lm, lora_rank, group_size):
+    """GRPO/RLOO take the rollout's log-probs and entropies as generation draws the tokens (no second
+    pass): they must be those of a forward pass over prompt + response (left padding, temperature,
+    prompts prefilled once per group), and 0 after a response's end."""
+    from components.common.generation import generate_responses
+    from components.tune_policy.rollout import policy_logprobs_and_values
+
+    config = PolicyTuningConfig(steps=1, algorithm="grpo", lora_rank=lora_rank, temperature=0.7,
+                                num_generations=group_size)
+    torch.manual_seed(0)
+    policy = load_policy(str(tiny_causal_lm), config, CPU)
+    _perturb_lora(policy)
+    tokenizer = load_tokenizer(str(tiny_causal_lm), padding_side="left")
+    prompts = [prompt for prompt in PROMPTS[:4] for _ in range(group_size)]
+    batch = generate_responses(policy.language_model, tokenizer, prompts, max_new_tokens=8, max_prompt_tokens=32,
+                               temperature=0.7, group_size=group_size, record_log_probs=True)
+    assert (batch.response_mask == 0).any() and batch.response_mask.any()  # some responses end early
+    logprobs, values, entropy = policy_logprobs_and_values(
+        policy, batch.input_ids, batch.attention_mask, batch.response_ids, batch.response_mask, config
+    )
+    assert values is None
+    assert torch.allclose(batch.log_probs, logprobs * batch.response_mask, atol=1e-5)
+    assert torch.allclose(batch.entropy, entropy, atol=1e-5)
+    assert (batch.log_probs[batch.response_mask == 0] == 0).all()
+
+
 def test_rollout_returns_the_score_on_real_tokens_only_and_flags_cut_responses(tiny_causal_lm):
     """gamma = lambda = 1 and no KL: every real token's return is its row's score; 0 after the EOS."""
     from components.tune_policy.rollout import collect_rollout

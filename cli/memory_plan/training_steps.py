@@ -178,15 +178,14 @@ def preference_tuning_plan(config, inputs: PlanInputs) -> StepPlan:
 
 def training_step_plans(values: dict[str, Any], inputs: PlanInputs) -> list[StepPlan]:
     """The plan of every training step a run with these parameter values (defaults filled in) executes."""
-    from components.common.algorithms import ONLINE, TRAIN, plan_stages
+    from components.common.algorithms import ONLINE, TRAIN, plan_stages_from
     from components.common.stage_settings import settings_from_arguments
     from components.supervised_fine_tuning.config import SupervisedTrainingConfig
     from components.train_reward_model.config import RewardTrainingConfig
     from components.tune_policy.config import PolicyTuningConfig
     from components.tune_preference.config import PreferenceTuningConfig
 
-    stages = plan_stages(values["algorithm"], values["reward_function"], values["preference_dataset"],
-                         values["train_reward_model_for_eval"])
+    stages = plan_stages_from(values)
     plans = []
     if values["sft_dataset"].strip():
         plans.append(supervised_fine_tuning_plan(settings_from_arguments(SupervisedTrainingConfig, values), inputs))

@@ -9,7 +9,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from components.common.algorithms import ALGORITHMS, plan_stages
+from components.common.algorithms import ALGORITHMS, PLAN_INPUTS, plan_stages
 from components.common.chat_templates import USE_CHAT_TEMPLATE_VALUES
 from components.common.errors import UserInputError
 from components.common.steps import GROUP_ALGORITHMS
@@ -115,10 +115,6 @@ CROSS_RULES: tuple[tuple[tuple[str, ...], Callable[..., bool], str], ...] = (
     (("loss_type", "algorithm"), lambda loss_type, algorithm: loss_type != SEQUENCE or algorithm == "rloo",
      "loss_type {0!r} is RLOO's (one clipped ratio per response, as TRL's RLOOTrainer), not {1}'s"),
 )
-
-
-# The parameters that decide which stages run (components/common/algorithms.py), checked together.
-PLAN_INPUTS = ("algorithm", "reward_function", "preference_dataset", "train_reward_model_for_eval")
 
 
 def _stage_plan_problem(algorithm: str, reward_function: str, preference_dataset: str, for_eval: bool) -> str:

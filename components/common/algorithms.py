@@ -5,6 +5,7 @@ Online RL samples from the policy and scores the samples with the reward model, 
 needs a reward model only to judge the result (`train_reward_model_for_eval`).
 """
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from components.common.errors import UserInputError
@@ -43,3 +44,12 @@ def plan_stages(
             raise UserInputError(f"algorithm {algorithm!r} learns from preference pairs: preference_dataset is empty")
         return StagePlan(TRAIN if train_reward_model_for_eval else SKIP, OFFLINE)
     raise UserInputError(f"algorithm must be one of {', '.join(ALGORITHMS)}, got {algorithm!r}")
+
+
+# The pipeline parameters that decide the stages: plan_stages's arguments, by name.
+PLAN_INPUTS = ("algorithm", "reward_function", "preference_dataset", "train_reward_model_for_eval")
+
+
+def plan_stages_from(values: Mapping) -> StagePlan:
+    """`plan_stages` on the PLAN_INPUTS of a mapping of parameter values."""
+    return plan_stages(*(values[name] for name in PLAN_INPUTS))

@@ -3,6 +3,7 @@ share: each is written here once. Most are those of Vertex AI's own RLHF pipelin
 
 PROMPT_SEQUENCE_LENGTH = 512  # prompt tokens (Vertex: prompt_sequence_length)
 TARGET_SEQUENCE_LENGTH = 64  # response tokens (Vertex: target_sequence_length)
+POLICY_BASE_LEARNING_RATE = 1e-5  # the policy's rate before reinforcement_learning_rate_multiplier (Vertex's base rate)
 KL_COEFF = 0.1  # weight of the KL penalty to the initial policy (Vertex: kl_coeff)
 REWARD_MODEL_LORA_RANK = 4  # Vertex's reward-model LoRA rank
 CENTER_REWARDS_COEFFICIENT = 0.0  # reward model: weight of the mean squared reward in the loss (0: off, as TRL's None)

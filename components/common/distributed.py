@@ -8,9 +8,16 @@ with DistributedDataParallel by itself; PPO uses `TrainingProcesses` to split ea
 processes and to combine gradients and statistics. With one GPU, or none, the function runs in the
 calling process and `TrainingProcesses` is a single process whose operations do nothing.
 
+A step may also span several machines (nodes) that the platform starts together, each running the
+same step: the worker pools of a Vertex AI custom job, or the pods of a Kubeflow PyTorchJob / Trainer
+job. The platform says which machine is which in the environment (`Machines.from_environment`): then
+torchrun on every machine meets the others at the first machine's address (a static rendezvous), and the
+processes of all machines form one process group, numbered machine after machine.
+
 The training function is called as `function(config, **kwargs)`: `config` is a dataclass with a
 `validate(processes)` method and the keyword arguments are JSON values, so that they can be handed
-to the launched processes in a file. Only the first process's return value comes back.
+to the launched processes in a file. Only the first process's return value comes back, on the first
+machine; the other machines get None.
 """
 
 import contextlib
@@ -22,7 +29,7 @@ import os
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +37,12 @@ from typing import Any
 import torch
 
 WORLD_SIZE_VARIABLE = "WORLD_SIZE"  # set by torchrun in each process it starts
+LOCAL_RANK_VARIABLE = "LOCAL_RANK"  # set by torchrun too; a platform sets WORLD_SIZE for its machines alone
+VERTEX_CLUSTER_VARIABLE = "CLUSTER_SPEC"  # Vertex AI custom jobs: the worker pools' addresses, this task's place
+VERTEX_MACHINE_POOLS = ("workerpool0", "workerpool1")  # the primary replica, then the workers (same machines)
+# Kubeflow (PyTorchJob, Trainer's torch runtime): torchrun's own settings, as torchrun reads them from the
+# environment (PET_ + the option's name)
+KUBEFLOW_NODES_VARIABLES = ("PET_NNODES", "PET_NODE_RANK", "PET_MASTER_ADDR", "PET_MASTER_PORT")
 # How long a process may wait for the others, e.g. while the first merges and saves a large model.
 # A process that fails does not leave the others waiting: torchrun then stops them all.
 COLLECTIVE_TIMEOUT = datetime.timedelta(hours=1)
@@ -37,7 +50,59 @@ COLLECTIVE_TIMEOUT = datetime.timedelta(hours=1)
 
 def launched_processes() -> int:
     """How many processes the launcher started this one among (1 when not launched by one)."""
-    return int(os.environ.get(WORLD_SIZE_VARIABLE, "1"))
+    if LOCAL_RANK_VARIABLE not in os.environ:
+        return 1
+    return int(os.environ[WORLD_SIZE_VARIABLE])
+
+
+@dataclass(frozen=True)
+class Machines:
+    """The machines one training step runs on together, and this one's place among them (`rank`):
+    a single machine unless the platform's environment describes several."""
+
+    count: int = 1
+    rank: int = 0
+    address: str = ""  # of the first machine, where the others meet it
+    port: int = 0
+
+    @classmethod
+    def from_environment(cls, environ: Mapping[str, str] = os.environ) -> "Machines":
+        """From a Vertex AI custom job's CLUSTER_SPEC, or Kubeflow's PET_NNODES, PET_NODE_RANK,
+        PET_MASTER_ADDR and PET_MASTER_PORT; one machine when neither is set."""
+        if VERTEX_CLUSTER_VARIABLE in environ:
+            return cls._from_vertex_cluster(environ[VERTEX_CLUSTER_VARIABLE])
+        if KUBEFLOW_NODES_VARIABLES[0] in environ:
+            missing = [name for name in KUBEFLOW_NODES_VARIABLES if name not in environ]
+            if missing:
+                raise RuntimeError(f"{KUBEFLOW_NODES_VARIABLES[0]} is set but not {', '.join(missing)}: "
+                                   "the job does not say where the first machine is")
+            count, rank, address, port = (environ[name] for name in KUBEFLOW_NODES_VARIABLES)
+            if not (count.isdigit() and rank.isdigit() and port.isdigit()):
+                raise RuntimeError(f"{KUBEFLOW_NODES_VARIABLES[0]}={count!r}, {KUBEFLOW_NODES_VARIABLES[1]}={rank!r}, "
+                                   f"{KUBEFLOW_NODES_VARIABLES[3]}={port!r}: expected whole numbers (a fixed number "
+                                   "of machines; elastic ranges are not supported)")
+            return cls(int(count), int(rank), address, int(port))
+        return cls()
+
+    @classmethod
+    def _from_vertex_cluster(cls, text: str) -> "Machines":
+        try:
+            spec = json.loads(text)
+            cluster, task = spec["cluster"], spec["task"]
+            machines = [(pool, index) for pool in VERTEX_MACHINE_POOLS for index in range(len(cluster.get(pool, [])))]
+            rank = machines.index((task["type"], task["index"]))
+            address, _, port = cluster[VERTEX_MACHINE_POOLS[0]][0].rpartition(":")
+            return cls(len(machines), rank, address, int(port))
+        except (ValueError, KeyError, IndexError, TypeError) as error:
+            raise RuntimeError(f"{VERTEX_CLUSTER_VARIABLE} does not describe this task's place among the "
+                               f"workerpool0/workerpool1 machines ({type(error).__name__}: {error}): {text}") from None
+
+    def launcher_options(self) -> list[str]:
+        """torchrun's options that place this machine's processes among every machine's."""
+        if self.count == 1:
+            return ["--standalone"]
+        return [f"--nnodes={self.count}", f"--node-rank={self.rank}", f"--master-addr={self.address}",
+                f"--master-port={self.port}"]
 
 
 def unshareable_sizes(sizes: dict[str, int], processes: int) -> list[str]:
@@ -132,8 +197,10 @@ def _resolve(qualified_name: str) -> Any:
     return getattr(importlib.import_module(module_name), attribute)
 
 
-def run_in_processes(count: int, function: Callable[..., Any], config: Any, **kwargs: Any) -> Any:
-    """`function(config, **kwargs)` in `count` processes started by torchrun; rank 0's result.
+def run_in_processes(count: int, function: Callable[..., Any], config: Any, machines: Machines = Machines(),
+                     **kwargs: Any) -> Any:
+    """`function(config, **kwargs)` in `count` processes started by torchrun on this machine, joined with
+    those of the other `machines`; rank 0's result (None on any machine but the first).
 
     Their output goes to this process's stdout and stderr (the step's log). A failure in any of
     them ends all of them and raises here.
@@ -153,24 +220,36 @@ def run_in_processes(count: int, function: Callable[..., Any], config: Any, **kw
             )
         )
         command = [
-            sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={count}",
+            sys.executable, "-m", "torch.distributed.run", *machines.launcher_options(), f"--nproc-per-node={count}",
             "-m", __name__, str(request),
         ]
         completed = subprocess.run(command, check=False)
         if completed.returncode != 0:
             raise RuntimeError(
-                f"training in {count} processes failed (exit status {completed.returncode}); "
+                f"training in {count * machines.count} processes failed (exit status {completed.returncode}); "
                 "the log above shows the failing process's error"
             )
-        return json.loads(result.read_text())
+        return json.loads(result.read_text()) if machines.rank == 0 else None
 
 
 def run_on_every_gpu(function: Callable[..., Any], config: Any, **kwargs: Any) -> Any:
-    """`function(config, **kwargs)` once per visible GPU when there are several, else right here."""
+    """`function(config, **kwargs)` once per visible GPU of every machine of the step when there are several
+    (one process per machine without GPUs), else right here.
+
+    On a machine other than the first, the step's program ends here (exit status 0) once this machine's
+    processes are done: the first machine writes the step's outputs, the others must not write over them.
+    """
+    machines = Machines.from_environment()
     gpus = torch.cuda.device_count()
-    if gpus > 1 and launched_processes() == 1:
-        config.validate(gpus)  # one clear error here rather than one traceback per process
-        return run_in_processes(gpus, function, config, **kwargs)
+    if (gpus > 1 or machines.count > 1) and launched_processes() == 1:
+        per_machine = max(gpus, 1)
+        config.validate(per_machine * machines.count)  # one clear error here rather than one traceback per process
+        result = run_in_processes(per_machine, function, config, machines=machines, **kwargs)
+        if machines.rank > 0:
+            print(f"machine {machines.rank + 1} of {machines.count}: its share of the training is done; "
+                  "the first machine writes the outputs", flush=True)
+            raise SystemExit(0)
+        return result
     return function(config, **kwargs)
 
 

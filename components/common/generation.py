@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 import torch
 
+from components.common.log_probs import SampledTokenStatistics
+
 
 @dataclass
 class GeneratedBatch:
@@ -23,6 +25,10 @@ class GeneratedBatch:
     texts: list[str]  # decoded responses, special tokens removed
     ended: torch.Tensor  # (B,) bool, True where the response stopped at an EOS id
     eos_token_ids: tuple[int, ...]  # every id that ends a response
+    # (B, R) each response token's log-probability under the sampling distribution and that distribution's
+    # entropy, recorded while sampling (`record_log_probs`); 0 outside response_mask
+    log_probs: torch.Tensor | None = None
+    entropy: torch.Tensor | None = None
 
     @property
     def input_ids(self) -> torch.Tensor:
@@ -166,6 +172,7 @@ def generate_responses(
     temperature: float = 1.0,
     greedy: bool = False,
     group_size: int = 1,
+    record_log_probs: bool = False,
 ) -> GeneratedBatch:
     """Sample (or decode greedily) one response per prompt, at most `max_new_tokens` long.
 
@@ -173,6 +180,8 @@ def generate_responses(
     asks for, and a response ends at the first of any EOS id the tokenizer or the model declares.
     `group_size` > 1 says that the prompts come in runs of that many identical ones (GRPO/RLOO's
     groups): their prompt is then prefilled once per group (_prompt_cache_shared_by_groups).
+    `record_log_probs` fills the batch's `log_probs` and `entropy` as the tokens are drawn
+    (`SampledTokenStatistics`), so that no second pass over the responses is needed for them.
     """
     device = next(model.parameters()).device
     prompt_ids, prompt_mask = encode_prompts(tokenizer, prompts, max_prompt_tokens, device)
@@ -184,11 +193,16 @@ def generate_responses(
         pad_token_id=tokenizer.pad_token_id,
         eos_token_ids=stop_ids,
     )
-    shared = {}
+    options = {}
     if group_size > 1 and prompt_ids.shape[1] > 1:
-        shared["past_key_values"] = _prompt_cache_shared_by_groups(model, prompt_ids, prompt_mask, group_size)
+        options["past_key_values"] = _prompt_cache_shared_by_groups(model, prompt_ids, prompt_mask, group_size)
+    statistics = SampledTokenStatistics(temperature) if record_log_probs else None
+    if statistics is not None:
+        from transformers import LogitsProcessorList
+
+        options["logits_processor"] = LogitsProcessorList([statistics])
     with _without_model_generation_defaults(model):
-        output = model.generate(input_ids=prompt_ids, attention_mask=prompt_mask, generation_config=config, **shared)
+        output = model.generate(input_ids=prompt_ids, attention_mask=prompt_mask, generation_config=config, **options)
     response_ids = output[:, prompt_ids.shape[1] :]
     if response_ids.shape[1] == 0:  # every prompt produced nothing at all
         response_ids = torch.full((len(prompts), 1), stop_ids[0], device=device)
@@ -196,6 +210,7 @@ def generate_responses(
     response_mask = mask_after_first_eos(response_ids, stop_ids)
     response_ids = response_ids.masked_fill(response_mask == 0, tokenizer.pad_token_id)
     texts = tokenizer.batch_decode(response_ids, skip_special_tokens=True)
-    return GeneratedBatch(
-        prompt_ids, prompt_mask, response_ids, response_mask.to(device), texts, ended, stop_ids
-    )
+    batch = GeneratedBatch(prompt_ids, prompt_mask, response_ids, response_mask.to(device), texts, ended, stop_ids)
+    if statistics is not None:
+        batch.log_probs, batch.entropy = statistics.finish(response_ids, batch.response_mask)
+    return batch

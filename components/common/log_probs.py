@@ -103,6 +103,51 @@ def token_entropy(logits: torch.Tensor, mask: torch.Tensor, temperature: float =
     return entropy * mask.to(entropy.dtype)
 
 
+class SampledTokenStatistics:
+    """A logits processor for `generate` that records, while decoding, the log-probability of each sampled
+    token under softmax(logits / `temperature`) and the entropy of the distribution it was drawn from:
+    what `token_log_probs` and `token_entropy` give on a forward pass over the finished responses (up to
+    the rounding of attention over cached keys), without that pass.
+
+    `generate` hands it each step's logits (float32, before the temperature) and samples afterwards, so the
+    token drawn at one step is seen at the next call, as the last of `input_ids`: a step's logits are held
+    until then (one row of the vocabulary per sequence), the last step's until `finish`.
+    """
+
+    def __init__(self, temperature: float):
+        self.temperature = temperature if temperature > 0 else 1.0
+        self._held: torch.Tensor | None = None
+        self._log_probs: list[torch.Tensor] = []
+        self._entropy: list[torch.Tensor] = []
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        self._settle(input_ids[:, -1])
+        self._held = scores
+        return scores
+
+    def _settle(self, tokens: torch.Tensor) -> None:
+        if self._held is None:
+            return
+        logits = self._held[:, None]
+        self._log_probs.append(token_log_probs(logits, tokens[:, None], self.temperature)[:, 0])
+        self._entropy.append(token_entropy(logits, torch.ones_like(tokens[:, None]), self.temperature)[:, 0])
+        self._held = None
+
+    def finish(self, response_ids: torch.Tensor, response_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, R) log-probabilities and entropies of the responses' tokens, 0 where `response_mask` is 0.
+        Steps that `generate` took and then undid (past the last kept token) are dropped."""
+        length = response_ids.shape[1]
+        if len(self._log_probs) < length:
+            self._settle(response_ids[:, len(self._log_probs)])
+        if len(self._log_probs) < length:  # no step was recorded (a response of nothing)
+            zeros = torch.zeros(response_ids.shape, device=response_ids.device)
+            return zeros, zeros.clone()
+        outside = response_mask == 0
+        log_probs = torch.stack(self._log_probs[:length], dim=1).masked_fill(outside, 0.0)
+        entropy = torch.stack(self._entropy[:length], dim=1).masked_fill(outside, 0.0)
+        return log_probs, entropy
+
+
 @torch.no_grad()
 def response_log_probs(model, batch: "GeneratedBatch", temperature: float) -> torch.Tensor:
     """(B, R) log-probabilities the model gives each response token, 0 where the response mask is 0.

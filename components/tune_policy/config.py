@@ -55,7 +55,7 @@ class PolicyTuningConfig:
     minibatch_size: int = from_parameter("ppo_minibatch_size", defaults.PPO_MINIBATCH_SIZE)  # rollouts per optimizer step
     forward_batch_size: int = 16  # rows per forward pass; only memory depends on it
     epochs: int = from_parameter("ppo_epochs", defaults.PPO_EPOCHS)  # passes over each rollout (TRL: num_iterations)
-    base_learning_rate: float = 1e-5  # Vertex's base rate for the policy
+    base_learning_rate: float = defaults.POLICY_BASE_LEARNING_RATE
     learning_rate_multiplier: float = from_parameter("reinforcement_learning_rate_multiplier", 1.0)
     value_head_learning_rate_scale: float = 10.0  # the value head starts from zero, the trunk is pretrained
     sharding: str = defaults.SHARDING  # "auto", "none" or "fsdp" (components/common/sharding.py)

@@ -136,13 +136,17 @@ def collect_rollout(
             max_prompt_tokens=config.max_prompt_tokens,
             temperature=config.temperature,
             group_size=config.generations_per_prompt,
+            record_log_probs=policy.value_head is None,
         )
     generation_seconds = time.perf_counter() - started
     input_ids, attention_mask = batch.input_ids, batch.attention_mask
     response_ids, response_mask = batch.response_ids, batch.response_mask
-    logprobs, values, entropy = policy_logprobs_and_values(
-        policy, input_ids, attention_mask, response_ids, response_mask, config
-    )
+    if policy.value_head is None:  # GRPO/RLOO: the log-probs recorded while sampling, no second pass
+        logprobs, values, entropy = batch.log_probs, None, batch.entropy
+    else:  # PPO: one pass for the values, and the log-probs and entropies from the same logits
+        logprobs, values, entropy = policy_logprobs_and_values(
+            policy, input_ids, attention_mask, response_ids, response_mask, config
+        )
     ref_logprobs = None
     if reference is not None:
         ref_logprobs = reference_logprobs_of(reference, input_ids, attention_mask, response_ids, config)

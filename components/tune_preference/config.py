@@ -29,7 +29,7 @@ class PreferenceTuningConfig:
     algorithm: str = "dpo"  # "dpo" or "kto"
     batch_size: int = DEFAULT_BATCH_SIZE  # pairs per optimizer step (Vertex: 64)
     max_micro_batch_size: int = 16  # pairs per forward pass
-    base_learning_rate: float = 1e-5  # the policy's base rate, as PPO's
+    base_learning_rate: float = defaults.POLICY_BASE_LEARNING_RATE
     learning_rate_multiplier: float = from_parameter("reinforcement_learning_rate_multiplier", 1.0)
     warmup_ratio: float = 0.05
     weight_decay: float = 0.0
