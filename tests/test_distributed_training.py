@@ -313,6 +313,8 @@ def test_machines_are_read_from_a_vertex_cluster_spec_or_kubeflow_torchrun_setti
                 "WORLD_SIZE": "2", "RANK": "1"}
     assert Machines.from_environment(kubeflow) == Machines(count=2, rank=1, address="job-master-0", port=23456)
     assert Machines.from_environment({}) == Machines()
+    alone = {"cluster": {"workerpool0": ["cmle-training-workerpool0-0:2222"]}, "environment": "cloud"}
+    assert Machines.from_environment({"CLUSTER_SPEC": json.dumps(alone)}) == Machines()
     assert Machines().launcher_options() == ["--standalone"]
 
     with pytest.raises(RuntimeError, match="CLUSTER_SPEC does not describe this task's place"):

@@ -88,9 +88,11 @@ class Machines:
     def _from_vertex_cluster(cls, text: str) -> "Machines":
         try:
             spec = json.loads(text)
-            cluster, task = spec["cluster"], spec["task"]
+            cluster = spec["cluster"]
             machines = [(pool, index) for pool in VERTEX_MACHINE_POOLS for index in range(len(cluster.get(pool, [])))]
-            rank = machines.index((task["type"], task["index"]))
+            if len(machines) <= 1:  # a job of one machine (every Vertex custom job sets CLUSTER_SPEC)
+                return cls()
+            rank = machines.index((spec["task"]["type"], spec["task"]["index"]))
             address, _, port = cluster[VERTEX_MACHINE_POOLS[0]][0].rpartition(":")
             return cls(len(machines), rank, address, int(port))
         except (ValueError, KeyError, IndexError, TypeError) as error:
