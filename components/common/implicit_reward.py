@@ -15,6 +15,7 @@ import math
 from collections.abc import Sequence
 
 import torch
+from tqdm.auto import tqdm
 
 from components.common import defaults
 from components.common.chat_templates import PromptFormatter
@@ -66,9 +67,11 @@ def answer_batches(
     return batches
 
 
-def answer_log_probs(model, batches: dict[str, list[GeneratedBatch]]) -> dict[str, list[torch.Tensor]]:
-    """Per side, the model's (B, R) log-probabilities of every answer token, 0 after the answer."""
-    return {side: [response_log_probs(model, batch, temperature=0.0) for batch in side_batches]
+def answer_log_probs(model, batches: dict[str, list[GeneratedBatch]], name: str) -> dict[str, list[torch.Tensor]]:
+    """Per side, the model's (B, R) log-probabilities of every answer token, 0 after the answer; the progress
+    bar names the model (`name`) and the side."""
+    return {side: [response_log_probs(model, batch, temperature=0.0)
+                   for batch in tqdm(side_batches, desc=f"implicit reward: {name} policy, {side} answers", unit="batch")]
             for side, side_batches in batches.items()}
 
 
@@ -95,11 +98,11 @@ def implicit_reward_accuracy(
     model, formatter = load_causal_lm(policy_source, placement, use_chat_template)
     batches = {side: answer_batches(formatter, pairs, side, max_prompt_tokens, max_response_tokens, batch_size)
                for side in SIDES}
-    tuned = answer_log_probs(model, batches)
+    tuned = answer_log_probs(model, batches, "tuned")
     del model
     free_accelerator_memory()
     model, _ = load_causal_lm(reference_source, placement, use_chat_template)
-    reference = answer_log_probs(model, batches)
+    reference = answer_log_probs(model, batches, "base")
     del model
     free_accelerator_memory()
 
