@@ -37,6 +37,7 @@ from components.common.errors import UserInputError
 from pipeline.image import DEFAULT_IMAGE
 
 RUNNERS = ("subprocess", "docker")
+STOP_GRACE_SECONDS = 30  # how long a stopped run's processes get to end before they are killed
 DATASET_PARAMETERS = ("preference_dataset", "prompt_dataset", "eval_dataset")
 CACHE_DIR = ".kfp_cache"
 CHECKPOINTS_DIR = "checkpoints"  # under the output dir: training checkpoints that survive a rerun
@@ -261,26 +262,69 @@ def _start_child(values: dict[str, Any], config: LocalRunConfig, run_dir: Path) 
         "config": {**asdict(config), "output_dir": str(Path(config.output_dir).resolve())},
     }, indent=2, sort_keys=True) + "\n")
     env = child_environment(dict(os.environ))
+    # Its own process group, which its stages' processes join: stopping the run stops all of them at once.
     return subprocess.Popen(
         [sys.executable, "-m", "cli.local_child", str(request)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-        text=True, encoding="utf-8", errors="replace", bufsize=1, env=env,
+        text=True, encoding="utf-8", errors="replace", bufsize=1, env=env, start_new_session=True,
     )
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def _signal_group(process: subprocess.Popen, signum: int) -> bool:
+    """Send `signum` to the child's process group (0: only ask whether it has a process left)."""
+    try:
+        os.killpg(process.pid, signum)
+    except ProcessLookupError:  # every process of the group has ended
+        return False
+    return True
+
+
+def _stop_group(process: subprocess.Popen) -> None:
+    """SIGINT to the child and its stages' processes, as Ctrl-C in a terminal; whatever is left after
+    STOP_GRACE_SECONDS (or at a second Ctrl-C) is killed."""
+    import signal
+
+    _signal_group(process, signal.SIGINT)
+    deadline = time.monotonic() + STOP_GRACE_SECONDS
+    try:
+        while time.monotonic() < deadline:
+            process.poll()  # reaps the child once it ends, so that only live processes count
+            if not _signal_group(process, 0):
+                return
+            time.sleep(0.2)
+    except KeyboardInterrupt:
+        pass
+    _signal_group(process, signal.SIGKILL)
+    process.wait()
+
+
 def _follow(process: subprocess.Popen, splitter) -> int:
+    """Feed the child's output to `splitter` until it ends; its exit status.
+
+    Ctrl-C, or a SIGTERM sent to this process (a `timeout`, a scheduler, a closed container), stops the
+    child and every process its stages started (`_stop_group`), so that nothing keeps running or
+    writing into the run directory once the command has returned.
+    """
+    import signal
+    import threading
+
+    terminate = None
+    if threading.current_thread() is threading.main_thread():
+        terminate = signal.signal(signal.SIGTERM, _interrupt)
     try:
         for line in process.stdout:
             splitter.feed(line)
         return process.wait()
     except KeyboardInterrupt:
-        # Ctrl-C reached the child's process group too; let it stop its task, then report.
-        try:
-            process.wait(timeout=30)
-        except (subprocess.TimeoutExpired, KeyboardInterrupt):
-            process.kill()
+        _stop_group(process)
         raise
     finally:
+        if terminate is not None:
+            signal.signal(signal.SIGTERM, terminate)
         splitter.close()
 
 

@@ -353,3 +353,44 @@ def test_dpo_tunes_on_the_pairs_without_reward_model_or_rl(tiny_run_params):
     assert summary["steps"] == {"reward_model_train_steps": 0, "reinforcement_learning_train_steps": 0,
                                 "preference_tuning_train_steps": 2}
     assert summary["paths"]["reward_model"] is None and (directory / summary["paths"]["policy"]).exists()
+
+
+def _processes_mentioning(text: str) -> list[int]:
+    """Live processes whose command line holds `text` (Linux /proc)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as handle:
+                command = handle.read().replace(b"\0", b" ").decode(errors="replace")
+            with open(f"/proc/{entry}/stat") as handle:
+                state = handle.read().rsplit(")", 1)[1].split()[0]
+        except OSError:  # ended meanwhile
+            continue
+        if text in command and state != "Z":
+            found.append(int(entry))
+    return found
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="reads processes from /proc")
+def test_a_terminated_run_stops_every_process_it_started(tiny_run_params, tmp_path):
+    """SIGTERM to `rlhf-pipeline run` (a `timeout`, a scheduler) ends the run's child and its stages'
+    processes too; before, they ran on, orphaned, writing into the run directory."""
+    import signal
+    import time
+
+    output = tmp_path / "stopped"
+    run = subprocess.Popen([*CLI, "run", "--params", str(tiny_run_params / "params.yaml"), "--output-dir", str(output)],
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO_ROOT)
+    for line in run.stdout:
+        if "started (log:" in line:  # a stage's processes are running
+            break
+    assert _processes_mentioning(str(output)), "the run started no process of its own"
+    run.send_signal(signal.SIGTERM)
+    rest = run.stdout.read()
+    assert run.wait(timeout=120) == 130 and "interrupted" in rest
+    deadline = time.monotonic() + 10
+    while _processes_mentioning(str(output)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _processes_mentioning(str(output)) == []
