@@ -71,20 +71,21 @@ def parse_args(argv=None) -> argparse.Namespace:
     math.add_argument("--generations", type=int, default=4, help="responses per prompt")
     math.add_argument("--max-new-tokens", type=int, default=128)
     math.add_argument("--max-prompt-tokens", type=int, default=128)
-    math.add_argument("--learning-rate", type=float, default=2e-4, help="the policy's learning rate (GRPO on both engines, and DPO; LoRA)")
+    math.add_argument("--learning-rate", type=float, default=2e-4, help="the policy's learning rate in GRPO, both engines (LoRA)")
     math.add_argument("--beta", type=float, default=0.04, help="KL coefficient (kl_coeff; TRL's beta)")
     math.add_argument("--lora-rank", type=int, default=16)
     math.add_argument("--temperature", type=float, default=1.0, help="sampling temperature of training and eval")
     math.add_argument("--samples", type=int, default=4, help="sampled answers per held-out problem")
     pairs = parser.add_argument_group("reward-model and DPO cases")
-    pairs.add_argument("--train-pairs", type=int, default=1000)
-    pairs.add_argument("--max-chars", type=int, default=700, help="longest chosen/rejected transcript kept")
+    pairs.add_argument("--train-pairs", type=int, default=480)
+    pairs.add_argument("--max-chars", type=int, default=600, help="longest chosen/rejected transcript kept")
     pairs.add_argument("--reward-epochs", type=int, default=1)
     pairs.add_argument("--reward-batch-size", type=int, default=16)
     pairs.add_argument("--reward-lora-rank", type=int, default=16)
     pairs.add_argument("--reward-lr-multiplier", type=float, default=5.0, help="of the reward model's 1e-4")
-    pairs.add_argument("--dpo-steps", type=int, default=60)
-    pairs.add_argument("--pair-max-tokens", type=int, default=192, help="prompt_sequence_length of the pair cases")
+    pairs.add_argument("--dpo-steps", type=int, default=26)
+    pairs.add_argument("--dpo-learning-rate", type=float, default=5e-4, help="the policy's learning rate in DPO (LoRA)")
+    pairs.add_argument("--pair-max-tokens", type=int, default=160, help="prompt_sequence_length of the pair cases")
     pairs.add_argument("--answer-max-tokens", type=int, default=64, help="target_sequence_length of the pair cases")
     return parser.parse_args(argv)
 
@@ -273,7 +274,7 @@ def run_trl_grpo(args, work: Path) -> dict:
 
 
 def pairs_parameters(args, train: Path, held_out: Path, cases: list[str]) -> dict:
-    """The pair cases' parameter file: DPO at the policy's learning rate; the reward model trained only for
+    """The pair cases' parameter file: DPO at `--dpo-learning-rate`; the reward model trained only for
     its own case (with `reward-model` alone, DPO takes one step)."""
     return {
         "large_model_reference": str(args.model_dir), "preference_dataset": str(train), "prompt_dataset": str(train),
@@ -281,7 +282,7 @@ def pairs_parameters(args, train: Path, held_out: Path, cases: list[str]) -> dic
         "reward_model_train_epochs": args.reward_epochs, "batch_size": args.reward_batch_size,
         "reward_model_lora_rank": args.reward_lora_rank, "reward_model_learning_rate_multiplier": args.reward_lr_multiplier,
         "reinforcement_learning_train_steps": args.dpo_steps if "dpo" in cases else 1,
-        "reinforcement_learning_rate_multiplier": args.learning_rate / defaults.POLICY_BASE_LEARNING_RATE,
+        "reinforcement_learning_rate_multiplier": args.dpo_learning_rate / defaults.POLICY_BASE_LEARNING_RATE,
         "policy_lora_rank": args.lora_rank, "prompt_sequence_length": args.pair_max_tokens,
         "target_sequence_length": args.answer_max_tokens, "length_policy": "drop",
         "max_eval_prompts": 50 if "dpo" in cases else 8, "seed": args.seed, "deploy_model": False,

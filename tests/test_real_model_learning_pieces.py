@@ -90,13 +90,13 @@ def test_trl_grpo_runs_at_the_pipeline_cases_settings(tmp_path):
     assert not trl.gradient_checkpointing and not trl.mask_truncated_completions and trl.top_k == 0
 
 
-def test_the_pair_cases_tune_dpo_at_the_policy_learning_rate_and_train_the_reward_model_only_when_asked(tmp_path):
+def test_the_pair_cases_tune_dpo_at_its_own_learning_rate_and_train_the_reward_model_only_when_asked(tmp_path):
     from benchmarks.real_model_learning import pairs_parameters, parse_args
     from components.common.stage_settings import settings_from_arguments
     from components.tune_preference.config import PreferenceTuningConfig
     from pipeline.parameters import defaults
 
-    args = parse_args(["--learning-rate", "3e-4", "--dpo-steps", "26"])
+    args = parse_args(["--dpo-learning-rate", "3e-4", "--learning-rate", "1e-4", "--dpo-steps", "26"])
     dpo_alone = pairs_parameters(args, tmp_path, tmp_path, ["dpo"])
     config = settings_from_arguments(PreferenceTuningConfig, {**defaults(), **dpo_alone,
                                                               "preference_tuning_train_steps": 26})
