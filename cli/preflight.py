@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from components.common.errors import UserInputError
+from pipeline.resources import DEFAULT_REPLICA_COUNT
 
 HUB_TIMEOUT_S = 10.0
 # Files that hold a model's weights, in any layout from_pretrained reads (sharded ones have an index).
@@ -209,6 +210,10 @@ def check_models(values: dict[str, Any], result: PreflightResult) -> None:
 def check_before_run(values: dict[str, Any]) -> PreflightResult:
     """Every check that can be made before a stage starts; the first problem raises UserInputError."""
     result = PreflightResult()
+    machines = values.get("replica_count", DEFAULT_REPLICA_COUNT)
+    if machines != DEFAULT_REPLICA_COUNT:
+        raise UserInputError(f"replica_count {machines}: a local run trains on this machine alone; leave it at "
+                             f"{DEFAULT_REPLICA_COUNT} (several machines: `rlhf-pipeline submit --target vertex`)")
     for name in MODEL_PARAMETERS:  # a malformed reference fails before the data is read
         if name == "large_model_reference" or values.get(name):
             _resolve(name, str(values.get(name) or ""))

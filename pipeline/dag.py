@@ -35,6 +35,7 @@ from components.upload_model.component import upload_model, upload_training_logs
 from pipeline.image import DEFAULT_IMAGE
 from pipeline.parameters import PARAMETERS
 from pipeline.resources import apply_training_resources
+from pipeline.vertex_custom_jobs import CUSTOM_JOB_INPUTS, TRAINING_STEPS, WorkerPools
 
 PIPELINE_NAME = "rlhf-pipeline"
 # A training step that fails (a preempted VM on Vertex) runs again this many times, resuming from its
@@ -140,9 +141,12 @@ class Wiring:
         return component(**arguments).set_display_name(DISPLAY_NAMES[task])
 
 
-def build_pipeline(image: str = DEFAULT_IMAGE, version: str | None = None):
-    """The pipeline function for components running in `image`, with `version` in every cache key."""
+def build_pipeline(image: str = DEFAULT_IMAGE, version: str | None = None, worker_pools: WorkerPools | None = None):
+    """The pipeline function for components running in `image`, with `version` in every cache key; with
+    `worker_pools`, the Vertex AI flavour whose training steps are custom jobs on those machines
+    (pipeline/vertex_custom_jobs.py)."""
     components = _components(image)
+    custom_jobs = {task: worker_pools.custom_job(components[task]) for task in TRAINING_STEPS} if worker_pools else {}
     version = version or code_version()
     signature = _signature()
     names = list(signature.parameters)
@@ -159,8 +163,12 @@ def build_pipeline(image: str = DEFAULT_IMAGE, version: str | None = None):
             return step
 
         def training(task: str, **inputs):
-            """A training step: on the training machine, retried from its last checkpoint."""
-            return on_training_machine(call(components[task], task, **inputs)).set_retry(num_retries=TRAINING_RETRIES)
+            """A training step: on the training machine(s), retried from its last checkpoint."""
+            if task in custom_jobs:
+                step = call(custom_jobs[task], task, **inputs, **CUSTOM_JOB_INPUTS)
+            else:
+                step = on_training_machine(call(components[task], task, **inputs))
+            return step.set_retry(num_retries=TRAINING_RETRIES)
 
         base = call(components["resolve"], "resolve")
         plan = call(components["plan"], "plan")

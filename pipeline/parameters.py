@@ -15,7 +15,8 @@ from components.common.data.lengths import TRUNCATE
 from components.common.data.loading import DEFAULT_MAX_BAD_ROW_FRACTION
 from components.common.steps import DEFAULT_BATCH_SIZE
 from components.common.vertex_placeholders import LOCATION_PLACEHOLDER, PROJECT_PLACEHOLDER
-from pipeline.resources import DEFAULT_ACCELERATOR_COUNT, DEFAULT_CPU_LIMIT, DEFAULT_MEMORY_LIMIT, GPU
+from pipeline.resources import (DEFAULT_ACCELERATOR_COUNT, DEFAULT_CPU_LIMIT, DEFAULT_MEMORY_LIMIT,
+                                DEFAULT_REPLICA_COUNT, GPU)
 
 REQUIRED = object()  # marks a parameter without a default
 
@@ -211,6 +212,11 @@ OUR_PARAMETERS: tuple[Parameter, ...] = (
     Parameter("accelerator_count", int, DEFAULT_ACCELERATOR_COUNT,
               "GPUs per training step; with more than one the step trains on all of them, one process "
               "per GPU (batch_size and ppo_minibatch_size must be multiples of it)."),
+    Parameter("replica_count", int, DEFAULT_REPLICA_COUNT,
+              "Machines per training step, each with accelerator_count GPUs, training as one process group "
+              "(torchrun across machines). Above 1, `rlhf-pipeline submit --target vertex` runs each training "
+              "step as a Vertex AI custom job with worker pools (a primary machine and replica_count - 1 "
+              "workers); local runs and Kubeflow take 1."),
     Parameter("sharding", str, defaults.SHARDING,
               "How the processes of an online RL step (PPO, GRPO, RLOO) on several GPUs share the models: "
               "'none': each GPU holds whole copies (data parallel); 'fsdp': PyTorch FSDP2 shards the policy's "

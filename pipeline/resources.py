@@ -24,6 +24,7 @@ VERTEX, KUBEFLOW = "vertex", "kfp"
 DEFAULT_VERTEX_GPU = "NVIDIA_TESLA_A100"
 KUBERNETES_GPU = "nvidia.com/gpu"
 DEFAULT_ACCELERATOR_COUNT = 1
+DEFAULT_REPLICA_COUNT = 1  # machines per training step
 DEFAULT_CPU_LIMIT = "8"
 DEFAULT_MEMORY_LIMIT = "32G"
 # Memory of one GPU of each Vertex accelerator type, in GiB, as NVIDIA's product pages give it (the

@@ -337,13 +337,34 @@ def test_a_machine_that_the_platform_numbered_is_not_taken_for_a_launched_proces
     assert launched_processes() == 2
 
 
+def test_a_step_is_refused_when_the_platform_started_it_on_other_machines_than_replica_count(monkeypatch):
+    """A template compiled by compile.py run with replica_count 2 (from the Vertex console) starts each step on
+    one machine; a job of three machines for replica_count 2 is as wrong. Either is one clear line, before
+    any training."""
+    from components.common.errors import UserInputError
+
+    def train(config):
+        raise AssertionError("not to be called")
+
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
+    monkeypatch.delenv("CLUSTER_SPEC", raising=False)
+    with pytest.raises(UserInputError, match="replica_count is 2 but this step was started on one machine"):
+        run_on_every_gpu(train, PolicyTuningConfig(steps=1), replica_count=2)
+    three = {"cluster": {"workerpool0": ["c:2222"], "workerpool1": ["w0:2222", "w1:2222"]},
+             "task": {"type": "workerpool0", "index": 0}}
+    monkeypatch.setenv("CLUSTER_SPEC", json.dumps(three))
+    with pytest.raises(UserInputError, match="started on 3 machines .* but replica_count is 2"):
+        run_on_every_gpu(train, PolicyTuningConfig(steps=1), replica_count=2)
+
+
 def train_on_this_machine(request_path: str) -> None:
     """One machine's program: the stage's call of `run_on_every_gpu`, placed by the environment."""
     from components.common.distributed import run_on_every_gpu
     from components.tune_policy.training import train_policy
 
     request = json.loads(Path(request_path).read_text())
-    metrics = run_on_every_gpu(train_policy, PolicyTuningConfig(**request["config"]), **request["kwargs"])
+    metrics = run_on_every_gpu(train_policy, PolicyTuningConfig(**request["config"]), replica_count=request["machines"],
+                               **request["kwargs"])
     Path(request["metrics"]).write_text(json.dumps(metrics))
 
 
@@ -376,7 +397,7 @@ def test_two_machines_train_as_one_machine_with_as_many_processes(tmp_path, tiny
     for pool in ("workerpool0", "workerpool1"):
         request = tmp_path / f"{pool}.json"
         request.write_text(json.dumps({
-            "config": dataclasses.asdict(config), "metrics": str(tmp_path / f"{pool}-metrics.json"),
+            "config": dataclasses.asdict(config), "metrics": str(tmp_path / f"{pool}-metrics.json"), "machines": 2,
             "kwargs": {**sources, "output_dir": str(tmp_path / "two" / "policy"), "log_dir": str(tmp_path / "two" / "logs")},
         }))
         environment = {**os.environ, "CLUSTER_SPEC": json.dumps({"cluster": cluster, "task": {"type": pool, "index": 0}})}

@@ -287,6 +287,7 @@ def test_an_all_malformed_preference_file_fails_before_any_stage(tiny_run_params
         ("kl_coeff=-1", "kl_coeff"),
         ("reward_model_train_steps=ten", "reward_model_train_steps"),
         ("eval_split_fraction=0", "eval_split_fraction is 0 and no eval_dataset is given: nothing is held out"),
+        ("replica_count=2", "replica_count 2: a local run trains on this machine alone"),
     ],
 )
 def test_bad_input_fails_before_any_stage_with_one_line(tiny_run_params, override, fragment):

@@ -127,7 +127,22 @@ def test_the_refusal_names_the_step_its_need_the_device_and_a_fix_that_fits():
     assert memory_problem({**values, "reward_model_lora_rank": 4, "policy_lora_rank": 1, "batch_size": 2,
                            "ppo_minibatch_size": 2}, A100_40GB) is None
     too_big = memory_problem({**DATA, "large_model_reference": "meta-llama/Llama-2-70b-hf"}, vertex_device("NVIDIA_H100_80GB"))
-    assert "shard it over more GPUs than one machine holds, or use a smaller model" in too_big
+    assert "no single setting tried fits" in too_big and too_big.endswith(
+        "the TRL-trained steps are data parallel): use a smaller model (`rlhf-pipeline plan` shows every step)")
+
+
+def test_a_sharded_rl_step_counts_the_gpus_of_every_machine():
+    """gemma-7b trained in full with GRPO on 8 x A100 80GB: the sharded policy's training state does not fit one
+    machine's 8 GPUs; over replica_count 2 machines (16 GPUs) it does."""
+    device = vertex_device("NVIDIA_A100_80GB")
+    values = {**DATA, "large_model_reference": "gemma-7b", "policy_lora_rank": 0, "reward_model_lora_rank": 4,
+              "algorithm": "grpo", "reward_function": "math-answer", "num_generations": 8,
+              "prompt_sequence_length": 256, "target_sequence_length": 128, "accelerator_count": 8, "sharding": "fsdp"}
+    one, two = (_step({**values, "replica_count": machines}, "Tune policy") for machines in (1, 2))
+    assert one.total > device.memory >= two.total
+    assert two.models[0].optimizer == pytest.approx(one.models[0].optimizer / 2, rel=1e-3)
+    assert "sharded (FSDP2) between 16 GPUs" in " ".join(two.notes)
+    assert memory_problem({**values, "replica_count": 2}, device) is None
 
 
 def test_plan_prints_a_table_per_step_and_the_sample_task_fits(capsys):

@@ -94,7 +94,11 @@ INVALID_FILES = {
     "minibatch over batch": ({**BASE, "ppo_minibatch_size": 128},
                              "ppo_minibatch_size (128) must not exceed batch_size (64)"),
     "batch not shared by the gpus": ({**BASE, "accelerator_count": 3},
-                                     "batch_size (64) must be a multiple of accelerator_count (3)"),
+                                     "batch_size (64) must be a multiple of accelerator_count x replica_count (3 x 1)"),
+    "batch not shared by the machines": ({**BASE, "accelerator_count": 8, "replica_count": 3},
+                                         "batch_size (64) must be a multiple of accelerator_count x replica_count "
+                                         "(8 x 3)"),
+    "no machine": ({**BASE, "replica_count": 0}, "replica_count: 0 is not allowed: must be at least 1"),
     "tpu": ({**BASE, "accelerator_type": "TPU"}, "TPUs are not supported: the trainers are PyTorch programs"),
     "unknown accelerator": ({**BASE, "accelerator_type": "NVIDIA_GTX_1080"},
                             "'NVIDIA_GTX_1080' is not an accelerator"),

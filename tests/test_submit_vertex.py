@@ -3,13 +3,14 @@
 Cloud Resource Manager over gRPC and the Vertex AI REST API."""
 
 import json
+import os
 
 import pytest
 import yaml
 
 from fakes.cloud import LOCATION, PROJECT_ID, google_cloud_fakes, run_cli
 from fakes.metadata_server import ACCESS_TOKEN
-from fakes.templates import COURSE_PARAMETER_VALUES, add_course_datasets, compile_rlhf_template
+from fakes.templates import COURSE_PARAMETER_VALUES, REGISTRY_IMAGE, add_course_datasets, compile_rlhf_template
 
 SERVICE_ACCOUNT = "runner@fake-project.iam.gserviceaccount.com"
 NETWORK = "projects/123456789012/global/networks/rlhf-vpc"
@@ -169,3 +170,64 @@ def test_a_reward_function_the_job_cannot_load_is_refused_unless_the_data_check_
         assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["pipelineJob"]["runtimeConfig"]["parameterValues"]["reward_function"] == (
         "/opt/rewards.py:score")
+
+
+def test_training_steps_span_replica_count_machines_as_custom_jobs_with_worker_pools(tmp_path, template, course_file):
+    """replica_count 2 on 8 x A100 80GB: the job sent carries every training step as a Vertex custom job whose
+    worker pools are a primary machine and one worker of the matching machine type, each running the step's
+    own program in the template's image; the other steps are untouched."""
+    with google_cloud_fakes(tmp_path / "home") as fakes:
+        fakes.gcs.add_bucket("rlhf-runs")
+        add_course_datasets(fakes.gcs)
+        result = run_cli(_submit_args(template, fakes, "--params", str(course_file), "--set", "replica_count=2",
+                                      "--set", "accelerator_type=NVIDIA_A100_80GB", "--set", "accelerator_count=8",
+                                      "--set", "batch_size=16", "--set", "ppo_minibatch_size=16"), fakes.env())
+        assert result.returncode == 0, result.stderr
+        [create] = fakes.vertex.find("POST", r"/v1/projects/fake-project/locations/us-central1/pipelineJobs")
+    assert "the training steps run as Vertex AI custom jobs on 2 x a2-ultragpu-8g (8 x NVIDIA_A100_80GB each)" in result.stderr
+    body = create.json()
+    assert body["runtimeConfig"]["parameterValues"]["replica_count"] == 2
+    spec = body["pipelineSpec"]
+    executors = spec["deploymentSpec"]["executors"]
+    training = {"comp-supervised-fine-tuning": "supervised_fine_tuning", "comp-train-reward-model": "train_reward_model",
+                "comp-tune-policy": "tune_policy", "comp-tune-preference": "tune_preference"}
+    for component, function in training.items():
+        pools = spec["components"][component]["inputDefinitions"]["parameters"]["worker_pool_specs"]["defaultValue"]
+        assert [pool["replica_count"] for pool in pools] == [1, 1]
+        for pool in pools:
+            assert pool["machine_spec"] == {"machine_type": "a2-ultragpu-8g", "accelerator_type": "NVIDIA_A100_80GB",
+                                            "accelerator_count": 8}
+            assert pool["container_spec"]["image_uri"] == REGISTRY_IMAGE
+            assert pool["container_spec"]["args"][-2:] == ["--function_to_execute", function]
+        executor = executors[spec["components"][component]["executorLabel"]]["container"]
+        assert executor["image"].startswith("gcr.io/ml-pipeline/google-cloud-pipeline-components:")
+    evaluate = executors["exec-evaluate"]["container"]
+    assert evaluate["image"] == REGISTRY_IMAGE and "accelerator" in evaluate["resources"]
+
+    # --dry-run shows each training step's machines
+    with google_cloud_fakes(tmp_path / "home-dry") as fakes:
+        dry = run_cli(_submit_args(template, fakes, "--params", str(course_file), "--skip-data-check", "--dry-run",
+                                   "--set", "replica_count=2", "--set", "accelerator_type=NVIDIA_A100_80GB",
+                                   "--set", "accelerator_count=8", "--set", "batch_size=16",
+                                   "--set", "ppo_minibatch_size=16"), fakes.env())
+    assert dry.returncode == 0, dry.stderr
+    machine = {"machine_type": "a2-ultragpu-8g", "accelerator_type": "NVIDIA_A100_80GB", "accelerator_count": 8}
+    assert json.loads(dry.stdout)["pipelineJob"]["pipelineSpec"]["workerPools"] == {
+        component: [{"replica_count": 1, **machine}, {"replica_count": 1, **machine}] for component in training}
+
+    # the same on Kubeflow is refused before any request: its training steps run on one machine each
+    kubeflow = run_cli(["submit", "--target", "kfp", "--template", str(template), "--host", "http://127.0.0.1:9",
+                        "--params", str(course_file), "--set", "replica_count=2", "--skip-data-check"], dict(os.environ))
+    assert kubeflow.returncode == 2
+    assert kubeflow.stderr.strip().splitlines()[-1].startswith("error: replica_count 2: on Kubeflow each training step")
+
+
+def test_a_machine_type_vertex_does_not_have_is_refused_with_the_counts_it_has(tmp_path, template, course_file):
+    with google_cloud_fakes(tmp_path / "home") as fakes:
+        result = run_cli(_submit_args(template, fakes, "--params", str(course_file), "--skip-data-check",
+                                      "--set", "replica_count=2", "--set", "accelerator_type=NVIDIA_H100_80GB"),
+                         fakes.env())
+        assert fakes.all_requests() == []
+    assert result.returncode == 2
+    assert result.stderr.strip() == ("error: replica_count 2: Vertex machines with NVIDIA_H100_80GB hold 8 of them, "
+                                     "not accelerator_count 1 (8: a3-highgpu-8g)")

@@ -32,7 +32,7 @@ def add_parser(subparsers) -> None:
 
 def main(args) -> int:
     from cli.local_run import local_parameter_values
-    from cli.memory_plan.fit import local_device, memory_problem, plan_for, vertex_device
+    from cli.memory_plan.fit import local_device, memory_problem, plan_for, training_processes, vertex_device, with_defaults
     from cli.memory_plan.tables import step_table
     from components.common.errors import UserInputError
 
@@ -42,7 +42,7 @@ def main(args) -> int:
     if device is None:
         raise UserInputError(f"the memory of accelerator_type {accelerator} is not known here; name a Vertex "
                              "accelerator (e.g. NVIDIA_A100_80GB) or plan this machine with --local")
-    processes = values.get("accelerator_count", 1)
+    processes = training_processes(with_defaults(values))
     print("\n\n".join(step_table(plan, device, processes) for plan in plan_for(values, device)))
     problem = memory_problem(values, device)
     if problem:

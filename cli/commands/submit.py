@@ -5,15 +5,17 @@ images, every parameter (names, types, required ones, impossible values), the me
 training step must fit the accelerator: cli/memory_plan/), the datasets and the reward function.
 """
 
+import dataclasses
 import json
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
 from components.common.errors import UserInputError
 from cli.commands.parameter_values import add_parameter_value_options
 from cli.submission.progress import DEFAULT_POLL_SECONDS, follow, plain_console, report_end
-from pipeline.resources import GPU, KUBEFLOW, VERTEX, accelerator_for_target
+from pipeline.resources import DEFAULT_REPLICA_COUNT, GPU, KUBEFLOW, VERTEX, accelerator_for_target
 from cli.submission.template import DEFAULT_TEMPLATE, inputs_from_spec, load_template, template_images
 
 TARGETS = (VERTEX, KUBEFLOW)
@@ -22,6 +24,8 @@ KUBEFLOW_ONLY = ("host", "namespace")
 REQUIRED = {VERTEX: ("project", "location", "pipeline_root"), KUBEFLOW: ("host",)}
 ENCRYPTION_PARAMETER = "encryption_spec_key_name"
 ACCELERATOR_PARAMETER = "accelerator_type"
+REPLICA_PARAMETER = "replica_count"
+WORKER_POOL_PARAMETERS = (REPLICA_PARAMETER, ACCELERATOR_PARAMETER, "accelerator_count")
 
 
 def _note(text: str) -> None:
@@ -142,8 +146,34 @@ def _kubeflow_settings(args):
     )
 
 
-def prepare(args):
-    """The template spec, the checked parameter values and the target's settings.
+def _across_machines(args, spec: dict, values: dict[str, Any], inputs, settings, scratch: Path):
+    """The template and settings to submit: as given, or with replica_count above 1 on Vertex AI, the pipeline
+    compiled again (into `scratch`) with its training steps as custom jobs on that many machines
+    (pipeline/vertex_custom_jobs.py)."""
+    given = {name: values.get(name, inputs[name].default) for name in WORKER_POOL_PARAMETERS if name in inputs}
+    machines = given.get(REPLICA_PARAMETER, DEFAULT_REPLICA_COUNT)
+    if machines == DEFAULT_REPLICA_COUNT:
+        return spec, settings
+    if args.target == KUBEFLOW:
+        raise UserInputError(f"replica_count {machines}: on Kubeflow each training step runs on one machine (a "
+                             "PyTorchJob per training step is not built yet); set replica_count 1 and as many GPUs "
+                             "as one node holds in accelerator_count")
+    from pipeline.compilation import compile_pipeline
+    from pipeline.vertex_custom_jobs import WorkerPools
+
+    pools = WorkerPools.from_values(given)
+    images = template_images(spec)
+    if len(images) != 1:
+        raise UserInputError(f"{args.template} runs its steps in {len(images)} images ({', '.join(sorted(images))}); "
+                             "replica_count above 1 compiles the pipeline again for one image")
+    path = compile_pipeline(scratch / "pipeline-vertex-custom-jobs.yaml", image=images.pop(), worker_pools=pools)
+    _note(f"replica_count {machines}: the training steps run as Vertex AI custom jobs on {pools.describe()}")
+    return load_template(path), dataclasses.replace(settings, template_path=path)
+
+
+def prepare(args, scratch: Path):
+    """The template spec, the checked parameter values and the target's settings (a template compiled for
+    several machines goes into `scratch`).
 
     Raises UserInputError on any problem, before any request is sent (the data check reads datasets
     on Cloud Storage only once everything else has passed)."""
@@ -160,6 +190,7 @@ def prepare(args):
     _resolve_accelerator(args.target, values, inputs)
     settings = _vertex_settings(args, values, inputs) if args.target == VERTEX else _kubeflow_settings(args)
     check_memory(values, vertex_device(values.get(ACCELERATOR_PARAMETER, GPU)), note=_note)
+    spec, settings = _across_machines(args, spec, values, inputs, settings, scratch)
     if not args.skip_data_check:
         check_datasets(values, report=_note)
         check_reward_function(values, report=_note)
@@ -229,7 +260,8 @@ def _submit_kubeflow(args, spec: dict, values: dict[str, Any], settings) -> int:
 
 
 def main(args) -> int:
-    spec, values, settings = prepare(args)
-    if args.target == VERTEX:
-        return _submit_vertex(args, spec, values, settings)
-    return _submit_kubeflow(args, spec, values, settings)
+    with tempfile.TemporaryDirectory(prefix="rlhf-submit-") as scratch:
+        spec, values, settings = prepare(args, Path(scratch))
+        if args.target == VERTEX:
+            return _submit_vertex(args, spec, values, settings)
+        return _submit_kubeflow(args, spec, values, settings)

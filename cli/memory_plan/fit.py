@@ -19,6 +19,7 @@ from pipeline.resources import ACCELERATOR_MEMORY_GIB, DEFAULT_VERTEX_GPU, GPU
 
 LARGER_ACCELERATORS = ("NVIDIA_L4", "NVIDIA_TESLA_A100", "NVIDIA_A100_80GB", "NVIDIA_H100_80GB", "NVIDIA_H200_141GB")
 MORE_GPUS = (2, 4, 8)  # accelerator_count values tried; Vertex machines hold at most 8 GPUs
+MORE_MACHINES = (2, 4, 8)  # replica_count values tried for a sharded RL step, with 8 GPUs each
 
 
 @dataclass(frozen=True)
@@ -69,8 +70,13 @@ def plan_for(values: dict[str, Any], device: Device) -> list[StepPlan]:
     reward = (architecture_of(values["reward_model_reference"], "reward_model_reference")
               if values["reward_model_reference"] else policy)
     inputs = PlanInputs(policy, reward, GPU_COMPUTE_BYTES if device.on_gpu else CPU_COMPUTE_BYTES,
-                        values["accelerator_count"], device.on_gpu, device.memory if device.on_gpu else None)
+                        training_processes(values), device.on_gpu, device.memory if device.on_gpu else None)
     return training_step_plans(values, inputs)
+
+
+def training_processes(values: dict[str, Any]) -> int:
+    """A training step's processes: one per GPU of each of its machines (one machine on the CPU)."""
+    return values["accelerator_count"] * values["replica_count"]
 
 
 def _gib(size: int) -> str:
@@ -85,7 +91,7 @@ def _candidates(values: dict[str, Any], step: str, device: Device) -> list[tuple
     """Settings to try, cheapest first: activation checkpointing (RL: the same maths), a smaller micro-batch,
     LoRA, a larger GPU, more GPUs (RL: sharded), and LoRA with the smallest micro-batch (alone, then with each
     larger GPU). Each is (what to set, the changed values, the device, a remark)."""
-    batch, count = values["batch_size"], values["accelerator_count"]
+    batch, count, machines = values["batch_size"], training_processes(values), values["replica_count"]
     minibatch = values["ppo_minibatch_size"]
     smaller = []
     online_rl = step.startswith("Tune policy (RL)")
@@ -111,10 +117,16 @@ def _candidates(values: dict[str, Any], step: str, device: Device) -> list[tuple
         candidates.append((_settings(lora), lora, device, ""))
     candidates += [(f"accelerator_type={d.name}", {}, d, "") for d in larger]
     if device.on_gpu:
-        more = [n for n in MORE_GPUS if n > count and batch % n == 0 and minibatch % n == 0]
-        if online_rl:  # sharded, each GPU holds 1/n of the policy's training state
+        more = [n for n in MORE_GPUS if n > values["accelerator_count"] and batch % (n * machines) == 0
+                and minibatch % (n * machines) == 0]
+        if online_rl:  # sharded, each GPU holds 1/n of the policy's training state, then 1/(8 m) over m machines
             candidates += [(f"accelerator_count={n} sharding=fsdp", {"accelerator_count": n, "sharding": "fsdp"},
                             device, "") for n in more]
+            gpus = MORE_GPUS[-1]
+            candidates += [(f"replica_count={m} accelerator_count={gpus} sharding=fsdp",
+                            {"replica_count": m, "accelerator_count": gpus, "sharding": "fsdp"}, device, "")
+                           for m in MORE_MACHINES if m > machines and batch % (m * gpus) == 0
+                           and minibatch % (m * gpus) == 0]
         else:
             candidates += [(f"accelerator_count={n}", {"accelerator_count": n}, device,
                             " (data-parallel: each GPU still holds whole copies of the models; only the batch is split)")
@@ -160,7 +172,7 @@ def first_fix(values: dict[str, Any], plan: StepPlan, device: Device) -> Fix | N
     for setting, change, target, remark in _candidates(values, plan.step, device):
         changed = {**values, **change}
         fixed = next(p for p in plan_for(changed, target) if p.step == plan.step)
-        processes = changed["accelerator_count"]
+        processes = training_processes(changed)
         if target.holds(fixed, processes):
             if target is not device:
                 changed["accelerator_type"] = target.name
@@ -175,7 +187,7 @@ def fitting_settings(values: dict[str, Any], device: Device, rounds: int = 4) ->
     values = with_defaults(values)
     settings: list[str] = []
     for _ in range(rounds):
-        processes = values["accelerator_count"]
+        processes = training_processes(values)
         failing = next((plan for plan in plan_for(values, device) if not device.holds(plan, processes)), None)
         if failing is None:
             largest = max(plan_for(values, device), key=lambda plan: plan.total)
@@ -194,13 +206,13 @@ def cheapest_fix(values: dict[str, Any], plan: StepPlan, device: Device) -> str:
     if fix is not None:
         return fix.words()
     return ("no single setting tried fits (smaller batches, activation checkpointing, LoRA, larger GPUs, more GPUs "
-            "with the RL step sharded): shard it over more GPUs than one machine holds, or use a smaller model")
+            "and machines with the RL step sharded; the TRL-trained steps are data parallel): use a smaller model")
 
 
 def memory_problem(values: dict[str, Any], device: Device) -> str | None:
     """One line for the first training step that does not fit `device`, with the cheapest fix; None when all fit."""
     values = with_defaults(values)
-    processes = values["accelerator_count"]
+    processes = training_processes(values)
     for plan in plan_for(values, device):
         if not device.holds(plan, processes):
             where = "per GPU" if device.on_gpu else f"for {processes} process(es)"

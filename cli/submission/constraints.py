@@ -15,7 +15,7 @@ from components.common.errors import UserInputError
 from components.common.steps import GROUP_ALGORITHMS
 from components.tune_policy.config import LOSS_TYPES, SCALE_REWARDS, SEQUENCE
 from components.tune_preference.config import DPO_LOSS_TYPES
-from pipeline.resources import accelerator_problem
+from pipeline.resources import DEFAULT_ACCELERATOR_COUNT, DEFAULT_REPLICA_COUNT, accelerator_problem
 
 KMS_KEY = re.compile(r"projects/[^/]+/locations/[^/]+/keyRings/[^/]+/cryptoKeys/[^/]+\Z")
 TENSORBOARD = re.compile(r"(projects/[^/]+/locations/[^/]+/tensorboards/)?\d+\Z")
@@ -90,6 +90,7 @@ RULES: dict[str, Rule] = {
     "max_eval_prompts": at_least(1),
     "seed": at_least(0),
     "accelerator_count": at_least(1),
+    "replica_count": at_least(1),
     "checkpoint_interval_steps": at_least(0, " (0 checkpoints about every 10% of the steps)"),
     "cpu_limit": matching(CPU_QUANTITY, "a CPU count such as '8', '0.5' or '500m'", allow_empty=False),
     "memory_limit": matching(MEMORY_QUANTITY, "a memory size such as '32G' or '64Gi'", allow_empty=False),
@@ -99,19 +100,24 @@ RULES: dict[str, Rule] = {
         TENSORBOARD, "empty, a TensorBoard id (digits) or projects/P/locations/L/tensorboards/ID"),
 }
 
-# Problems that involve several parameters: (names, predicate on their values, message).
+# Problems that involve several parameters: (names, predicate on their values, message). A rule is checked
+# when all its values are given, the machine and GPU counts standing in with their defaults.
+COUNT_DEFAULTS = {"accelerator_count": DEFAULT_ACCELERATOR_COUNT, "replica_count": DEFAULT_REPLICA_COUNT}
 CROSS_RULES: tuple[tuple[tuple[str, ...], Callable[..., bool], str], ...] = (
     (("ppo_minibatch_size", "batch_size"), lambda minibatch, batch: minibatch <= batch,
      "ppo_minibatch_size ({0}) must not exceed batch_size ({1})"),
-    (("batch_size", "accelerator_count"), lambda batch, gpus: gpus < 1 or batch % gpus == 0,
-     "batch_size ({0}) must be a multiple of accelerator_count ({1}): each GPU takes an equal share of a batch"),
+    (("batch_size", "accelerator_count", "replica_count"),
+     lambda batch, gpus, machines: gpus < 1 or machines < 1 or batch % (gpus * machines) == 0,
+     "batch_size ({0}) must be a multiple of accelerator_count x replica_count ({1} x {2}): each GPU takes an "
+     "equal share of a batch"),
     (("batch_size", "num_generations", "algorithm"),
      lambda batch, k, algorithm: algorithm not in GROUP_ALGORITHMS or k < 1 or batch % k == 0,
      "batch_size ({0}) must be a multiple of num_generations ({1}) for {2}: a batch holds whole groups of "
      "responses to one prompt"),
-    (("ppo_minibatch_size", "accelerator_count"), lambda minibatch, gpus: gpus < 1 or minibatch % gpus == 0,
-     "ppo_minibatch_size ({0}) must be a multiple of accelerator_count ({1}): each GPU takes an equal share "
-     "of a minibatch"),
+    (("ppo_minibatch_size", "accelerator_count", "replica_count"),
+     lambda minibatch, gpus, machines: gpus < 1 or machines < 1 or minibatch % (gpus * machines) == 0,
+     "ppo_minibatch_size ({0}) must be a multiple of accelerator_count x replica_count ({1} x {2}): each GPU "
+     "takes an equal share of a minibatch"),
     (("loss_type", "algorithm"), lambda loss_type, algorithm: loss_type != SEQUENCE or algorithm == "rloo",
      "loss_type {0!r} is RLOO's (one clipped ratio per response, as TRL's RLOOTrainer), not {1}'s"),
 )
@@ -152,7 +158,7 @@ def value_problems(values: dict[str, Any]) -> list[str]:
     if problem:
         problems.append(problem)
     for names, accepts, message in CROSS_RULES:
-        given = [values.get(name) for name in names]
+        given = [values.get(name, COUNT_DEFAULTS.get(name)) for name in names]
         if None not in given and not accepts(*given):
             problems.append(message.format(*given))
     return problems

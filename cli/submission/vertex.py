@@ -102,6 +102,9 @@ def request_body(job, settings: VertexSettings) -> dict:
     tasks = spec.get("root", {}).get("dag", {}).get("tasks", {})
     body["pipelineSpec"] = {"pipelineInfo": spec.get("pipelineInfo"), "sdkVersion": spec.get("sdkVersion"),
                             "tasks": sorted(tasks), "source": str(settings.template_path)}
+    pools = worker_pools(spec)
+    if pools:
+        body["pipelineSpec"]["workerPools"] = pools
     if settings.service_account:
         body["serviceAccount"] = settings.service_account
     if settings.network:
@@ -109,6 +112,19 @@ def request_body(job, settings: VertexSettings) -> dict:
     parent = f"projects/{settings.project}/locations/{settings.location}"
     return {"method": "POST", "url": f"{parent}/pipelineJobs?pipelineJobId={job.job_id}",
             "experiment": settings.experiment, "pipelineJob": body}
+
+
+def worker_pools(spec: dict) -> dict[str, list[dict]]:
+    """The machines of each step that runs as a custom job (pipeline/vertex_custom_jobs.py), by component:
+    replica count, machine type and accelerators of each worker pool."""
+    pools = {}
+    for name, component in spec.get("components", {}).items():
+        specs = component.get("inputDefinitions", {}).get("parameters", {}).get("worker_pool_specs", {})
+        if specs.get("defaultValue"):
+            pools[name] = [{key: int(value) if isinstance(value, float) else value  # protobuf numbers are doubles
+                            for key, value in {"replica_count": pool["replica_count"], **pool["machine_spec"]}.items()}
+                           for pool in specs["defaultValue"]]
+    return pools
 
 
 def submit_job(job, settings: VertexSettings) -> tuple[str, str]:

@@ -234,14 +234,32 @@ def run_in_processes(count: int, function: Callable[..., Any], config: Any, mach
         return json.loads(result.read_text()) if machines.rank == 0 else None
 
 
-def run_on_every_gpu(function: Callable[..., Any], config: Any, **kwargs: Any) -> Any:
+def machines_problem(machines: Machines, replica_count: int) -> str | None:
+    """Why a step that asked for `replica_count` machines cannot train on `machines`; None when it can."""
+    if machines.count == replica_count:
+        return None
+    if machines.count == 1:
+        return (f"replica_count is {replica_count} but this step was started on one machine: a template compiled by "
+                "compile.py runs each step on one machine; `rlhf-pipeline submit --target vertex` runs the training "
+                "steps as Vertex AI custom jobs of replica_count machines")
+    return (f"this step was started on {machines.count} machines ({VERTEX_CLUSTER_VARIABLE} or "
+            f"{KUBEFLOW_NODES_VARIABLES[0]}) but replica_count is {replica_count}")
+
+
+def run_on_every_gpu(function: Callable[..., Any], config: Any, *, replica_count: int = 1, **kwargs: Any) -> Any:
     """`function(config, **kwargs)` once per visible GPU of every machine of the step when there are several
-    (one process per machine without GPUs), else right here.
+    (one process per machine without GPUs), else right here. The platform must have started the step on
+    `replica_count` machines.
 
     On a machine other than the first, the step's program ends here (exit status 0) once this machine's
     processes are done: the first machine writes the step's outputs, the others must not write over them.
     """
+    from components.common.errors import UserInputError
+
     machines = Machines.from_environment()
+    problem = machines_problem(machines, replica_count)
+    if problem:
+        raise UserInputError(problem)
     gpus = torch.cuda.device_count()
     if (gpus > 1 or machines.count > 1) and launched_processes() == 1:
         per_machine = max(gpus, 1)

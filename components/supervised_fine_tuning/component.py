@@ -20,6 +20,7 @@ def supervised_fine_tuning(
     checkpoint_root: str,
     pipeline_root: str,
     checkpoint_interval_steps: int,
+    replica_count: int,
     sft_data_fingerprint: str,
     model: Output[Model],
     metrics: Output[Metrics],
@@ -76,6 +77,7 @@ def supervised_fine_tuning(
         results = run_on_every_gpu(
             train_supervised,
             config,
+            replica_count=replica_count,
             base_source=source,
             rows_path=rows_path,
             output_dir=model.path,

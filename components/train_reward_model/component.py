@@ -21,6 +21,7 @@ def train_reward_model(
     checkpoint_root: str,
     pipeline_root: str,
     checkpoint_interval_steps: int,
+    replica_count: int,
     reward_model: Output[Model],
     metrics: Output[Metrics],
     tensorboard_logs: Output[Artifact],
@@ -63,6 +64,7 @@ def train_reward_model(
         results = run_on_every_gpu(
             train,
             config,
+            replica_count=replica_count,
             base_source=source,
             train_path=train_path,
             eval_path=eval_path,

@@ -25,6 +25,7 @@ def tune_policy(
     checkpoint_root: str,
     pipeline_root: str,
     checkpoint_interval_steps: int,
+    replica_count: int,
     algorithm: str,
     num_generations: int,
     loss_type: str,
@@ -93,6 +94,7 @@ def tune_policy(
     final_metrics = run_on_every_gpu(
         train_policy,
         config,
+        replica_count=replica_count,
         policy_source=model_source(base_model.path),
         reward_source=model_source(reward_path) if reward_path else "",
         prompts_path=prompts_path,

@@ -23,6 +23,7 @@ def tune_preference(
     checkpoint_root: str,
     pipeline_root: str,
     checkpoint_interval_steps: int,
+    replica_count: int,
     policy: Output[Model],
     metrics: Output[Metrics],
     tensorboard_logs: Output[Artifact],
@@ -67,6 +68,7 @@ def tune_preference(
     results = run_on_every_gpu(
         train_preference_policy,
         config,
+        replica_count=replica_count,
         policy_source=model_source(base_model.path),
         train_path=train_path,
         eval_path=eval_path,
