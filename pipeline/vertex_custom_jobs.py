@@ -75,11 +75,13 @@ class WorkerPools:
 
     def custom_job(self, component):
         """`component` as a custom job on these machines, run as the pipeline job's service account in its
-        network; its project and region are the pipeline job's."""
+        network; its project and region are the pipeline job's. A machine that Vertex restarts restarts them
+        all (torchrun's rendezvous is fixed)."""
         from google_cloud_pipeline_components.v1.custom_job import create_custom_training_job_from_component
 
         return create_custom_training_job_from_component(
             component, replica_count=self.replica_count, machine_type=self.machine_type,
             accelerator_type=self.accelerator_type, accelerator_count=self.accelerator_count,
             boot_disk_size_gb=BOOT_DISK_GB, service_account=SERVICE_ACCOUNT_PLACEHOLDER, network=NETWORK_PLACEHOLDER,
+            restart_job_on_worker_restart=True,
         )

@@ -143,6 +143,15 @@ def test_a_sharded_rl_step_counts_the_gpus_of_every_machine():
     assert two.models[0].optimizer == pytest.approx(one.models[0].optimizer / 2, rel=1e-3)
     assert "sharded (FSDP2) between 16 GPUs" in " ".join(two.notes)
     assert memory_problem({**values, "replica_count": 2}, device) is None
+    # more machines are offered only where submit can ask for them: Vertex machines of 8 such GPUs
+    from cli.memory_plan.fit import _candidates, local_device, with_defaults
+
+    def machine_counts(on):
+        return [change.get("replica_count") for _, change, _, _ in _candidates(with_defaults(values), one.step, on)
+                if "replica_count" in change]
+
+    assert machine_counts(device) == [2]  # ppo_minibatch_size 16 is not shared by 32 GPUs
+    assert machine_counts(vertex_device("NVIDIA_TESLA_T4")) == machine_counts(local_device()) == []
 
 
 def test_plan_prints_a_table_per_step_and_the_sample_task_fits(capsys):

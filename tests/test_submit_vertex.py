@@ -231,3 +231,21 @@ def test_a_machine_type_vertex_does_not_have_is_refused_with_the_counts_it_has(t
     assert result.returncode == 2
     assert result.stderr.strip() == ("error: replica_count 2: Vertex machines with NVIDIA_H100_80GB hold 8 of them, "
                                      "not accelerator_count 1 (8: a3-highgpu-8g)")
+
+
+def test_a_template_compiled_from_other_code_is_not_recompiled_for_several_machines(tmp_path, template, course_file):
+    """replica_count above 1 compiles the pipeline again from this checkout; a template whose defaults (or code)
+    differ would be silently replaced, so it is refused instead."""
+    edited = yaml.safe_load(template.read_text())
+    edited["root"]["inputDefinitions"]["parameters"]["kl_coeff"]["defaultValue"] = 0.5
+    other = tmp_path / "other.yaml"
+    other.write_text(yaml.safe_dump(edited))
+    with google_cloud_fakes(tmp_path / "home") as fakes:
+        result = run_cli(_submit_args(other, fakes, "--params", str(course_file), "--skip-data-check",
+                                      "--set", "replica_count=2", "--set", "accelerator_type=NVIDIA_A100_80GB",
+                                      "--set", "accelerator_count=8", "--set", "batch_size=16",
+                                      "--set", "ppo_minibatch_size=16"), fakes.env())
+        assert fakes.all_requests() == []
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].startswith(
+        f"error: {other} was compiled from other code or defaults than this checkout's")

@@ -16,6 +16,7 @@ from components.common import defaults
 from components.common.errors import UserInputError
 from components.common.model_architecture import architecture_of
 from pipeline.resources import ACCELERATOR_MEMORY_GIB, DEFAULT_VERTEX_GPU, GPU
+from pipeline.vertex_custom_jobs import MACHINE_TYPES
 
 LARGER_ACCELERATORS = ("NVIDIA_L4", "NVIDIA_TESLA_A100", "NVIDIA_A100_80GB", "NVIDIA_H100_80GB", "NVIDIA_H200_141GB")
 MORE_GPUS = (2, 4, 8)  # accelerator_count values tried; Vertex machines hold at most 8 GPUs
@@ -123,9 +124,10 @@ def _candidates(values: dict[str, Any], step: str, device: Device) -> list[tuple
             candidates += [(f"accelerator_count={n} sharding=fsdp", {"accelerator_count": n, "sharding": "fsdp"},
                             device, "") for n in more]
             gpus = MORE_GPUS[-1]
+            spans_machines = device.vertex and gpus in MACHINE_TYPES.get(device.name, {})  # custom jobs on Vertex AI
             candidates += [(f"replica_count={m} accelerator_count={gpus} sharding=fsdp",
                             {"replica_count": m, "accelerator_count": gpus, "sharding": "fsdp"}, device, "")
-                           for m in MORE_MACHINES if m > machines and batch % (m * gpus) == 0
+                           for m in MORE_MACHINES if spans_machines and m > machines and batch % (m * gpus) == 0
                            and minibatch % (m * gpus) == 0]
         else:
             candidates += [(f"accelerator_count={n}", {"accelerator_count": n}, device,

@@ -15,7 +15,7 @@ from components.common.errors import UserInputError
 from components.common.steps import GROUP_ALGORITHMS
 from components.tune_policy.config import LOSS_TYPES, SCALE_REWARDS, SEQUENCE
 from components.tune_preference.config import DPO_LOSS_TYPES
-from pipeline.resources import DEFAULT_ACCELERATOR_COUNT, DEFAULT_REPLICA_COUNT, accelerator_problem
+from pipeline.resources import DEFAULT_REPLICA_COUNT, accelerator_problem
 
 KMS_KEY = re.compile(r"projects/[^/]+/locations/[^/]+/keyRings/[^/]+/cryptoKeys/[^/]+\Z")
 TENSORBOARD = re.compile(r"(projects/[^/]+/locations/[^/]+/tensorboards/)?\d+\Z")
@@ -100,9 +100,9 @@ RULES: dict[str, Rule] = {
         TENSORBOARD, "empty, a TensorBoard id (digits) or projects/P/locations/L/tensorboards/ID"),
 }
 
-# Problems that involve several parameters: (names, predicate on their values, message). A rule is checked
-# when all its values are given, the machine and GPU counts standing in with their defaults.
-COUNT_DEFAULTS = {"accelerator_count": DEFAULT_ACCELERATOR_COUNT, "replica_count": DEFAULT_REPLICA_COUNT}
+# Problems that involve several parameters: (names, predicate on their values, message). Callers pass the
+# template's defaults with the values given; a template compiled before `replica_count` existed has one machine.
+COUNT_DEFAULTS = {"replica_count": DEFAULT_REPLICA_COUNT}
 CROSS_RULES: tuple[tuple[tuple[str, ...], Callable[..., bool], str], ...] = (
     (("ppo_minibatch_size", "batch_size"), lambda minibatch, batch: minibatch <= batch,
      "ppo_minibatch_size ({0}) must not exceed batch_size ({1})"),
