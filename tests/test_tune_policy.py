@@ -408,7 +408,7 @@ def test_component_tunes_the_policy_towards_the_reward_model(tmp_path, tiny_caus
         ppo_epochs=2, ppo_minibatch_size=8, sampling_temperature=1.0, missing_eos_penalty=0.0,
         use_chat_template="auto", prompt_sequence_length=32,
         target_sequence_length=8, policy_lora_rank=0, seed=0, code_version="test",
-        checkpoint_root=str(tmp_path / "checkpoints"), pipeline_root="", checkpoint_interval_steps=0,
+        checkpoint_root=str(tmp_path / "checkpoints"), pipeline_root="", checkpoint_interval_steps=0, replica_count=1,
         algorithm="ppo", num_generations=4, loss_type="dapo", epsilon=0.2, epsilon_high=0.0, scale_rewards="group",
         reward_function="", sharding="auto", activation_checkpointing=False, policy=Model(uri=str(out / "policy")),
         metrics=Metrics(uri=str(out / "metrics")),
