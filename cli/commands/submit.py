@@ -169,7 +169,8 @@ def _across_machines(args, spec: dict, values: dict[str, Any], inputs, settings,
     image = images.pop()
     path = compile_pipeline(scratch / "pipeline-vertex-custom-jobs.yaml", image=image, worker_pools=pools)
     flavour = load_template(path)
-    if _program(flavour, image) != _program(spec, image, keep=_program(flavour, image)[1]):
+    program = _program(flavour, image)
+    if program != _program(spec, image, keep=program[1]):
         raise UserInputError(f"{args.template} was compiled from other code or defaults than this checkout's, and "
                              "replica_count above 1 compiles the pipeline again from this checkout; compile the "
                              f"template here (`python compile.py --image {image} --output FILE`) and submit that")
@@ -179,23 +180,13 @@ def _across_machines(args, spec: dict, values: dict[str, Any], inputs, settings,
 
 def _program(spec: dict, image: str, keep=None) -> tuple:
     """What a template runs, for comparing two compilations: its inputs, its executors in `image` (those named
-    in `keep` only), and the code version in every cache key."""
+    in `keep` only), and the code version in the cache keys (one for every task: pipeline/dag.py)."""
     executors = {name: executor for name, executor in spec.get("deploymentSpec", {}).get("executors", {}).items()
                  if executor.get("container", {}).get("image") == image and (keep is None or name in keep)}
-    return spec["root"].get("inputDefinitions"), executors, set(_code_versions(spec))
-
-
-def _code_versions(node):
-    """Every constant given to a task's `code_version` input."""
-    if isinstance(node, dict):
-        for key, value in node.items():
-            if key == "code_version" and isinstance(value, dict) and "runtimeValue" in value:
-                yield value["runtimeValue"].get("constant")
-            else:
-                yield from _code_versions(value)
-    elif isinstance(node, list):
-        for item in node:
-            yield from _code_versions(item)
+    tasks = spec["root"].get("dag", {}).get("tasks", {}).values()
+    versions = {task["inputs"]["parameters"]["code_version"]["runtimeValue"].get("constant") for task in tasks
+                if "code_version" in task.get("inputs", {}).get("parameters", {})}
+    return spec["root"].get("inputDefinitions"), executors, versions
 
 
 def prepare(args, scratch: Path):
