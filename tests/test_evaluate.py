@@ -417,7 +417,8 @@ def test_component_runs_the_whole_evaluation(tmp_path, models, data):
         prompt_data=Dataset(uri=str(data["prompts"].parent)),
         reward_model_logs=Artifact(uri=str(data["reward_logs"])), policy_logs=Artifact(uri=str(data["policy_logs"])),
         prompt_sequence_length=24, target_sequence_length=6, sampling_temperature=1.0, max_eval_prompts=5,
-        gold_scorer="", use_chat_template="auto", num_generations=4, seed=0, code_version="test", **artifacts,
+        gold_scorer="", use_chat_template="auto", num_generations=4, seed=0, rollout_engine="transformers",
+        vllm_gpu_memory_utilization=0.3, code_version="test", **artifacts,
     )
 
     evaluation = json.loads((out / "evaluation.json").read_text())

@@ -222,7 +222,8 @@ def test_without_a_reward_model_its_figures_are_null_and_the_reports_say_so(tmp_
         base_model=Model(uri=models["base"]), policy=Model(uri=models["tuned"]),
         prompt_data=Dataset(uri=str(data["prompts"].parent)), policy_logs=Artifact(uri=str(tmp_path / "no-logs")),
         prompt_sequence_length=24, target_sequence_length=6, sampling_temperature=0.7, max_eval_prompts=50,
-        gold_scorer="", use_chat_template="auto", num_generations=4, seed=SEED, code_version="test",
+        gold_scorer="", use_chat_template="auto", num_generations=4, seed=SEED, rollout_engine="transformers",
+        vllm_gpu_memory_utilization=0.3, code_version="test",
         reward_function=data["rule"], **artifacts,
     )
     evaluation = json.loads((out / "evaluation.json").read_text())
@@ -263,9 +264,9 @@ def test_the_reward_function_adds_accuracy_and_changes_nothing_else(tmp_path, mo
     passes = []
     original = evaluation_module.sample_policy
 
-    def counting(model, formatter, prompts, config, name):
+    def counting(model, formatter, prompts, config, name, engine=None):
         passes.append((name, config.temperature))
-        return original(model, formatter, prompts, config, name)
+        return original(model, formatter, prompts, config, name, engine)
 
     monkeypatch.setattr(evaluation_module, "sample_policy", counting)
     plain = _evaluate(tmp_path / "plain", models, data)

@@ -410,7 +410,8 @@ def test_component_tunes_the_policy_towards_the_reward_model(tmp_path, tiny_caus
         target_sequence_length=8, policy_lora_rank=0, seed=0, code_version="test",
         checkpoint_root=str(tmp_path / "checkpoints"), pipeline_root="", checkpoint_interval_steps=0, replica_count=1,
         algorithm="ppo", num_generations=4, loss_type="dapo", epsilon=0.2, epsilon_high=0.0, scale_rewards="group",
-        reward_function="", sharding="auto", activation_checkpointing=False, policy=Model(uri=str(out / "policy")),
+        reward_function="", sharding="auto", activation_checkpointing=False, rollout_engine="transformers",
+        vllm_gpu_memory_utilization=0.3, importance_sampling_cap=3.0, policy=Model(uri=str(out / "policy")),
         metrics=Metrics(uri=str(out / "metrics")),
         tensorboard_logs=Artifact(uri=str(out / "logs")),
     )

@@ -13,6 +13,7 @@ from components.common.algorithms import ALGORITHMS, PLAN_INPUTS, plan_stages
 from components.common.chat_templates import USE_CHAT_TEMPLATE_VALUES
 from components.common.errors import UserInputError
 from components.common.steps import GROUP_ALGORITHMS
+from components.common.vllm_rollouts import ROLLOUT_ENGINES
 from components.tune_policy.config import LOSS_TYPES, SCALE_REWARDS, SEQUENCE
 from components.tune_preference.config import DPO_LOSS_TYPES
 from pipeline.resources import DEFAULT_REPLICA_COUNT, accelerator_problem
@@ -77,6 +78,9 @@ RULES: dict[str, Rule] = {
     "epsilon": Rule(lambda v: 0 < v < 1, "in (0, 1)"),
     "epsilon_high": at_least(0, " (0 uses epsilon)"),
     "scale_rewards": one_of(SCALE_REWARDS),
+    "rollout_engine": one_of(ROLLOUT_ENGINES),
+    "vllm_gpu_memory_utilization": Rule(lambda v: 0 < v <= 1, "in (0, 1]"),
+    "importance_sampling_cap": at_least(0, " (0 turns the correction off)"),
     "dpo_beta": above(0),
     "dpo_loss_type": Rule(lambda v: bool(v.strip()) and all(t.strip() in DPO_LOSS_TYPES for t in v.split(",")),
                           f"one of {', '.join(DPO_LOSS_TYPES)}, or several joined by commas"),

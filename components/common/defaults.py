@@ -28,3 +28,6 @@ KTO_DESIRABLE_WEIGHT = 1.0  # KTO: weight of the desirable (chosen) rows' loss
 KTO_UNDESIRABLE_WEIGHT = 1.0  # KTO: weight of the undesirable (rejected) rows' loss
 PREFERENCE_TUNING_TRAIN_EPOCHS = 1  # DPO/KTO: passes over the training pairs when steps are derived
 SFT_TRAIN_EPOCHS = 1  # supervised fine-tuning: passes over its dataset
+ROLLOUT_ENGINE = "auto"  # online RL and evaluation sampling: vLLM where installed (components/common/vllm_rollouts.py)
+VLLM_GPU_MEMORY_UTILIZATION = 0.3  # share of a GPU's memory the colocated vLLM engine may take (TRL's colocate default)
+IMPORTANCE_SAMPLING_CAP = 3.0  # vLLM rollouts: responses whose trainer/engine ratio exceeds it leave the loss (TRL's)

@@ -3,10 +3,14 @@
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 
 from components.common.log_probs import SampledTokenStatistics
+
+if TYPE_CHECKING:
+    from components.common.vllm_rollouts import VllmEngine
 
 
 @dataclass
@@ -29,6 +33,9 @@ class GeneratedBatch:
     # entropy, recorded while sampling (`record_log_probs`); 0 outside response_mask
     log_probs: torch.Tensor | None = None
     entropy: torch.Tensor | None = None
+    # (B, R) each response token's log-probability as the engine that sampled it computed it, where that
+    # engine is not the trainer's model (vLLM: components/common/vllm_rollouts.py); 0 outside response_mask
+    engine_log_probs: torch.Tensor | None = None
 
     @property
     def input_ids(self) -> torch.Tensor:
@@ -161,6 +168,18 @@ def _prompt_cache_shared_by_groups(model, prompt_ids: torch.Tensor, prompt_mask:
     return cache
 
 
+def finished_batch(tokenizer, prompt_ids, prompt_mask, response_ids: torch.Tensor, stop_ids: tuple[int, ...]) -> GeneratedBatch:
+    """The batch of sampled `response_ids` (B, R): masked after the first EOS, pad ids there, decoded."""
+    device = response_ids.device
+    if response_ids.shape[1] == 0:  # every prompt produced nothing at all
+        response_ids = torch.full((len(prompt_ids), 1), stop_ids[0], device=device)
+    ended = torch.isin(response_ids, torch.as_tensor(stop_ids, device=device)).any(dim=1)
+    response_mask = mask_after_first_eos(response_ids, stop_ids)
+    response_ids = response_ids.masked_fill(response_mask == 0, tokenizer.pad_token_id)
+    texts = tokenizer.batch_decode(response_ids, skip_special_tokens=True)
+    return GeneratedBatch(prompt_ids, prompt_mask, response_ids, response_mask, texts, ended, stop_ids)
+
+
 @torch.no_grad()
 def generate_responses(
     model,
@@ -173,6 +192,7 @@ def generate_responses(
     greedy: bool = False,
     group_size: int = 1,
     record_log_probs: bool = False,
+    engine: "VllmEngine | None" = None,
 ) -> GeneratedBatch:
     """Sample (or decode greedily) one response per prompt, at most `max_new_tokens` long.
 
@@ -182,10 +202,21 @@ def generate_responses(
     groups): their prompt is then prefilled once per group (_prompt_cache_shared_by_groups).
     `record_log_probs` fills the batch's `log_probs` and `entropy` as the tokens are drawn
     (`SampledTokenStatistics`), so that no second pass over the responses is needed for them.
+
+    With an `engine` (vLLM, holding the same weights as `model`) the engine samples instead, from the
+    same prompt tokens with the same settings, and the batch carries its log-probs as `engine_log_probs`.
     """
     device = next(model.parameters()).device
     prompt_ids, prompt_mask = encode_prompts(tokenizer, prompts, max_prompt_tokens, device)
     stop_ids = eos_token_ids(model, tokenizer)
+    if engine is not None:
+        response_ids, engine_log_probs = engine.sample(
+            prompt_ids, prompt_mask, max_new_tokens=max_new_tokens, temperature=0.0 if greedy else temperature,
+            stop_ids=stop_ids, pad_token_id=tokenizer.pad_token_id,
+        )
+        batch = finished_batch(tokenizer, prompt_ids, prompt_mask, response_ids.to(device), stop_ids)
+        batch.engine_log_probs = engine_log_probs.to(device) * batch.response_mask
+        return batch
     config = _sampling_config(
         max_new_tokens=max_new_tokens,
         temperature=temperature,
@@ -203,14 +234,7 @@ def generate_responses(
         options["logits_processor"] = LogitsProcessorList([statistics])
     with _without_model_generation_defaults(model):
         output = model.generate(input_ids=prompt_ids, attention_mask=prompt_mask, generation_config=config, **options)
-    response_ids = output[:, prompt_ids.shape[1] :]
-    if response_ids.shape[1] == 0:  # every prompt produced nothing at all
-        response_ids = torch.full((len(prompts), 1), stop_ids[0], device=device)
-    ended = torch.isin(response_ids, torch.as_tensor(stop_ids, device=device)).any(dim=1)
-    response_mask = mask_after_first_eos(response_ids, stop_ids)
-    response_ids = response_ids.masked_fill(response_mask == 0, tokenizer.pad_token_id)
-    texts = tokenizer.batch_decode(response_ids, skip_special_tokens=True)
-    batch = GeneratedBatch(prompt_ids, prompt_mask, response_ids, response_mask.to(device), texts, ended, stop_ids)
+    batch = finished_batch(tokenizer, prompt_ids, prompt_mask, output[:, prompt_ids.shape[1] :], stop_ids)
     if statistics is not None:
-        batch.log_probs, batch.entropy = statistics.finish(response_ids, batch.response_mask)
+        batch.log_probs, batch.entropy = statistics.finish(batch.response_ids, batch.response_mask)
     return batch

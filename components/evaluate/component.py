@@ -16,6 +16,8 @@ def evaluate(
     use_chat_template: str,
     num_generations: int,
     seed: int,
+    rollout_engine: str,
+    vllm_gpu_memory_utilization: float,
     code_version: str,
     metrics: Output[Metrics],
     report: Output[HTML],

@@ -4,6 +4,7 @@ from dataclasses import dataclass
 
 from components.common import defaults
 from components.common.stage_settings import from_parameter
+from components.common.vllm_rollouts import ROLLOUT_ENGINES
 
 
 @dataclass
@@ -24,6 +25,8 @@ class EvaluationConfig:
     reward_function: str = ""
     use_chat_template: str = defaults.USE_CHAT_TEMPLATE  # "auto", "true" or "false", for each model on its own
     num_generations: int = defaults.NUM_GENERATIONS  # GRPO/RLOO's group size, named in the no-learning warning
+    rollout_engine: str = defaults.ROLLOUT_ENGINE  # what samples: "auto", "transformers" or "vllm" (common/vllm_rollouts.py)
+    vllm_gpu_memory_utilization: float = defaults.VLLM_GPU_MEMORY_UTILIZATION
     seed: int = 0
     generation_batch_size: int = 16  # prompts per generate() call and per log-probability pass
     reward_batch_size: int = 32  # texts per reward-model forward pass
@@ -53,5 +56,7 @@ class EvaluationConfig:
             problems.append(f"max_eval_prompts must be >= 1, got {self.max_eval_prompts}")
         if self.generation_batch_size < 1 or self.reward_batch_size < 1:
             problems.append("batch sizes must be >= 1")
+        if self.rollout_engine not in ROLLOUT_ENGINES:
+            problems.append(f"rollout_engine must be one of {ROLLOUT_ENGINES}, got {self.rollout_engine!r}")
         if problems:
             raise UserInputError("evaluation settings: " + "; ".join(problems))

@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 from components.common.data.preparation import holds_data
 from components.common.data.transcripts import Prompt
 from components.common.models import Placement, free_accelerator_memory, load_causal_lm
+from components.common.vllm_rollouts import VllmEngine, start_rollout_engine
 from components.common.reward_functions import RewardFunction, check_columns, load_reward_function
 from components.common.reward_scoring import RewardScorer
 from components.evaluate.accuracy import RuleRewards, accuracy_figures, row_values, rule_rewards
@@ -87,23 +88,38 @@ class _PolicyPhase:
 
 
 def _greedy_samples(
-    model, formatter, prompts: list[Prompt], config: EvaluationConfig, name: str, sampled: PolicySamples, wanted: bool
+    model, formatter, prompts: list[Prompt], config: EvaluationConfig, name: str, sampled: PolicySamples, wanted: bool,
+    engine: VllmEngine | None = None,
 ) -> PolicySamples | None:
     """The greedy responses when `wanted` (a reward function is set): the samples themselves at temperature 0."""
     if not wanted:
         return None
     if config.temperature == 0:
         return sampled
-    return sample_policy(model, formatter, prompts, dataclasses.replace(config, temperature=0.0), f"{name} (greedy)")
+    return sample_policy(model, formatter, prompts, dataclasses.replace(config, temperature=0.0), f"{name} (greedy)",
+                         engine)
+
+
+def evaluation_engine(config: EvaluationConfig, tuned_source: str, placement: Placement) -> VllmEngine | None:
+    """The vLLM engine that samples both policies (built from the tuned one; the base's weights are put in
+    for its turn), or None where transformers' `generate` samples (`config.rollout_engine`)."""
+    engine, line = start_rollout_engine(
+        config.rollout_engine, tuned_source, dtype=placement.dtype, seed=config.seed,
+        max_model_len=config.max_prompt_tokens + config.max_new_tokens,
+        gpu_memory_utilization=config.vllm_gpu_memory_utilization,
+    )
+    print(line, flush=True)
+    return engine
 
 
 def _tuned_phase(
-    source: str, prompts: list[Prompt], config: EvaluationConfig, placement: Placement, greedy: bool = False
+    source: str, prompts: list[Prompt], config: EvaluationConfig, placement: Placement, greedy: bool = False,
+    engine: VllmEngine | None = None,
 ) -> _PolicyPhase:
     model, formatter = load_causal_lm(source, placement, config.use_chat_template)
-    samples = sample_policy(model, formatter, prompts, config, "tuned")
+    samples = sample_policy(model, formatter, prompts, config, "tuned", engine)
     log_probs = log_probs_of_samples(model, samples, config.temperature, "tuned")
-    greedy_samples = _greedy_samples(model, formatter, prompts, config, "tuned", samples, greedy)
+    greedy_samples = _greedy_samples(model, formatter, prompts, config, "tuned", samples, greedy, engine)
     return _PolicyPhase(samples, log_probs, formatter.tokenizer.get_vocab(), formatter.templated, greedy_samples,
                         weights_digest(model), formatter.prompts(prompts))
 
@@ -115,6 +131,7 @@ def _base_phase(
     config: EvaluationConfig,
     placement: Placement,
     greedy: bool = False,
+    engine: VllmEngine | None = None,
 ) -> _PolicyPhase:
     model, formatter = load_causal_lm(source, placement, config.use_chat_template)
     vocabulary = formatter.tokenizer.get_vocab()
@@ -123,9 +140,11 @@ def _base_phase(
             f"the base model {source} and the tuned policy use different tokenizers; the KL between "
             "them needs the tuned policy to be a fine-tune of the base model"
         )
-    samples = sample_policy(model, formatter, prompts, config, "base")
+    if engine is not None:
+        engine.load_weights(model)
+    samples = sample_policy(model, formatter, prompts, config, "base", engine)
     log_probs = log_probs_of_samples(model, tuned.samples, config.temperature, "base")
-    greedy_samples = _greedy_samples(model, formatter, prompts, config, "base", samples, greedy)
+    greedy_samples = _greedy_samples(model, formatter, prompts, config, "base", samples, greedy, engine)
     return _PolicyPhase(samples, log_probs, vocabulary, formatter.templated, greedy_samples, weights_digest(model),
                         formatter.prompts(prompts))
 
@@ -307,9 +326,11 @@ def run_evaluation(
     placement = placement or Placement.detect()
 
     greedy = reward_function is not None
-    tuned = _tuned_phase(tuned_source, prompts, config, placement, greedy)
+    engine = evaluation_engine(config, tuned_source, placement)
+    tuned = _tuned_phase(tuned_source, prompts, config, placement, greedy, engine)
     free_accelerator_memory()
-    base = _base_phase(base_source, prompts, tuned, config, placement, greedy)
+    base = _base_phase(base_source, prompts, tuned, config, placement, greedy, engine)
+    del engine
     free_accelerator_memory()
     base_texts, tuned_texts = base.samples.texts, tuned.samples.texts
     prompt_texts = [prompt.text for prompt in prompts]

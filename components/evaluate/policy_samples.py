@@ -10,6 +10,7 @@ from components.common.chat_templates import PromptFormatter
 from components.common.data.transcripts import Prompt
 from components.common.generation import GeneratedBatch, generate_responses
 from components.common.log_probs import response_log_probs
+from components.common.vllm_rollouts import VllmEngine
 from components.evaluate.config import EvaluationConfig
 
 TENSOR_FIELDS = ("prompt_ids", "prompt_mask", "response_ids", "response_mask", "ended")  # moved to the CPU
@@ -47,9 +48,11 @@ def _to_cpu(batch: GeneratedBatch) -> GeneratedBatch:
 
 
 def sample_policy(
-    model, formatter: PromptFormatter, prompts: list[Prompt], config: EvaluationConfig, name: str
+    model, formatter: PromptFormatter, prompts: list[Prompt], config: EvaluationConfig, name: str,
+    engine: VllmEngine | None = None,
 ) -> PolicySamples:
-    """One response per prompt, each prompt rendered the policy's way (chat template or plain text).
+    """One response per prompt, each prompt rendered the policy's way (chat template or plain text);
+    sampled by `engine` (vLLM, holding `model`'s weights) when given, else by `model`.
 
     torch is seeded first so that every policy sees the same random stream.
     """
@@ -65,6 +68,7 @@ def sample_policy(
             max_prompt_tokens=config.max_prompt_tokens,
             temperature=config.temperature if config.temperature > 0 else 1.0,
             greedy=config.temperature == 0,
+            engine=engine,
         )
         batches.append(_to_cpu(batch))
     return PolicySamples(batches)

@@ -55,7 +55,7 @@ def build_trainer(
     steps = config.steps(len(examples))
     args = SFTConfig(
         **training_arguments(config, steps, trainer_dir, placement, processes, checkpoint_steps),
-        activation_checkpointing=True,  # TRL's default (memory for compute), under transformers' current name
+        gradient_checkpointing=True,  # TRL's default: memory for compute
         completion_only_loss=True,  # labels from each row's completion_mask
         max_length=None,  # the examples are already cut to the prompt and completion budgets
         # The Trainer writes this into the model's config, saved with it; SFTTrainer turns the KV cache

@@ -35,6 +35,9 @@ def tune_policy(
     reward_function: str,
     sharding: str,
     activation_checkpointing: bool,
+    rollout_engine: str,
+    vllm_gpu_memory_utilization: float,
+    importance_sampling_cap: float,
     policy: Output[Model],
     metrics: Output[Metrics],
     tensorboard_logs: Output[Artifact],
@@ -51,6 +54,7 @@ def tune_policy(
     "none") says. `ppo_epochs` and `ppo_minibatch_size` apply to all three; PPO ignores the GRPO/RLOO
     settings. `kl_coeff` 0 loads no reference model. On several GPUs the models are replicated or
     sharded (FSDP2) as `sharding` says; `activation_checkpointing` recomputes activations in the update.
+    `rollout_engine` says what samples the rollouts (vLLM or transformers; components/common/vllm_rollouts.py).
 
     Outputs the tuned policy as a plain Hugging Face model directory (LoRA merged), its final
     metrics, and a directory of TensorBoard logs (tags `reward`, `kl_loss`, `rl_loss`,

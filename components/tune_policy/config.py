@@ -9,6 +9,7 @@ from components.common.algorithms import ONLINE_ALGORITHMS
 from components.common.chat_templates import USE_CHAT_TEMPLATE_VALUES
 from components.common.sharding import SHARDING_CHOICES
 from components.common.stage_settings import from_parameter
+from components.common.vllm_rollouts import ROLLOUT_ENGINES
 from components.common.steps import DEFAULT_BATCH_SIZE, GROUP_ALGORITHMS, prompts_per_rl_step, responses_per_prompt
 
 LR_SCHEDULES = ("constant", "linear")
@@ -77,6 +78,9 @@ class PolicyTuningConfig:
     max_prompt_tokens: int = from_parameter("prompt_sequence_length", defaults.PROMPT_SEQUENCE_LENGTH)
     lora_rank: int = from_parameter("policy_lora_rank", defaults.POLICY_LORA_RANK)  # 0 trains every weight
     lora_alpha_ratio: float = 2.0  # lora_alpha = ratio * rank
+    rollout_engine: str = defaults.ROLLOUT_ENGINE  # "auto", "transformers" or "vllm" (components/common/vllm_rollouts.py)
+    vllm_gpu_memory_utilization: float = defaults.VLLM_GPU_MEMORY_UTILIZATION
+    importance_sampling_cap: float = defaults.IMPORTANCE_SAMPLING_CAP  # 0: no correction of vLLM's samples
     seed: int = 0
 
     @property
@@ -173,6 +177,12 @@ class PolicyTuningConfig:
             problems.append("gamma and gae_lambda must be in [0, 1]")
         if self.sharding not in SHARDING_CHOICES:
             problems.append(f"sharding must be one of {SHARDING_CHOICES}, got {self.sharding!r}")
+        if self.rollout_engine not in ROLLOUT_ENGINES:
+            problems.append(f"rollout_engine must be one of {ROLLOUT_ENGINES}, got {self.rollout_engine!r}")
+        if not 0 < self.vllm_gpu_memory_utilization <= 1:
+            problems.append(f"vllm_gpu_memory_utilization must be in (0, 1], got {self.vllm_gpu_memory_utilization}")
+        if self.importance_sampling_cap < 0:
+            problems.append(f"importance_sampling_cap must be >= 0, got {self.importance_sampling_cap}")
         if self.algorithm not in ONLINE_ALGORITHMS:
             problems.append(f"algorithm must be one of {ONLINE_ALGORITHMS}, got {self.algorithm!r}")
         if self.grouped:

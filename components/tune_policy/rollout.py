@@ -17,9 +17,11 @@ from components.common.data.transcripts import Prompt
 from components.common.distributed import TrainingProcesses
 from components.common.generation import generate_responses
 from components.common.log_probs import token_entropy, token_log_probs
+from components.common.vllm_rollouts import VllmEngine
 from components.tune_policy.config import PolicyTuningConfig
 from components.tune_policy.policy_model import PolicyWithValueHead, ReferenceLogprobs
 from components.common.errors import UserInputError
+from components.tune_policy.importance_sampling import engine_importance_weights
 from components.tune_policy.group_math import (
     check_some_rewarded,
     group_advantages,
@@ -60,6 +62,9 @@ class Rollout:
     generation_seconds: float
     seconds: float
     ref_logprobs: torch.Tensor | None = None  # (B, R), kept for GRPO's KL loss term
+    # (B,) the weight of each response's policy loss where vLLM sampled it (importance_sampling.py); None: 1
+    importance_weights: torch.Tensor | None = None
+    engine_statistics: dict[str, float] | None = None  # the importance ratio's figures, logged with the step
 
     @property
     def size(self) -> int:
@@ -111,6 +116,7 @@ def collect_rollout(
     config: PolicyTuningConfig,
     processes: TrainingProcesses = TrainingProcesses(),
     columns: list[Mapping[str, Any]] | None = None,
+    engine: VllmEngine | None = None,
 ) -> Rollout:
     """Sample one response per prompt and compute its rewards, advantages and returns.
 
@@ -125,6 +131,10 @@ def collect_rollout(
 
     The reward-model score lands on the last response token: the EOS, or the last token allowed
     by `max_new_tokens` for a response cut there (which also pays `missing_eos_penalty`).
+
+    With a vLLM `engine` the engine samples; the trainer's log-probs of the samples are then computed by
+    a pass over them (as PPO's values are), and the two weigh each response's policy loss
+    (importance_sampling.py).
     """
     started = time.perf_counter()
     with policy.autocast():
@@ -136,16 +146,22 @@ def collect_rollout(
             max_prompt_tokens=config.max_prompt_tokens,
             temperature=config.temperature,
             group_size=config.generations_per_prompt,
-            record_log_probs=policy.value_head is None,
+            record_log_probs=policy.value_head is None and engine is None,
+            engine=engine,
         )
     generation_seconds = time.perf_counter() - started
     input_ids, attention_mask = batch.input_ids, batch.attention_mask
     response_ids, response_mask = batch.response_ids, batch.response_mask
-    if policy.value_head is None:  # GRPO/RLOO: the log-probs recorded while sampling, no second pass
+    if batch.log_probs is not None:  # GRPO/RLOO: the log-probs recorded while sampling, no second pass
         logprobs, values, entropy = batch.log_probs, None, batch.entropy
-    else:  # PPO: one pass for the values, and the log-probs and entropies from the same logits
+    else:  # PPO or vLLM: one pass for the log-probs, entropies and values (PPO) from the same logits
         logprobs, values, entropy = policy_logprobs_and_values(
             policy, input_ids, attention_mask, response_ids, response_mask, config
+        )
+    importance_weights = engine_statistics = None
+    if batch.engine_log_probs is not None:
+        importance_weights, engine_statistics = engine_importance_weights(
+            logprobs, batch.engine_log_probs, response_mask, config.importance_sampling_cap
         )
     ref_logprobs = None
     if reference is not None:
@@ -192,6 +208,8 @@ def collect_rollout(
         generation_seconds=generation_seconds,
         seconds=time.perf_counter() - started,
         ref_logprobs=ref_logprobs if config.grouped else None,  # GRPO's KL loss term reads them
+        importance_weights=importance_weights,
+        engine_statistics=engine_statistics,
     )
 
 

@@ -21,6 +21,7 @@ from components.common.errors import UserInputError
 from components.common.learning_signal import missing_learning_signal
 from components.common.models import Placement, load_tokenizer, save_causal_lm
 from components.common.reward_scoring import RewardScorer
+from components.common.vllm_rollouts import VllmEngine, start_rollout_engine
 from components.common.sharding import (
     device_memory_bytes,
     full_state_dict,
@@ -171,6 +172,20 @@ def save_policy(policy: PolicyWithValueHead, source: str, config: PolicyTuningCo
         save_causal_lm(language_model, tokenizer, output_dir)
 
 
+def rollout_engine(config: PolicyTuningConfig, policy_source: str, placement: Placement,
+                   processes: TrainingProcesses) -> VllmEngine | None:
+    """The vLLM engine that samples the rollouts, or None where transformers' `generate` does
+    (`config.rollout_engine`); the first process's stage log says which and why."""
+    engine, line = start_rollout_engine(
+        config.rollout_engine, policy_source, dtype=placement.dtype, seed=config.seed,
+        max_model_len=config.max_prompt_tokens + config.max_new_tokens,
+        gpu_memory_utilization=config.vllm_gpu_memory_utilization, processes=processes.count,
+    )
+    if processes.is_main:
+        print(line, flush=True)
+    return engine
+
+
 def train_policy(
     config: PolicyTuningConfig,
     policy_source: str,
@@ -231,6 +246,7 @@ def train_policy(
             use_chat_template=config.use_chat_template,
         ).score
     rewards = RolloutRewards(model_score, reward_function, conversational=formatter.templated)
+    engine = rollout_engine(config, policy_source, placement, processes)
     name = config.algorithm.upper()
     optimizer, scheduler = build_optimizer(policy, config)
     state = TrainingState(
@@ -266,19 +282,25 @@ def train_policy(
             learning_rate = scheduler.get_last_lr()[0]
             # what a TRL reward function may read of transformers' TrainerState
             rewards.trainer_state = SimpleNamespace(global_step=step, max_steps=config.steps, epoch=0.0)
+            push_seconds = None
+            if engine is not None and step > 0:  # the engine samples from the weights of the last update
+                push_seconds = engine.load_weights(policy.language_model)
             with gathered(policy):
                 rollout = collect_rollout(
                     policy, reference, rewards, formatter, step_prompts, config, processes,
-                    columns=[row.columns for row in step_rows],
+                    columns=[row.columns for row in step_rows], engine=engine,
                 )
             update_started = time.perf_counter()
             update_stats = update_policy(
                 trained_policy, optimizer, scheduler, rollout, config, state.minibatch_order, processes
             )
             update_seconds = time.perf_counter() - update_started
-            step_seconds = rollout.seconds + update_seconds
+            step_seconds = rollout.seconds + update_seconds + (push_seconds or 0.0)
             rollout_stats = rollout_statistics(rollout, config.kl_coeff, processes, config.generations_per_prompt)
             rollout_stats.update(rewards.take_logged_metrics())
+            rollout_stats.update(rollout.engine_statistics or {})
+            if push_seconds is not None:
+                rollout_stats["time/weight_push_seconds"] = push_seconds
             stats = {
                 **rollout_stats,
                 **update_stats,

