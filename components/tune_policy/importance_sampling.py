@@ -16,8 +16,8 @@ def engine_importance_weights(trainer_log_probs: torch.Tensor, engine_log_probs:
     """Per response (B,), the weight of its policy loss, and the ratio's mean, min and max and the share of
     responses masked (logged). `cap` 0 turns the correction off (every weight 1); the ratio is still logged."""
     mask = response_mask.to(trainer_log_probs.dtype)
-    log_ratio = ((trainer_log_probs - engine_log_probs) * mask).sum(dim=1)
-    ratio = torch.exp(log_ratio)
+    gap = trainer_log_probs - engine_log_probs
+    ratio = torch.exp((gap * mask).sum(dim=1))
     masked = ratio > cap if cap > 0 else torch.zeros_like(ratio, dtype=torch.bool)
     weights = ratio.masked_fill(masked, 0.0) if cap > 0 else torch.ones_like(ratio)
     statistics = {
@@ -25,6 +25,6 @@ def engine_importance_weights(trainer_log_probs: torch.Tensor, engine_log_probs:
         "importance_sampling_ratio/min": float(ratio.min()),
         "importance_sampling_ratio/max": float(ratio.max()),
         "importance_sampling_ratio/masked_fraction": float(masked.float().mean()),
-        "engine_log_prob_gap": float(masked_mean((trainer_log_probs - engine_log_probs).abs(), mask)),
+        "engine_log_prob_gap": float(masked_mean(gap.abs(), mask)),
     }
     return weights, statistics
