@@ -63,6 +63,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--work-dir", type=Path, default=REPO / "rlhf-runs" / "real-model-learning")
     parser.add_argument("--model-dir", type=Path, default=DEFAULT_CACHE, help="the converted SmolLM2 folder")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--rollout-engine", choices=("auto", "transformers", "vllm"), default="auto",
+                        help="the pipeline's rollout_engine in every run, and the engine of the k-sample accuracy "
+                             "(auto: vLLM where installed); TRL's GRPOTrainer generates with transformers")
     math = parser.add_argument_group("GRPO cases")
     math.add_argument("--train-problems", type=int, default=2000)
     math.add_argument("--held-out-problems", type=int, default=200)
@@ -135,19 +138,25 @@ def sampled_accuracy(base: str, tuned: str, eval_rows: Path, args) -> dict:
     from components.evaluate.accuracy import rule_rewards
     from components.evaluate.config import EvaluationConfig
     from components.evaluate.eval_data import read_eval_prompt_rows
+    from components.evaluate.evaluation import evaluation_engine
     from components.evaluate.policy_samples import sample_policy
 
     reward = load_reward_function(REWARD_FUNCTION)
     rows = read_eval_prompt_rows(eval_rows, len(eval_rows.read_text().splitlines()), args.seed)
     placement = Placement.detect()
+    settings = dict(max_new_tokens=args.max_new_tokens, max_prompt_tokens=args.max_prompt_tokens,
+                    temperature=args.temperature, rollout_engine=args.rollout_engine)
+    engine = evaluation_engine(EvaluationConfig(**settings, seed=args.seed), tuned, placement)
     means = {}
     for name, source in (("base", base), ("tuned", tuned)):
         model, formatter = load_causal_lm(source, placement, "auto")
+        if engine is not None:
+            engine.load_weights(model)
         per_sample = []
         for sample in range(args.samples):
-            config = EvaluationConfig(max_new_tokens=args.max_new_tokens, max_prompt_tokens=args.max_prompt_tokens,
-                                      temperature=args.temperature, seed=args.seed + sample)
-            samples = sample_policy(model, formatter, [row.prompt for row in rows], config, f"{name} sample {sample}")
+            config = EvaluationConfig(**settings, seed=args.seed + sample)
+            samples = sample_policy(model, formatter, [row.prompt for row in rows], config, f"{name} sample {sample}",
+                                    engine)
             per_sample.append(rule_rewards(reward, rows, samples, formatter.templated))
         means[name] = torch.tensor(per_sample).mean(dim=0).tolist()
         del model
@@ -198,7 +207,7 @@ def grpo_parameters(args, train: Path, held_out: Path) -> dict:
         "policy_lora_rank": args.lora_rank, "sampling_temperature": args.temperature,
         "prompt_sequence_length": args.max_prompt_tokens, "target_sequence_length": args.max_new_tokens,
         "missing_eos_penalty": 0.0, "max_eval_prompts": args.held_out_problems, "seed": args.seed,
-        "deploy_model": False,
+        "rollout_engine": args.rollout_engine, "deploy_model": False,
     }
 
 
@@ -264,7 +273,8 @@ def run_trl_grpo(args, work: Path) -> dict:
     result = run_evaluation(
         EvaluationConfig(max_new_tokens=args.max_new_tokens, max_prompt_tokens=args.max_prompt_tokens,
                          temperature=args.temperature, max_eval_prompts=args.held_out_problems,
-                         reward_function=REWARD_FUNCTION, seed=args.seed, num_generations=args.generations),
+                         reward_function=REWARD_FUNCTION, seed=args.seed, num_generations=args.generations,
+                         rollout_engine=args.rollout_engine),
         base_source=str(args.model_dir), tuned_source=str(out / "policy"), reward_source=None, eval_pairs_path=None,
         eval_prompts_path=eval_rows, reward_logs_dir=None, policy_logs_dir=None,
         outputs=EvaluationOutputs(out / "report.html", out / "report.md", out / "predictions", out / "evaluation.json"),
@@ -286,7 +296,8 @@ def pairs_parameters(args, train: Path, held_out: Path, cases: list[str]) -> dic
         "reinforcement_learning_rate_multiplier": args.dpo_learning_rate / defaults.POLICY_BASE_LEARNING_RATE,
         "policy_lora_rank": args.lora_rank, "prompt_sequence_length": args.pair_max_tokens,
         "target_sequence_length": args.answer_max_tokens, "length_policy": "drop",
-        "max_eval_prompts": 50 if "dpo" in cases else 8, "seed": args.seed, "deploy_model": False,
+        "max_eval_prompts": 50 if "dpo" in cases else 8, "seed": args.seed, "rollout_engine": args.rollout_engine,
+        "deploy_model": False,
     }
 
 

@@ -9,11 +9,12 @@ of benchmarks/real_model_learning.py (its parameter set, read into the stage's c
 problems x 4 answers of at most 128 tokens, LoRA rank 16, learning rate 2e-4, beta 0.04), from the same
 seed, one after the other in this process. From each step's logged timings it reports, as medians over the
 steps after `--warmup-steps`: generation seconds and generated tokens per second, the rest of the rollout
-(the trainer's log-probs, the reference's, the reward), the update, the weight push into vLLM, the whole step;
+(the reference's log-probs and the reward; the case takes one optimizer step per rollout, so with vLLM the
+trainer's log-probs come from the update's forward), the update, the weight push into vLLM, the whole step;
 and the mean importance ratio between trainer and engine. Then the evaluation stage's own code
 (`components.evaluate.evaluation.run_evaluation`, with the rule reward: sampled and greedy answers of both
 policies, log-probs, report) on `--eval-prompts` held-out problems, the last engine's tuned policy against the
-base, with each engine: its seconds.
+base, with each engine: its seconds (`--eval-prompts 0`: no evaluation).
 """
 
 import argparse
@@ -85,7 +86,7 @@ def main() -> int:
     parser.add_argument("--engines", default="transformers,vllm")
     parser.add_argument("--work-dir", type=Path, default=REPO / "rlhf-runs" / "rollout-engines")
     parser.add_argument("--json", type=Path, default=None, help="default: rollout_engines.json in --work-dir")
-    parser.add_argument("--eval-prompts", type=int, default=48, help="held-out problems of the timed evaluation")
+    parser.add_argument("--eval-prompts", type=int, default=48, help="held-out problems of the timed evaluation (0: none)")
     args = parser.parse_args()
 
     import torch
@@ -116,18 +117,17 @@ def main() -> int:
               f"rest of rollout {row['rest_of_rollout_seconds']:.1f} s, update {row['update_seconds']:.1f} s, "
               f"weight push {row['weight_push_seconds'] or 0:.2f} s", flush=True)
     evaluation = {engine: timed_evaluation(engine, settings, str(out / "policy"), held_out, args)
-                  for engine in args.engines.split(",")}
+                  for engine in args.engines.split(",") if args.eval_prompts > 0}
     if {"transformers", "vllm"} <= results.keys():
         base, fast = results["transformers"], results["vllm"]
         results["vllm_speedup"] = {
             "generation_tokens_per_second": fast["generation_tokens_per_second"] / base["generation_tokens_per_second"],
             "step_seconds": base["step_seconds"] / fast["step_seconds"],
-            "evaluation_seconds": evaluation["transformers"]["seconds"] / evaluation["vllm"]["seconds"],
         }
-        speedup = results["vllm_speedup"]
-        print(f"vLLM against transformers: generation {speedup['generation_tokens_per_second']:.2f}x tokens per "
-              f"second, whole step {speedup['step_seconds']:.2f}x, evaluation {speedup['evaluation_seconds']:.2f}x",
-              flush=True)
+        if evaluation:
+            results["vllm_speedup"]["evaluation_seconds"] = evaluation["transformers"]["seconds"] / evaluation["vllm"]["seconds"]
+        print("vLLM against transformers: " + ", ".join(f"{name} {ratio:.2f}x" for name, ratio in
+                                                        results["vllm_speedup"].items()), flush=True)
     results["evaluation"] = evaluation
     path = args.json or args.work_dir / "rollout_engines.json"
     path.write_text(json.dumps({"settings": {**vars(args), "parameters": parameters}, "engines": results},

@@ -76,6 +76,110 @@ def test_importance_weights_are_the_sequence_ratio_and_mask_responses_above_the_
     assert torch.equal(unweighted, torch.ones(3))
 
 
+@pytest.mark.parametrize("algorithm", ["grpo", "rloo"])
+def test_one_update_per_rollout_takes_the_trainers_log_probs_from_the_updates_forward(tiny_causal_lm, algorithm):
+    """Where vLLM sampled and one optimizer step takes the whole rollout, the rollout makes no pass of its own
+    over the samples: the update's forward gives the log-probs, entropies, importance weights, KL and ratio
+    figures that pass would have given, and the step moves the weights as it does after that pass."""
+    import copy
+    import dataclasses
+
+    from components.common.chat_templates import PromptFormatter
+    from components.common.data.transcripts import Prompt
+    from components.common.models import load_tokenizer
+    from components.tune_policy.config import PolicyTuningConfig
+    from components.tune_policy.optimization import build_optimizer
+    from components.tune_policy.policy_model import load_policy, make_reference
+    from components.tune_policy.rollout import collect_rollout, response_kl
+    from components.tune_policy.update import update_policy
+
+    config = PolicyTuningConfig(steps=1, algorithm=algorithm, lora_rank=0, batch_size=16, num_generations=4,
+                                minibatch_size=16, epochs=1, forward_batch_size=4, temperature=0.7, max_new_tokens=6,
+                                kl_coeff=0.05 if algorithm == "grpo" else 0.0, base_learning_rate=1e-2,
+                                importance_sampling_cap=1.02)
+    assert config.one_update_per_rollout
+    torch.manual_seed(0)
+    policy = load_policy(str(tiny_causal_lm), config, CPU)
+    reference = make_reference(policy, str(tiny_causal_lm), config, CPU)
+    formatter = PromptFormatter(load_tokenizer(str(tiny_causal_lm), padding_side="left"), "auto", str(tiny_causal_lm))
+    prompts = [Prompt(p) for p in PROMPTS[:4] for _ in range(4)]
+    rollout = collect_rollout(policy, reference, lambda _, texts: torch.tensor([float(len(t)) for t in texts]),
+                              formatter, prompts, config)  # transformers: log-probs recorded while sampling
+    # an engine whose log-probs are a little off the trainer's, more than the cap allows on some responses
+    engine_log_probs = (rollout.logprobs - 0.01 * torch.rand(rollout.logprobs.shape,
+                                                              generator=torch.Generator().manual_seed(1)))
+    engine_log_probs *= rollout.response_mask
+    with_pass = dataclasses.replace(rollout, engine_log_probs=engine_log_probs)
+    with_pass.importance_weights, with_pass.engine_statistics = engine_importance_weights(
+        rollout.logprobs, engine_log_probs, rollout.response_mask, config.importance_sampling_cap)
+    assert 0 < with_pass.engine_statistics["importance_sampling_ratio/masked_fraction"] < 1
+    placeholders = torch.zeros_like(rollout.logprobs)
+    from_update = dataclasses.replace(
+        rollout, engine_log_probs=engine_log_probs, logprobs=placeholders, entropy=placeholders.clone(),
+        kl=placeholders.clone(), importance_weights=torch.ones(rollout.size), log_probs_from_update=True)
+    tuned = {}
+    for name, case in (("pass", with_pass), ("update", from_update)):
+        trained = copy.deepcopy(policy)
+        optimizer, scheduler = build_optimizer(trained, config)
+        update_policy(trained, optimizer, scheduler, case, config, torch.Generator().manual_seed(0))
+        tuned[name] = torch.nn.utils.parameters_to_vector(trained.parameters())
+    assert not from_update.log_probs_from_update
+    assert torch.allclose(from_update.logprobs * rollout.response_mask, rollout.logprobs, atol=1e-5)
+    assert torch.allclose(from_update.entropy, rollout.entropy, atol=1e-5)
+    assert torch.equal(from_update.importance_weights == 0, with_pass.importance_weights == 0)
+    assert torch.allclose(from_update.importance_weights, with_pass.importance_weights, atol=1e-4)
+    assert torch.allclose(from_update.kl, response_kl(rollout.logprobs, rollout.ref_logprobs, rollout.response_mask),
+                          atol=1e-5)
+    assert from_update.engine_statistics == pytest.approx(with_pass.engine_statistics, abs=1e-4)
+    moved = (tuned["pass"] - torch.nn.utils.parameters_to_vector(policy.parameters())).abs().max()
+    assert moved > 1e-3
+    # the same step to 1% of its size (Adam's first step divides each gradient by its own size, so a weight whose
+    # gradient is near 0 moves by an amount the last digits of the log-probs decide)
+    assert (tuned["update"] - tuned["pass"]).abs().max() < 0.01 * moved
+
+
+def test_on_a_gpu_the_engine_sleeps_after_a_rollout_and_wakes_for_the_next_push(tiny_causal_lm):
+    """vLLM's sleep mode needs a GPU, so the engine's calls are recorded here: sleep at level 2 (no weights
+    kept), then at the next push the weights' memory back, the weights, the KV cache back; sampling while
+    asleep is refused. Without a GPU, sleeping does nothing."""
+    from transformers import AutoModelForCausalLM
+
+    from components.common.vllm_rollouts import VllmEngine
+
+    calls = []
+
+    class RecordedLLM:  # the vllm.LLM methods the engine calls
+        def sleep(self, level):
+            calls.append(("sleep", level))
+
+        def wake_up(self, tags):
+            calls.append(("wake_up", *tags))
+
+        def collective_rpc(self, method, kwargs):
+            calls.append((method, len(list(kwargs["weights_iterator"]))))
+
+        def reset_prefix_cache(self):
+            calls.append(("reset_prefix_cache",))
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_causal_lm)
+    engine = VllmEngine.__new__(VllmEngine)
+    engine.llm, engine.asleep, engine.can_sleep = RecordedLLM(), False, True
+    engine.sleep()
+    engine.sleep()
+    with pytest.raises(RuntimeError, match="load_weights wakes it"):
+        engine.sample(torch.ones(1, 2, dtype=torch.long), torch.ones(1, 2), max_new_tokens=2, temperature=1.0,
+                      stop_ids=(3,), pad_token_id=0)
+    engine.load_weights(model)
+    tensors = len(model.state_dict())
+    assert calls == [("sleep", 2), ("wake_up", "weights"), ("reload_weights", tensors), ("wake_up", "kv_cache"),
+                     ("reset_prefix_cache",)]
+    calls.clear()
+    engine.load_weights(model)  # awake: a push alone
+    engine.can_sleep = False
+    engine.sleep()
+    assert calls == [("reload_weights", tensors), ("reset_prefix_cache",)] and not engine.asleep
+
+
 def test_vllm_settings_are_checked_with_the_others():
     from components.tune_policy.config import PolicyTuningConfig
 
@@ -189,25 +293,34 @@ def test_pushed_weights_change_the_engine_as_they_change_the_trainer(engine, tra
 
 
 @needs_vllm
-@pytest.mark.parametrize("algorithm", ["grpo", "ppo"])
-def test_rl_with_vllm_rollouts_learns_as_with_transformers(tmp_path, length_reward_model, algorithm):
+@pytest.mark.parametrize("algorithm, epochs, minibatch_size, learning_rate", [("grpo", 1, 16, 1e-2), ("ppo", 2, 8, 3e-3)])
+def test_rl_with_vllm_rollouts_learns_as_with_transformers(tmp_path, length_reward_model, monkeypatch, algorithm,
+                                                           epochs, minibatch_size, learning_rate):
+    """GRPO here takes one optimizer step per rollout, so its trainer log-probs come from the update's forward (no
+    pass of the rollout's own); PPO's come from the rollout's pass, with its values."""
+    import components.tune_policy.rollout as rollout_module
     from components.tune_policy.config import PolicyTuningConfig
     from components.tune_policy.training import train_policy
     from test_tune_policy import _scalar_events
 
+    passes = []
+    counted = rollout_module.policy_logprobs_and_values
+    monkeypatch.setattr(rollout_module, "policy_logprobs_and_values", lambda *a, **k: passes.append(1) or counted(*a, **k))
     model_dir = build_causal_lm(tmp_path / "policy", hidden_size=64)
     prompts = tmp_path / "prompts.jsonl"
     prompts.write_text("".join(json.dumps({"prompt": p}) + "\n" for p in PROMPTS))
     metrics = {}
     for engine_name in ("transformers", "vllm"):
         config = PolicyTuningConfig(
-            steps=10, algorithm=algorithm, batch_size=16, num_generations=4, minibatch_size=8, epochs=2,
-            max_new_tokens=8, max_prompt_tokens=32, lora_rank=0, kl_coeff=0.02, base_learning_rate=3e-3, seed=0,
-            rollout_engine=engine_name,
+            steps=10, algorithm=algorithm, batch_size=16, num_generations=4, minibatch_size=minibatch_size,
+            epochs=epochs, max_new_tokens=8, max_prompt_tokens=32, lora_rank=0, kl_coeff=0.02,
+            base_learning_rate=learning_rate, seed=0, rollout_engine=engine_name,
         )
+        passes.clear()
         metrics[engine_name] = train_policy(config, str(model_dir), str(length_reward_model), prompts,
                                             tmp_path / engine_name / "policy", tmp_path / engine_name / "logs",
                                             placement=CPU)
+        assert len(passes) == (10 if algorithm == "ppo" else 0)  # PPO's values need the pass with either engine
     for figures in metrics.values():
         assert figures["reward_gain"] > 0.2, metrics
     assert abs(metrics["vllm"]["reward_end"] - metrics["transformers"]["reward_end"]) < 0.5, metrics

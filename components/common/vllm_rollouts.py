@@ -117,7 +117,11 @@ def merged_weights(language_model) -> Iterator[tuple[str, torch.Tensor]]:
 
 class VllmEngine:
     """A vLLM engine in this process, sampling as components/common/generation.py asks (`sample`), whose
-    weights follow the trained policy (`load_weights`)."""
+    weights follow the trained policy (`load_weights`).
+
+    On a GPU the engine sleeps between a rollout and the next weight push (`sleep`: vLLM's sleep mode,
+    level 2, drops its weights and KV cache), so the update has the memory the engine held; `load_weights`
+    wakes it. vLLM's CPU build has no sleep mode: there `sleep` does nothing."""
 
     def __init__(self, model: str, *, dtype: torch.dtype, max_model_len: int, seed: int,
                  gpu_memory_utilization: float):
@@ -126,6 +130,8 @@ class VllmEngine:
         threads = torch.get_num_threads()
         from vllm import LLM
 
+        self.can_sleep = torch.cuda.is_available()
+        self.asleep = False
         self.llm = LLM(
             model=model,
             dtype=dtype,
@@ -134,6 +140,7 @@ class VllmEngine:
             gpu_memory_utilization=gpu_memory_utilization,
             logprobs_mode="processed_logprobs",  # after the temperature: the distribution sampled from
             enable_prefix_caching=True,  # a GRPO group's prompt is computed once
+            enable_sleep_mode=self.can_sleep,
         )
         torch.set_num_threads(threads)  # vLLM sets its own for serving; the trainer keeps the stage's
 
@@ -144,6 +151,8 @@ class VllmEngine:
 
         Each request draws from its own seed, taken from torch's random stream: seeding torch makes a
         run's samples repeat, as with transformers' sampling."""
+        if self.asleep:
+            raise RuntimeError("the vLLM engine sleeps without weights: load_weights wakes it")
         from vllm import SamplingParams
         from vllm.inputs import TokensPrompt
 
@@ -168,11 +177,23 @@ class VllmEngine:
                 [step[token].logprob for step, token in zip(completion.logprobs, tokens)])
         return response_ids, log_probs
 
+    def sleep(self) -> None:
+        """Free the engine's GPU memory (weights and KV cache) until the next `load_weights`; on a CPU, nothing."""
+        if self.can_sleep and not self.asleep:
+            self.llm.sleep(level=2)  # level 2 keeps no copy of the weights: the next push brings new ones
+            self.asleep = True
+
     def load_weights(self, language_model) -> float:
-        """Put the policy's current weights (LoRA merged) into the engine; returns the seconds it took."""
+        """Put the policy's current weights (LoRA merged) into the engine, waking it first where it sleeps;
+        returns the seconds it took."""
         started = time.perf_counter()
+        if self.asleep:
+            self.llm.wake_up(tags=["weights"])  # memory for the weights only: the KV cache after the push
         with torch.no_grad():
             weights = ((name, tensor.detach()) for name, tensor in merged_weights(language_model))
             self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": weights})
+        if self.asleep:
+            self.llm.wake_up(tags=["kv_cache"])
+            self.asleep = False
         self.llm.reset_prefix_cache()  # cached prompts were computed with the old weights
         return time.perf_counter() - started

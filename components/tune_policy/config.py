@@ -119,6 +119,12 @@ class PolicyTuningConfig:
         return -(-self.batch_size // self.minibatch_size)
 
     @property
+    def one_update_per_rollout(self) -> bool:
+        """One optimizer step per rollout, over all of it: the update's forward pass meets every response
+        once, before the weights change, so it gives the log-probs of the policy that sampled them."""
+        return self.epochs == 1 and self.minibatches_per_epoch == 1
+
+    @property
     def optimizer_steps(self) -> int:
         return self.steps * self.epochs * self.minibatches_per_epoch
 

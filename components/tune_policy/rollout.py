@@ -65,10 +65,43 @@ class Rollout:
     # (B,) the weight of each response's policy loss where vLLM sampled it (importance_sampling.py); None: 1
     importance_weights: torch.Tensor | None = None
     engine_statistics: dict[str, float] | None = None  # the importance ratio's figures, logged with the step
+    engine_log_probs: torch.Tensor | None = None  # (B, R) vLLM's log-probs of its samples; None: transformers sampled
+    # True while `logprobs`, `entropy`, `kl`, `importance_weights` and `engine_statistics` wait for the update's
+    # forward pass (vLLM sampled and one optimizer step takes the whole rollout: that pass is the sampling
+    # policy's, so a pass of the rollout's own would compute the same log-probs twice). See `settle_log_probs`.
+    log_probs_from_update: bool = False
 
     @property
     def size(self) -> int:
         return self.response_ids.shape[0]
+
+    @torch.no_grad()
+    def settle_log_probs(self, rows: torch.Tensor, logprobs: torch.Tensor, logits: torch.Tensor,
+                         config: PolicyTuningConfig) -> None:
+        """The update's forward of `rows`, before any optimizer step: their log-probs become the rollout's
+        (the ratio's denominator, as TRL takes `per_token_logps.detach()` with one iteration), with the
+        entropy and the importance weights they give."""
+        mask = self.response_mask[rows]
+        self.logprobs[rows] = logprobs.detach()
+        self.entropy[rows] = token_entropy(logits.detach(), mask, config.temperature)
+        self.importance_weights[rows], _ = engine_importance_weights(
+            self.logprobs[rows], self.engine_log_probs[rows], mask, config.importance_sampling_cap
+        )
+
+    def finish_log_probs(self, config: PolicyTuningConfig) -> None:
+        """After the update settled every row: the KL to the reference and the importance ratio's figures."""
+        self.kl = response_kl(self.logprobs, self.ref_logprobs, self.response_mask)
+        _, self.engine_statistics = engine_importance_weights(
+            self.logprobs, self.engine_log_probs, self.response_mask, config.importance_sampling_cap
+        )
+        self.log_probs_from_update = False
+
+
+def response_kl(logprobs: torch.Tensor, ref_logprobs: torch.Tensor | None, response_mask: torch.Tensor) -> torch.Tensor:
+    """Per token logp - logp_ref on the response's real tokens (zeros without a reference)."""
+    if ref_logprobs is None:
+        return torch.zeros_like(logprobs)
+    return (logprobs - ref_logprobs) * response_mask.to(logprobs.dtype)
 
 
 def trim_left_padding(input_ids: torch.Tensor, attention_mask: torch.Tensor):
@@ -134,7 +167,9 @@ def collect_rollout(
 
     With a vLLM `engine` the engine samples; the trainer's log-probs of the samples are then computed by
     a pass over them (as PPO's values are), and the two weigh each response's policy loss
-    (importance_sampling.py).
+    (importance_sampling.py). Where one optimizer step takes the whole rollout and the advantages do not
+    read the log-probs (GRPO; RLOO without a KL in the reward) that pass is the update's own forward
+    (`Rollout.settle_log_probs`).
     """
     started = time.perf_counter()
     with policy.autocast():
@@ -152,14 +187,19 @@ def collect_rollout(
     generation_seconds = time.perf_counter() - started
     input_ids, attention_mask = batch.input_ids, batch.attention_mask
     response_ids, response_mask = batch.response_ids, batch.response_mask
+    from_update = (batch.engine_log_probs is not None and config.one_update_per_rollout and config.grouped
+                   and (config.algorithm == "grpo" or reference is None))
+    importance_weights = engine_statistics = None
     if batch.log_probs is not None:  # GRPO/RLOO: the log-probs recorded while sampling, no second pass
         logprobs, values, entropy = batch.log_probs, None, batch.entropy
+    elif from_update:  # filled in by the update's forward pass
+        logprobs, values, entropy = torch.zeros_like(batch.engine_log_probs), None, torch.zeros_like(batch.engine_log_probs)
+        importance_weights = torch.ones(len(response_ids), device=logprobs.device)
     else:  # PPO or vLLM: one pass for the log-probs, entropies and values (PPO) from the same logits
         logprobs, values, entropy = policy_logprobs_and_values(
             policy, input_ids, attention_mask, response_ids, response_mask, config
         )
-    importance_weights = engine_statistics = None
-    if batch.engine_log_probs is not None:
+    if batch.engine_log_probs is not None and not from_update:
         importance_weights, engine_statistics = engine_importance_weights(
             logprobs, batch.engine_log_probs, response_mask, config.importance_sampling_cap
         )
@@ -210,6 +250,8 @@ def collect_rollout(
         ref_logprobs=ref_logprobs if config.grouped else None,  # GRPO's KL loss term reads them
         importance_weights=importance_weights,
         engine_statistics=engine_statistics,
+        engine_log_probs=batch.engine_log_probs,
+        log_probs_from_update=from_update,
     )
 
 
@@ -219,7 +261,7 @@ def _group_advantages(scores, logprobs, ref_logprobs, response_mask, config: Pol
     RLOO subtracts `kl_coeff` times the response's summed KL (logp - logp_ref) from its reward before the
     baseline, as TRL's RLOOTrainer; GRPO keeps the reward as it is (its KL is a loss term)."""
     mask = response_mask.to(logprobs.dtype)
-    kl = torch.zeros_like(logprobs) if ref_logprobs is None else (logprobs - ref_logprobs) * mask
+    kl = response_kl(logprobs, ref_logprobs, response_mask)
     check_some_rewarded(scores, processes.total)
     if config.algorithm == "rloo":
         sequence = leave_one_out_advantages(scores - config.kl_coeff * kl.sum(dim=1), config.num_generations)

@@ -290,6 +290,8 @@ def train_policy(
                     policy, reference, rewards, formatter, step_prompts, config, processes,
                     columns=[row.columns for row in step_rows], engine=engine,
                 )
+            if engine is not None:
+                engine.sleep()  # on a GPU the update takes the memory the engine held; the next push wakes it
             update_started = time.perf_counter()
             update_stats = update_policy(
                 trained_policy, optimizer, scheduler, rollout, config, state.minibatch_order, processes

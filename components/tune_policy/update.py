@@ -150,6 +150,8 @@ def _passes(policy, optimizer, scheduler, rollout: Rollout, config: PolicyTuning
                 with synchronising:
                     logits, values = policy(ids, attention, response_length)
                     logprobs = token_log_probs(logits, rollout.response_ids[rows], config.temperature)
+                    if rollout.log_probs_from_update:
+                        rollout.settle_log_probs(rows, logprobs, logits, config)
                     mask = rollout.response_mask[rows].float()
                     loss_sum, per_token = chunk_loss(rollout, rows, logprobs, values, mask, config)
                     loss = loss_sum * processes.count / normaliser
@@ -161,6 +163,8 @@ def _passes(policy, optimizer, scheduler, rollout: Rollout, config: PolicyTuning
             grad_norms.append(float(full_tensor(torch.nn.utils.clip_grad_norm_(parameters, config.max_grad_norm))))
             optimizer.step()
             scheduler.step()
+    if rollout.log_probs_from_update:
+        rollout.finish_log_probs(config)
     totals = processes.total(totals).cpu()  # read back from the device once, after the update
     tokens = max(float(totals[-1]), 1.0)
     stats = {name: float(value) / tokens for name, value in zip(statistics[:-1], totals[:-1])}
