@@ -7,6 +7,7 @@ without it they are skipped. The engine's choice and the importance weights' mat
 """
 
 import json
+import re
 
 import pytest
 import torch
@@ -61,6 +62,27 @@ def test_auto_falls_back_to_transformers_for_a_model_vllm_cannot_load_and_says_w
         rollouts.start_rollout_engine("vllm", "/models/odd", **settings)
     assert rollouts.start_rollout_engine("transformers", "/models/odd", **settings) == (
         None, "rollout engine: transformers (rollout_engine=transformers)")
+
+
+def test_auto_leaves_small_models_to_transformers(monkeypatch, tmp_path, tiny_causal_lm):
+    """Under `auto` the model's size, read from its config.json, decides: the built-in tiny models sample faster
+    with transformers, a SmolLM2-sized model with vLLM; `vllm` asked for is taken whatever the size."""
+    import components.common.vllm_rollouts as rollouts
+
+    monkeypatch.setattr(rollouts, "vllm_installed", lambda: True)
+    monkeypatch.setattr(rollouts, "VllmEngine", lambda model, **settings: f"engine of {model}")
+    settings = dict(dtype=torch.float32, max_model_len=64, seed=0, gpu_memory_utilization=0.3)
+    engine, line = rollouts.start_rollout_engine("auto", str(tiny_causal_lm), **settings)
+    assert engine is None
+    assert re.fullmatch(r"rollout engine: transformers \(rollout_engine=auto: the model has 0\.\d+M parameters, "
+                        r"fewer than the 100M from which vLLM generates faster\)", line), line
+    assert rollouts.start_rollout_engine("vllm", str(tiny_causal_lm), **settings)[0] == f"engine of {tiny_causal_lm}"
+    smollm2_sized = tmp_path / "smollm2"  # SmolLM2-135M's published config.json, the fields read
+    smollm2_sized.mkdir()
+    (smollm2_sized / "config.json").write_text(json.dumps(dict(
+        model_type="llama", vocab_size=49152, hidden_size=576, intermediate_size=1536, num_hidden_layers=30,
+        num_attention_heads=9, num_key_value_heads=3, tie_word_embeddings=True)))
+    assert rollouts.start_rollout_engine("auto", str(smollm2_sized), **settings)[0] == f"engine of {smollm2_sized}"
 
 
 def test_importance_weights_are_the_sequence_ratio_and_mask_responses_above_the_cap():
