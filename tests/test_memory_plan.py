@@ -5,7 +5,7 @@ import pytest
 
 from cli.main import main
 from cli.memory_plan.estimate import GIB
-from cli.memory_plan.fit import memory_problem, plan_for, vertex_device
+from cli.memory_plan.fit import Device, memory_problem, plan_for, vertex_device
 from components.common.errors import UserInputError
 from components.common.model_architecture import PUBLIC_CONFIGS, Architecture, architecture_of
 from tiny_models import build_causal_lm
@@ -115,6 +115,26 @@ def test_a_smaller_minibatch_shrinks_the_update_and_only_sharding_shrinks_the_we
     assert "sharded (FSDP2) between 2 GPUs" in " ".join(sharded.notes)
     lora = {**model, "accelerator_count": 2}  # LoRA: a replica is well under half a GPU, "auto" does not shard
     assert "sharded" not in " ".join(_step(lora, "Tune policy").notes)
+
+
+def test_a_vllm_engine_takes_its_share_of_the_gpu_while_it_samples_and_its_copy_on_the_cpu():
+    model = {"large_model_reference": "llama-2-7b", "algorithm": "grpo"}
+    generate = _step(model, "Tune policy")
+    engine = _step({**model, "rollout_engine": "vllm", "vllm_gpu_memory_utilization": 0.5}, "Tune policy")
+    assert [m.name for m in engine.models][-1] == "vLLM engine"
+    assert engine.models[-1].weights == 0  # asleep during the update
+    assert engine.models[-1].kv_cache == int(0.5 * A100_40GB.memory)
+    assert engine.models[0].kv_cache == 0 and generate.models[0].kv_cache > 0  # the policy no longer generates
+    generation_phase = lambda plan: sum(m.gradients + m.kv_cache for m in plan.models)  # noqa: E731
+    assert generation_phase(engine) == generation_phase(generate) - generate.models[0].kv_cache + int(0.5 * A100_40GB.memory)
+    batch_of_4 = {"batch_size": 4, "ppo_minibatch_size": 4}  # small activations: the generation phase is the peak
+    assert (_step({**model, **batch_of_4, "rollout_engine": "vllm", "vllm_gpu_memory_utilization": 0.5}, "Tune policy").total
+            > _step({**model, **batch_of_4}, "Tune policy").total)
+    assert _step({**model, "rollout_engine": "auto"}, "Tune policy") == generate  # the default image has no vLLM
+    cpu = Device("CPU RAM", 64 * GIB, on_gpu=False, vertex=False)
+    on_cpu = _step({**model, "rollout_engine": "vllm"}, "Tune policy", cpu).models[-1]
+    parameters = architecture_of("llama-2-7b").causal_lm_parameters()
+    assert on_cpu.weights == parameters * 4 + GIB and on_cpu.kv_cache == 0  # float32 weights, 1 GiB of KV cache
 
 
 def test_the_refusal_names_the_step_its_need_the_device_and_a_fix_that_fits():

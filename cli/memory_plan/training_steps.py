@@ -16,7 +16,11 @@ stage will use. Which steps run is `plan_stages`'s decision, as in the DAG. Per 
   their logits over the response positions with their gradient (components/common/log_probs.py keeps no
   other copy). Sharded (`sharding`, FSDP2, components/common/sharding.py), each process holds 1/N of the
   policy's and the reference's weights, gradients and Adam state, plus the whole policy while it
-  generates (it is gathered for the rollout) and two decoder layers gathered at a time in the update;
+  generates (it is gathered for the rollout) and two decoder layers gathered at a time in the update.
+  With `rollout_engine` vllm the vLLM engine samples instead of the policy: on a GPU it takes
+  `vllm_gpu_memory_utilization` of the GPU while it samples and sleeps (holding nothing) during the
+  update; on the CPU it keeps its own copy of the weights and its KV cache space throughout. `auto` is
+  planned as the default image runs it, without vLLM;
 - DPO/KTO (TRL, checkpointing on): the policy and, trained in full, a frozen reference in the compute
   dtype (under LoRA the adapters are disabled instead); TRL's fused LM head, measured, holds about four
   float32 vocabulary-wide tensors of the micro-batch.
@@ -26,6 +30,7 @@ and DDP adds gradient buckets as large as the gradients, for as long as the mode
 split between them.
 """
 
+import os
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -33,6 +38,7 @@ from cli.memory_plan.estimate import (
     ADAM_MOMENTS,
     CUDA_RUNTIME_BYTES,
     FLOAT32,
+    GIB,
     ModelMemory,
     StepPlan,
     activation_bytes,
@@ -43,6 +49,7 @@ from cli.memory_plan.estimate import (
 )
 from components.common.model_architecture import Architecture
 from components.common.sharding import replica_training_bytes, uses_sharding
+from components.common.vllm_rollouts import ENGINE_ENVIRONMENT, VLLM
 
 
 @dataclass(frozen=True)
@@ -115,6 +122,12 @@ def policy_tuning_plan(config, inputs: PlanInputs, with_reward_model: bool) -> S
     generation = kv_cache_bytes(arch, responses, tokens, cb) + 2 * logits_bytes(arch, responses, 1, FLOAT32)
     checkpointing = "activation checkpointing on" if config.activation_checkpointing else "no activation checkpointing"
     notes = [f"update: {rows} rows x {tokens} tokens a forward pass, {checkpointing}; generation: {responses} responses"]
+    engine = _vllm_engine(config, inputs) if config.rollout_engine == VLLM else None
+    if engine is not None:
+        generation = 0  # the engine samples, not the policy
+        notes.append("rollouts: vLLM in the step's process" + (
+            f", {config.vllm_gpu_memory_utilization:.0%} of the GPU while it samples, asleep during the update"
+            if inputs.on_gpu else ", its own copy of the weights and its KV cache space"))
     reference = None
     if config.kl_coeff == 0:
         notes.append("kl_coeff 0: no reference")
@@ -134,7 +147,21 @@ def policy_tuning_plan(config, inputs: PlanInputs, with_reward_model: bool) -> S
     models = [replace(policy, activations=activations, kv_cache=generation)] + ([reference] if reference else [])
     if with_reward_model:
         models.append(frozen_model("reward model", inputs.reward_model.reward_model_parameters(), cb))
+    if engine is not None:
+        models.append(engine)
     return _step(f"Tune policy (RL): {config.algorithm.upper()}", models, inputs, notes, sharded=sharded)
+
+
+def _vllm_engine(config, inputs: PlanInputs) -> ModelMemory:
+    """The vLLM engine beside the trainer (components/common/vllm_rollouts.py). On a GPU vLLM takes its share of
+    the GPU's memory (weights, KV cache, workspace) as it starts, and level-2 sleep gives all of it back during
+    the update: a generation-phase cost. On the CPU it holds its weights in the compute dtype and the KV cache
+    space it is given (`VLLM_CPU_KVCACHE_SPACE` GiB) for the whole step."""
+    if inputs.on_gpu:
+        return ModelMemory("vLLM engine", weights=0, kv_cache=int(config.vllm_gpu_memory_utilization * inputs.device_memory))
+    cache_gib = float(os.environ.get("VLLM_CPU_KVCACHE_SPACE", ENGINE_ENVIRONMENT["VLLM_CPU_KVCACHE_SPACE"]))
+    weights = inputs.policy.causal_lm_parameters() * inputs.compute_bytes
+    return ModelMemory("vLLM engine", weights=weights + int(cache_gib * GIB))
 
 
 def _sharded_policy(policy: ModelMemory, generation: int, reference: ModelMemory | None, arch: Architecture,
