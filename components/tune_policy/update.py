@@ -23,7 +23,8 @@ from components.tune_policy.ppo_math import clipped_ratio_loss, clipped_value_lo
 from components.tune_policy.rollout import Rollout, trim_left_padding
 
 
-# The policy's entropy is a rollout statistic (rollout.policy_logprobs_and_values): the update takes none.
+# The policy's entropy is a rollout statistic (rollout.policy_logprobs_and_values), which the update records
+# only where it settles the rollout's log-probs (Rollout.settle_log_probs).
 STATISTICS = ("rl_loss", "value_loss", "clip_fraction", "value_clip_fraction", "approx_kl", "tokens")
 # GRPO and RLOO: no value loss; `kl_penalty` is GRPO's k3 KL term (0 for RLOO, whose KL is in the reward).
 GROUP_STATISTICS = ("rl_loss", "kl_penalty", "clip_fraction", "clip_fraction_low", "clip_fraction_high",
