@@ -230,10 +230,10 @@ OUR_PARAMETERS: tuple[Parameter, ...] = (
               "TRL-trained steps always do)."),
     Parameter("rollout_engine", str, defaults.ROLLOUT_ENGINE,
               "What samples responses in the online RL step (PPO, GRPO, RLOO) and the evaluation: "
-              "'transformers' (its generate), 'vllm' (a vLLM engine in the step's own process, given the "
+              "'transformers' (its generate), 'vllm' (a vLLM engine in each training process, given the "
               "policy's weights after every update; needs the vllm extra of the image) or 'auto': vLLM where "
-              "it is installed, the step runs as one process and the model has 100M parameters or more, else "
-              "transformers. The stage log says which."),
+              "it is installed and the model has 100M parameters or more, else transformers. The stage log "
+              "says which."),
     Parameter("vllm_gpu_memory_utilization", float, defaults.VLLM_GPU_MEMORY_UTILIZATION,
               "Share of the GPU's memory the vLLM engine may take (its weights and KV cache) when it samples "
               "beside the trainer (rollout_engine)."),

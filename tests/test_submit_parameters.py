@@ -113,9 +113,6 @@ INVALID_FILES = {
                                       "loss_type 'sequence' is RLOO's"),
     "negative missing-eos penalty": ({**BASE, "missing_eos_penalty": -1.0},
                                      "missing_eos_penalty: -1.0 is not allowed: must be at least 0"),
-    "vllm on two gpus": ({**BASE, "rollout_engine": "vllm", "accelerator_count": 2},
-                         "rollout_engine 'vllm' samples in one training process, but accelerator_count x "
-                         "replica_count is 2 x 1"),
 }
 INVALID_TEXT = {
     "malformed yaml": ("kl_coeff: [0.1\n", "line 2, column 1: not valid YAML"),

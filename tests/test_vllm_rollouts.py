@@ -27,7 +27,7 @@ needs_vllm = pytest.mark.skipif(not vllm_installed(), reason="vLLM is not instal
 # ---------------------------------------------------------------- everywhere
 
 
-def test_auto_takes_vllm_only_where_it_is_installed_and_the_step_is_one_process(monkeypatch):
+def test_auto_takes_vllm_only_where_it_is_installed(monkeypatch):
     import components.common.vllm_rollouts as rollouts
 
     monkeypatch.setattr(rollouts, "vllm_installed", lambda: False)
@@ -36,10 +36,7 @@ def test_auto_takes_vllm_only_where_it_is_installed_and_the_step_is_one_process(
     with pytest.raises(UserInputError, match=r"rollout_engine=vllm: vLLM is not installed \(pip install"):
         choose_rollout_engine("vllm")
     monkeypatch.setattr(rollouts, "vllm_installed", lambda: True)
-    assert choose_rollout_engine("auto", processes=1)[0] == "vllm"
-    assert choose_rollout_engine("auto", processes=2)[0] == "transformers"
-    with pytest.raises(UserInputError, match="one training process, this step has 2"):
-        choose_rollout_engine("vllm", processes=2)
+    assert choose_rollout_engine("auto")[0] == "vllm"
     assert choose_rollout_engine("transformers")[0] == "transformers"
     with pytest.raises(UserInputError, match="rollout_engine must be one of"):
         choose_rollout_engine("sglang")
@@ -385,3 +382,44 @@ def test_evaluation_with_vllm_samples_both_policies_and_decodes_greedily_as_tran
     assert greedy, sorted(metrics["vllm"])
     assert {name: metrics["vllm"][name] for name in greedy} == {name: metrics["transformers"][name] for name in greedy}
     assert metrics["vllm"].keys() == metrics["transformers"].keys()
+
+
+@needs_vllm
+def test_two_processes_sample_with_an_engine_each_sharded_as_replicated(tmp_path, length_reward_model, monkeypatch):
+    """Two training processes (torchrun, gloo), each sampling its share of the batch through its own engine
+    (vLLM's external launcher, as TRL's colocate mode), LoRA adapters merged into every push: sharded (FSDP2)
+    and replicated (DDP), the policy pushed is the whole one, so both runs sample the same responses and end
+    with the same metrics and weights."""
+    from safetensors.torch import load_file
+
+    from components.common.distributed import run_in_processes
+    from components.common.sharding import FSDP, NONE
+    from components.tune_policy.config import PolicyTuningConfig
+    from components.tune_policy.training import train_policy
+    from test_checkpoints import WALL_CLOCK_METRICS
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    model_dir = build_causal_lm(tmp_path / "policy", hidden_size=64)
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text("".join(json.dumps({"prompt": p}) + "\n" for p in PROMPTS))
+    runs = {}
+    for sharding in (NONE, FSDP):
+        config = PolicyTuningConfig(
+            steps=3, algorithm="grpo", num_generations=2, batch_size=8, minibatch_size=8, forward_batch_size=4,
+            epochs=1, lora_rank=2, kl_coeff=0.1, max_new_tokens=6, max_prompt_tokens=32, base_learning_rate=3e-2,
+            sharding=sharding, rollout_engine="vllm",
+        )
+        metrics = run_in_processes(
+            2, train_policy, config, policy_source=str(model_dir), reward_source=str(length_reward_model),
+            prompts_path=str(prompts), output_dir=str(tmp_path / sharding / "policy"),
+            log_dir=str(tmp_path / sharding / "logs"),
+        )
+        runs[sharding] = metrics, load_file(tmp_path / sharding / "policy" / "model.safetensors")
+    (replicated, replicated_weights), (sharded, sharded_weights) = runs[NONE], runs[FSDP]
+    for name, value in replicated.items():
+        if name not in WALL_CLOCK_METRICS:
+            assert sharded[name] == pytest.approx(value, rel=1e-4, abs=1e-6), name
+    initial = load_file(model_dir / "model.safetensors")
+    for name, value in replicated_weights.items():
+        assert torch.allclose(sharded_weights[name], value, rtol=1e-4, atol=1e-6), name
+    assert any(not torch.equal(value, initial[name]) for name, value in replicated_weights.items())

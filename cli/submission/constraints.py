@@ -13,7 +13,7 @@ from components.common.algorithms import ALGORITHMS, PLAN_INPUTS, plan_stages
 from components.common.chat_templates import USE_CHAT_TEMPLATE_VALUES
 from components.common.errors import UserInputError
 from components.common.steps import GROUP_ALGORITHMS
-from components.common.vllm_rollouts import ROLLOUT_ENGINES, VLLM
+from components.common.vllm_rollouts import ROLLOUT_ENGINES
 from components.tune_policy.config import LOSS_TYPES, SCALE_REWARDS, SEQUENCE
 from components.tune_preference.config import DPO_LOSS_TYPES
 from pipeline.resources import DEFAULT_REPLICA_COUNT, accelerator_problem
@@ -124,10 +124,6 @@ CROSS_RULES: tuple[tuple[tuple[str, ...], Callable[..., bool], str], ...] = (
      "takes an equal share of a minibatch"),
     (("loss_type", "algorithm"), lambda loss_type, algorithm: loss_type != SEQUENCE or algorithm == "rloo",
      "loss_type {0!r} is RLOO's (one clipped ratio per response, as TRL's RLOOTrainer), not {1}'s"),
-    (("rollout_engine", "accelerator_count", "replica_count"),
-     lambda engine, gpus, machines: engine != VLLM or gpus * machines <= 1,
-     "rollout_engine {0!r} samples in one training process, but accelerator_count x replica_count is {1} x {2}: "
-     "use rollout_engine auto (transformers on several GPUs) or one GPU"),
 )
 
 

