@@ -312,6 +312,31 @@ def test_pushed_weights_change_the_engine_as_they_change_the_trainer(engine, tra
 
 
 @needs_vllm
+def test_a_pushed_tied_embedding_changes_the_engines_output_head_too(tmp_path, model_dir):
+    """A model whose output head is its input embedding (SmolLM2's layout), trained in full: after a push the
+    engine decodes as the trainer does, head included."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from components.common.vllm_rollouts import VllmEngine
+
+    tied = AutoModelForCausalLM.from_pretrained(model_dir, tie_word_embeddings=True)
+    tied.tie_weights()
+    tied.save_pretrained(tmp_path / "tied")
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        (tmp_path / "tied" / name).write_bytes((model_dir / name).read_bytes())
+    tokenizer = AutoTokenizer.from_pretrained(tmp_path / "tied")
+    engine = VllmEngine(str(tmp_path / "tied"), dtype=torch.float32, max_model_len=64, seed=0, gpu_memory_utilization=0.3)
+    before = _sample(tied, tokenizer, PROMPTS, engine, greedy=True).response_ids
+    with torch.no_grad():  # the token decoded first loses its embedding, and so its logit
+        tied.get_input_embeddings().weight[before[0, 0]] = 0
+    assert tied.get_output_embeddings().weight is tied.get_input_embeddings().weight
+    engine.load_weights(tied)
+    pushed = _sample(tied, tokenizer, PROMPTS, engine, greedy=True).response_ids
+    assert torch.equal(pushed, _sample(tied, tokenizer, PROMPTS, greedy=True).response_ids)
+    assert not torch.equal(pushed, before)
+
+
+@needs_vllm
 @pytest.mark.parametrize("algorithm, epochs, minibatch_size, learning_rate", [("grpo", 1, 16, 1e-2), ("ppo", 2, 8, 3e-3)])
 def test_rl_with_vllm_rollouts_learns_as_with_transformers(tmp_path, length_reward_model, monkeypatch, algorithm,
                                                            epochs, minibatch_size, learning_rate):

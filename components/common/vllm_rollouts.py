@@ -118,19 +118,19 @@ def merged_weights(language_model) -> Iterator[tuple[str, torch.Tensor]]:
     Read as parameters, not through `state_dict()`: on a model sharded between processes (FSDP2) that would
     swap the gathered weights for their shards and back, and the weights used after it no longer trained. A
     sharded weight that is not gathered is yielded whole (every process must read them all, in order). A
-    tied output head is its embedding's one parameter, which vLLM ties again."""
+    tied output head is yielded under both names, as a checkpoint holds it: vLLM keeps its old head otherwise."""
     from peft import PeftModel
     from peft.tuners.lora import LoraLayer
 
     from components.common.sharding import full_tensor
 
     if not isinstance(language_model, PeftModel):
-        for name, tensor in language_model.named_parameters():
+        for name, tensor in language_model.named_parameters(remove_duplicate=False):
             yield name, full_tensor(tensor)
         return
     model = language_model.get_base_model()
     lora_layers = {name: module for name, module in model.named_modules() if isinstance(module, LoraLayer)}
-    for name, tensor in model.named_parameters():
+    for name, tensor in model.named_parameters(remove_duplicate=False):
         if ".lora_" in name:
             continue
         layer_name, _, tensor_name = name.rpartition(".base_layer.")
