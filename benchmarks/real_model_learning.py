@@ -48,6 +48,7 @@ from benchmarks.learning_tasks import (  # noqa: E402
 )
 from benchmarks.smollm2 import DEFAULT_CACHE, converted_smollm2  # noqa: E402
 from components.common import defaults  # noqa: E402
+from components.common.vllm_rollouts import AUTO, ROLLOUT_ENGINES  # noqa: E402
 
 CASES = ("grpo", "trl-grpo", "reward-model", "dpo")
 REWARD_FUNCTION = f"{REPO / 'benchmarks' / 'final_answer_reward.py'}:final_answer_reward"
@@ -63,7 +64,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--work-dir", type=Path, default=REPO / "rlhf-runs" / "real-model-learning")
     parser.add_argument("--model-dir", type=Path, default=DEFAULT_CACHE, help="the converted SmolLM2 folder")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--rollout-engine", choices=("auto", "transformers", "vllm"), default="auto",
+    parser.add_argument("--rollout-engine", choices=ROLLOUT_ENGINES, default=AUTO,
                         help="the pipeline's rollout_engine in every run, and the engine of the k-sample accuracy "
                              "(auto: vLLM where installed); TRL's GRPOTrainer generates with transformers")
     math = parser.add_argument_group("GRPO cases")

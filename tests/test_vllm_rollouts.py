@@ -15,7 +15,7 @@ import torch
 from components.common.errors import UserInputError
 from components.common.generation import generate_responses
 from components.common.log_probs import response_log_probs
-from components.common.models import Placement
+from components.common.models import Placement, save_causal_lm
 from components.common.vllm_rollouts import choose_rollout_engine, vllm_installed
 from components.tune_policy.importance_sampling import engine_importance_weights
 from tiny_models import PROMPTS, build_causal_lm
@@ -321,10 +321,8 @@ def test_a_pushed_tied_embedding_changes_the_engines_output_head_too(tmp_path, m
 
     tied = AutoModelForCausalLM.from_pretrained(model_dir, tie_word_embeddings=True)
     tied.tie_weights()
-    tied.save_pretrained(tmp_path / "tied")
-    for name in ("tokenizer.json", "tokenizer_config.json"):
-        (tmp_path / "tied" / name).write_bytes((model_dir / name).read_bytes())
-    tokenizer = AutoTokenizer.from_pretrained(tmp_path / "tied")
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    save_causal_lm(tied, tokenizer, tmp_path / "tied")
     engine = VllmEngine(str(tmp_path / "tied"), dtype=torch.float32, max_model_len=64, seed=0, gpu_memory_utilization=0.3)
     before = _sample(tied, tokenizer, PROMPTS, engine, greedy=True).response_ids
     with torch.no_grad():  # the token decoded first loses its embedding, and so its logit
@@ -378,7 +376,7 @@ def test_evaluation_with_vllm_samples_both_policies_and_decodes_greedily_as_tran
     """The evaluation's engine is built from the tuned policy and given the base's weights for its turn: the greedy
     answers of both, and so their greedy figures, are those transformers decodes; the sampled ones are figures of
     the same kind."""
-    from transformers import AutoModelForCausalLM
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from components.evaluate.config import EvaluationConfig
     from components.evaluate.evaluation import EvaluationOutputs, run_evaluation
@@ -386,9 +384,7 @@ def test_evaluation_with_vllm_samples_both_policies_and_decodes_greedily_as_tran
     tuned = AutoModelForCausalLM.from_pretrained(model_dir)
     with torch.no_grad():
         tuned.lm_head.weight[3] += 2.0  # the EOS more likely: shorter answers
-    tuned.save_pretrained(tmp_path / "tuned")
-    for name in ("tokenizer.json", "tokenizer_config.json"):
-        (tmp_path / "tuned" / name).write_bytes((model_dir / name).read_bytes())
+    save_causal_lm(tuned, AutoTokenizer.from_pretrained(model_dir), tmp_path / "tuned")
     rule = tmp_path / "rules.py"
     rule.write_text("def short(completions, **kwargs):\n    return [float(len(c.split()) <= 3) for c in completions]\n")
     prompts = tmp_path / "prompts.jsonl"

