@@ -374,8 +374,8 @@ def test_rl_with_vllm_rollouts_learns_as_with_transformers(tmp_path, length_rewa
 @needs_vllm
 def test_evaluation_with_vllm_samples_both_policies_and_decodes_greedily_as_transformers(tmp_path, model_dir):
     """The evaluation's engine is built from the tuned policy and given the base's weights for its turn: the greedy
-    answers of both, and so their greedy figures, are those transformers decodes; the sampled ones are figures of
-    the same kind."""
+    answers of both, and so their greedy figures, are those transformers decodes (vLLM takes the five prompts in
+    one call, transformers in batches of two); the sampled ones are figures of the same kind."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from components.evaluate.config import EvaluationConfig
@@ -393,8 +393,8 @@ def test_evaluation_with_vllm_samples_both_policies_and_decodes_greedily_as_tran
     for engine_name in ("transformers", "vllm"):
         out = tmp_path / engine_name
         result = run_evaluation(
-            EvaluationConfig(max_new_tokens=6, max_prompt_tokens=32, max_eval_prompts=5, reward_function=f"{rule}:short",
-                             rollout_engine=engine_name),
+            EvaluationConfig(max_new_tokens=6, max_prompt_tokens=32, max_eval_prompts=5, generation_batch_size=2,
+                             reward_function=f"{rule}:short", rollout_engine=engine_name),
             base_source=str(model_dir), tuned_source=str(tmp_path / "tuned"), reward_source=None, eval_pairs_path=None,
             eval_prompts_path=prompts, reward_logs_dir=None, policy_logs_dir=None, placement=CPU,
             outputs=EvaluationOutputs(out / "report.html", out / "report.md", out / "predictions", out / "eval.json"))

@@ -19,6 +19,9 @@ import time
 from collections.abc import Iterator
 
 import torch
+from tqdm.auto import tqdm
+
+from components.common.errors import UserInputError
 
 AUTO, TRANSFORMERS, VLLM = "auto", "transformers", "vllm"
 ROLLOUT_ENGINES = (AUTO, TRANSFORMERS, VLLM)
@@ -36,6 +39,16 @@ ENGINE_ENVIRONMENT = {
 AUTO_VLLM_MIN_PARAMETERS = 100_000_000
 
 
+def engine_setting_problems(rollout_engine: str, gpu_memory_utilization: float) -> list[str]:
+    """What is wrong with a stage's `rollout_engine` and `vllm_gpu_memory_utilization`, for its settings check."""
+    problems = []
+    if rollout_engine not in ROLLOUT_ENGINES:
+        problems.append(f"rollout_engine must be one of {', '.join(ROLLOUT_ENGINES)}, got {rollout_engine!r}")
+    if not 0 < gpu_memory_utilization <= 1:
+        problems.append(f"vllm_gpu_memory_utilization must be in (0, 1], got {gpu_memory_utilization}")
+    return problems
+
+
 def vllm_installed() -> bool:
     return importlib.util.find_spec("vllm") is not None
 
@@ -46,9 +59,7 @@ def choose_rollout_engine(requested: str, parameters: int | None = None) -> tupl
     `auto` takes vLLM where it is installed and the model has `AUTO_VLLM_MIN_PARAMETERS` or more
     (`parameters`, where known); `vllm` asks for it and is refused, with the reason, where it is not installed."""
     if requested not in ROLLOUT_ENGINES:
-        from components.common.errors import UserInputError
-
-        raise UserInputError(f"rollout_engine must be one of {', '.join(ROLLOUT_ENGINES)}, got {requested!r}")
+        raise UserInputError(engine_setting_problems(requested, 1.0)[0])
     if requested == TRANSFORMERS:
         return TRANSFORMERS, "rollout engine: transformers (rollout_engine=transformers)"
     problem = None
@@ -60,8 +71,6 @@ def choose_rollout_engine(requested: str, parameters: int | None = None) -> tupl
     if problem is None:
         return VLLM, f"rollout engine: vLLM {_vllm_version()} in this process (rollout_engine={requested})"
     if requested == VLLM:
-        from components.common.errors import UserInputError
-
         raise UserInputError(f"rollout_engine=vllm: {problem}")
     return TRANSFORMERS, f"rollout engine: transformers (rollout_engine=auto: {problem})"
 
@@ -92,7 +101,6 @@ def start_rollout_engine(requested: str, model: str, *, dtype: torch.dtype, max_
 
 def _parameter_count(model: str) -> int | None:
     """The causal LM's parameters, from its config.json (no weights loaded); None where that is not at hand."""
-    from components.common.errors import UserInputError
     from components.common.model_architecture import architecture_of
 
     try:
@@ -184,9 +192,11 @@ class VllmEngine:
         torch.set_num_threads(threads)  # vLLM sets its own for serving; the trainer keeps the stage's
 
     def sample(self, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, *, max_new_tokens: int, temperature: float,
-               stop_ids: tuple[int, ...], pad_token_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+               stop_ids: tuple[int, ...], pad_token_id: int,
+               progress: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """One response per (left-padded) prompt: its token ids (B, R), padded with `pad_token_id` after the
-        longest, and each token's log-probability at `temperature` (0: greedy) as the engine computed it.
+        longest, and each token's log-probability at `temperature` (0: greedy) as the engine computed it;
+        `progress` labels a progress bar over the responses (None: no bar).
 
         Each request draws from its own seed, taken from torch's random stream: seeding torch makes a
         run's samples repeat, as with transformers' sampling."""
@@ -204,7 +214,12 @@ class VllmEngine:
                            logprobs=0, seed=seed, detokenize=False)
             for seed in seeds
         ]
-        outputs = self.llm.generate(requests, settings, use_tqdm=False)
+        def progress_bar(iterable=None, **options):  # vLLM's bar over the responses, under the stage's label
+            if iterable is not None:  # vLLM's other bar, over the requests it queues: none
+                return iterable
+            return tqdm(**{**options, "desc": progress, "unit": "response"})
+
+        outputs = self.llm.generate(requests, settings, use_tqdm=False if progress is None else progress_bar)
         completions = [output.outputs[0] for output in outputs]
         length = max(1, max(len(completion.token_ids) for completion in completions))
         response_ids = torch.full((len(completions), length), pad_token_id, dtype=torch.long)

@@ -4,7 +4,7 @@ from dataclasses import dataclass
 
 from components.common import defaults
 from components.common.stage_settings import from_parameter
-from components.common.vllm_rollouts import ROLLOUT_ENGINES
+from components.common.vllm_rollouts import engine_setting_problems
 
 
 @dataclass
@@ -56,7 +56,6 @@ class EvaluationConfig:
             problems.append(f"max_eval_prompts must be >= 1, got {self.max_eval_prompts}")
         if self.generation_batch_size < 1 or self.reward_batch_size < 1:
             problems.append("batch sizes must be >= 1")
-        if self.rollout_engine not in ROLLOUT_ENGINES:
-            problems.append(f"rollout_engine must be one of {ROLLOUT_ENGINES}, got {self.rollout_engine!r}")
+        problems += engine_setting_problems(self.rollout_engine, self.vllm_gpu_memory_utilization)
         if problems:
             raise UserInputError("evaluation settings: " + "; ".join(problems))

@@ -9,7 +9,7 @@ from components.common.algorithms import ONLINE_ALGORITHMS
 from components.common.chat_templates import USE_CHAT_TEMPLATE_VALUES
 from components.common.sharding import SHARDING_CHOICES
 from components.common.stage_settings import from_parameter
-from components.common.vllm_rollouts import ROLLOUT_ENGINES
+from components.common.vllm_rollouts import engine_setting_problems
 from components.common.steps import DEFAULT_BATCH_SIZE, GROUP_ALGORITHMS, prompts_per_rl_step, responses_per_prompt
 
 LR_SCHEDULES = ("constant", "linear")
@@ -183,10 +183,7 @@ class PolicyTuningConfig:
             problems.append("gamma and gae_lambda must be in [0, 1]")
         if self.sharding not in SHARDING_CHOICES:
             problems.append(f"sharding must be one of {SHARDING_CHOICES}, got {self.sharding!r}")
-        if self.rollout_engine not in ROLLOUT_ENGINES:
-            problems.append(f"rollout_engine must be one of {ROLLOUT_ENGINES}, got {self.rollout_engine!r}")
-        if not 0 < self.vllm_gpu_memory_utilization <= 1:
-            problems.append(f"vllm_gpu_memory_utilization must be in (0, 1], got {self.vllm_gpu_memory_utilization}")
+        problems += engine_setting_problems(self.rollout_engine, self.vllm_gpu_memory_utilization)
         if self.importance_sampling_cap < 0:
             problems.append(f"importance_sampling_cap must be >= 0, got {self.importance_sampling_cap}")
         if self.algorithm not in ONLINE_ALGORITHMS:

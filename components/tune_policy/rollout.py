@@ -15,7 +15,7 @@ import torch
 from components.common.chat_templates import PromptFormatter
 from components.common.data.transcripts import Prompt
 from components.common.distributed import TrainingProcesses
-from components.common.generation import generate_responses
+from components.common.generation import generate_responses, trim_left_padding
 from components.common.log_probs import token_entropy, token_log_probs
 from components.common.vllm_rollouts import VllmEngine
 from components.tune_policy.config import PolicyTuningConfig
@@ -102,12 +102,6 @@ def response_kl(logprobs: torch.Tensor, ref_logprobs: torch.Tensor | None, respo
     if ref_logprobs is None:
         return torch.zeros_like(logprobs)
     return (logprobs - ref_logprobs) * response_mask.to(logprobs.dtype)
-
-
-def trim_left_padding(input_ids: torch.Tensor, attention_mask: torch.Tensor):
-    """Drop the leading columns that are padding in every row (positions do not depend on them)."""
-    first_real = int(attention_mask.any(dim=0).int().argmax())
-    return input_ids[:, first_real:], attention_mask[:, first_real:]
 
 
 @torch.no_grad()

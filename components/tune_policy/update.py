@@ -13,6 +13,7 @@ import contextlib
 import torch
 
 from components.common.distributed import TrainingProcesses, gradient_sync_deferred
+from components.common.generation import trim_left_padding
 from components.common.log_probs import token_log_probs
 from components.common.sharding import full_tensor
 from components.tune_policy.config import SEQUENCE, PolicyTuningConfig
@@ -20,7 +21,7 @@ from components.tune_policy.optimization import trainable_parameters
 from components.tune_policy.policy_model import PolicyWithValueHead
 from components.tune_policy.group_math import aggregated_loss, k3_kl
 from components.tune_policy.ppo_math import clipped_ratio_loss, clipped_value_loss
-from components.tune_policy.rollout import Rollout, trim_left_padding
+from components.tune_policy.rollout import Rollout
 
 
 # The policy's entropy is a rollout statistic (rollout.policy_logprobs_and_values), which the update records
