@@ -33,6 +33,7 @@ from components.tune_policy.component import tune_policy
 from components.tune_preference.component import tune_preference
 from components.upload_model.component import upload_model, upload_training_logs
 from pipeline.image import DEFAULT_IMAGE
+from pipeline.kubeflow_train_jobs import TrainJobPlacement
 from pipeline.parameters import PARAMETERS
 from pipeline.resources import apply_training_resources
 from pipeline.vertex_custom_jobs import CUSTOM_JOB_INPUTS, TRAINING_STEPS, WorkerPools
@@ -141,10 +142,12 @@ class Wiring:
         return component(**arguments).set_display_name(DISPLAY_NAMES[task])
 
 
-def build_pipeline(image: str = DEFAULT_IMAGE, version: str | None = None, worker_pools: WorkerPools | None = None):
+def build_pipeline(image: str = DEFAULT_IMAGE, version: str | None = None, worker_pools: WorkerPools | None = None,
+                   train_jobs: TrainJobPlacement | None = None):
     """The pipeline function for components running in `image`, with `version` in every cache key; with
     `worker_pools`, the Vertex AI flavour whose training steps are custom jobs on those machines
-    (pipeline/vertex_custom_jobs.py)."""
+    (pipeline/vertex_custom_jobs.py); with `train_jobs`, the Kubeflow flavour whose training steps launch
+    TrainJobs of those nodes (pipeline/kubeflow_train_jobs.py)."""
     components = _components(image)
     custom_jobs = {task: worker_pools.custom_job(components[task]) for task in TRAINING_STEPS} if worker_pools else {}
     version = version or code_version()
@@ -166,6 +169,8 @@ def build_pipeline(image: str = DEFAULT_IMAGE, version: str | None = None, worke
             """A training step: on the training machine(s), retried from its last checkpoint."""
             if task in custom_jobs:
                 step = call(custom_jobs[task], task, **inputs, **CUSTOM_JOB_INPUTS)
+            elif train_jobs is not None:
+                step = train_jobs.launcher(call(components[task], task, **inputs))
             else:
                 step = on_training_machine(call(components[task], task, **inputs))
             return step.set_retry(num_retries=TRAINING_RETRIES)

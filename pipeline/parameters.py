@@ -214,9 +214,10 @@ OUR_PARAMETERS: tuple[Parameter, ...] = (
               "per GPU (batch_size and ppo_minibatch_size must be multiples of it)."),
     Parameter("replica_count", int, DEFAULT_REPLICA_COUNT,
               "Machines per training step, each with accelerator_count GPUs, training as one process group "
-              "(torchrun across machines). Above 1, `rlhf-pipeline submit --target vertex` runs each training "
-              "step as a Vertex AI custom job with worker pools (a primary machine and replica_count - 1 "
-              "workers); local runs and Kubeflow take 1."),
+              "(torchrun across machines). Above 1, `rlhf-pipeline submit` runs each training step on that many "
+              "machines: on Vertex AI as a custom job with worker pools (a primary machine and replica_count - 1 "
+              "workers), on Kubeflow as a Kubeflow Trainer TrainJob of that many nodes sharing files on a volume "
+              "(--shared-volume); local runs take 1."),
     Parameter("sharding", str, defaults.SHARDING,
               "How the processes of an online RL step (PPO, GRPO, RLOO) on several GPUs share the models: "
               "'none': each GPU holds whole copies (data parallel); 'fsdp': PyTorch FSDP2 shards the policy's "

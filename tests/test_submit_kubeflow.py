@@ -87,3 +87,61 @@ def test_vertex_only_options_are_refused_for_kubeflow(tmp_path, template, params
         assert result.returncode == 2
         assert kubeflow.requests == []
     assert result.stderr.strip() == "error: --labels do(es) not apply to --target kfp"
+
+
+TRAINING_EXECUTORS = ("exec-supervised-fine-tuning", "exec-train-reward-model", "exec-tune-policy",
+                      "exec-tune-preference")
+
+
+def test_training_steps_span_replica_count_nodes_as_train_jobs_sharing_a_volume(tmp_path, template, params):
+    """replica_count 2 with --shared-volume: the run sent carries the pipeline compiled again, each training step
+    mounting the claim and told how to launch a TrainJob of two nodes with the step's GPUs, CPU and memory in the
+    template's image (components/common/train_jobs.py), the launcher itself without a GPU; other steps unchanged.
+    Without --shared-volume the submission is refused before any request."""
+    from components.common.train_jobs import TRAIN_JOB_VARIABLE
+
+    arguments = ["submit", "--target", "kfp", "--template", str(template), "--params", str(params),
+                 "--set", "replica_count=2", "--set", "accelerator_count=4", "--set", "batch_size=16",
+                 "--set", "ppo_minibatch_size=16", "--skip-data-check"]
+    with FakeKubeflow() as kubeflow:
+        refused = run_cli([*arguments, "--host", kubeflow.url], client_env(tmp_path / "home"))
+        assert refused.returncode == 2 and kubeflow.requests == []
+        result = run_cli([*arguments, "--host", kubeflow.url, "--shared-volume", "rlhf-files",
+                          "--training-runtime", "torch-cuda"], client_env(tmp_path / "home"))
+        assert result.returncode == 0, result.stderr
+        [create] = kubeflow.find("POST", r"/apis/v2beta1/runs")
+    assert refused.stderr.strip().splitlines()[-1] == (
+        "error: replica_count 2: on Kubeflow the training steps run as Kubeflow Trainer TrainJobs whose nodes share "
+        "the step's files on a ReadWriteMany PersistentVolumeClaim; name it with --shared-volume CLAIM")
+    assert ("the training steps run on 2 nodes of a Kubeflow Trainer TrainJob (runtime torch-cuda; nvidia.com/gpu 4, "
+            "cpu 8, memory 32G each), sharing files on the volume rlhf-files") in result.stderr
+    sent = create.json()["pipeline_spec"]
+    spec, platform = sent["pipeline_spec"], sent["platform_spec"]["platforms"]["kubernetes"]["deploymentSpec"]
+    assert sorted(platform["executors"]) == list(TRAINING_EXECUTORS)
+    compiled = yaml.safe_load(template.read_text())
+    image = compiled["deploymentSpec"]["executors"]["exec-tune-policy"]["container"]["image"]
+    for name, executor in spec["deploymentSpec"]["executors"].items():
+        container = executor["container"]
+        if name not in TRAINING_EXECUTORS:
+            assert container == compiled["deploymentSpec"]["executors"][name]["container"], name
+            continue
+        [mount] = platform["executors"][name]["pvcMount"]
+        assert (mount["constant"], mount["mountPath"]) == ("rlhf-files", "/mnt/rlhf-shared")
+        [variable] = container["env"]
+        assert variable["name"] == TRAIN_JOB_VARIABLE
+        assert json.loads(variable["value"]) == {
+            "image": image, "claim": "rlhf-files", "mount_path": "/mnt/rlhf-shared", "runtime": "torch-cuda",
+            "resources": {"nvidia.com/gpu": "4", "cpu": "8", "memory": "32G"}, "namespace": "", "poll_seconds": 15.0}
+        assert "accelerator" not in container["resources"]  # the nodes take the GPUs, not the launcher
+        assert container["command"] == compiled["deploymentSpec"]["executors"][name]["container"]["command"]
+    assert create.json()["runtime_config"]["parameters"]["replica_count"] == 2
+
+
+def test_a_shared_volume_without_several_machines_is_refused(tmp_path, template, params):
+    with FakeKubeflow() as kubeflow:
+        result = run_cli(["submit", "--target", "kfp", "--host", kubeflow.url, "--template", str(template),
+                          "--params", str(params), "--skip-data-check", "--shared-volume", "rlhf-files"],
+                         client_env(tmp_path / "home"))
+        assert result.returncode == 2 and kubeflow.requests == []
+    assert result.stderr.strip().splitlines()[-1] == (
+        "error: --shared-volume is for training steps on several machines; replica_count is 1")

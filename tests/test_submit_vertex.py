@@ -3,7 +3,6 @@
 Cloud Resource Manager over gRPC and the Vertex AI REST API."""
 
 import json
-import os
 
 import pytest
 import yaml
@@ -215,11 +214,6 @@ def test_training_steps_span_replica_count_machines_as_custom_jobs_with_worker_p
     assert json.loads(dry.stdout)["pipelineJob"]["pipelineSpec"]["workerPools"] == {
         component: [{"replica_count": 1, **machine}, {"replica_count": 1, **machine}] for component in training}
 
-    # the same on Kubeflow is refused before any request: its training steps run on one machine each
-    kubeflow = run_cli(["submit", "--target", "kfp", "--template", str(template), "--host", "http://127.0.0.1:9",
-                        "--params", str(course_file), "--set", "replica_count=2", "--skip-data-check"], dict(os.environ))
-    assert kubeflow.returncode == 2
-    assert kubeflow.stderr.strip().splitlines()[-1].startswith("error: replica_count 2: on Kubeflow each training step")
 
 
 def test_a_machine_type_vertex_does_not_have_is_refused_with_the_counts_it_has(tmp_path, template, course_file):

@@ -17,15 +17,17 @@ from cli.commands.parameter_values import add_parameter_value_options
 from cli.submission.progress import DEFAULT_POLL_SECONDS, follow, plain_console, report_end
 from pipeline.resources import DEFAULT_REPLICA_COUNT, GPU, KUBEFLOW, VERTEX, accelerator_for_target
 from cli.submission.template import DEFAULT_TEMPLATE, inputs_from_spec, load_template, template_images
+from pipeline.kubeflow_train_jobs import DEFAULT_RUNTIME
 
 TARGETS = (VERTEX, KUBEFLOW)
 VERTEX_ONLY = ("project", "location", "network", "labels", "encryption_key", "api_endpoint")
-KUBEFLOW_ONLY = ("host", "namespace")
+KUBEFLOW_ONLY = ("host", "namespace", "shared_volume")
 REQUIRED = {VERTEX: ("project", "location", "pipeline_root"), KUBEFLOW: ("host",)}
 ENCRYPTION_PARAMETER = "encryption_spec_key_name"
 ACCELERATOR_PARAMETER = "accelerator_type"
 REPLICA_PARAMETER = "replica_count"
 WORKER_POOL_PARAMETERS = (REPLICA_PARAMETER, ACCELERATOR_PARAMETER, "accelerator_count")
+NODE_PARAMETERS = (*WORKER_POOL_PARAMETERS, "cpu_limit", "memory_limit")  # a TrainJob node's resources
 
 
 def _note(text: str) -> None:
@@ -72,6 +74,11 @@ def add_parser(subparsers) -> None:
     kubeflow = parser.add_argument_group("Kubeflow Pipelines (--target kfp)")
     kubeflow.add_argument("--host", help="Kubeflow Pipelines API URL, e.g. http://localhost:8080")
     kubeflow.add_argument("--namespace", help="Kubernetes namespace of a multi-user deployment")
+    kubeflow.add_argument("--shared-volume", metavar="CLAIM",
+                          help="with replica_count above 1: the ReadWriteMany PersistentVolumeClaim through which a "
+                          "training step and the nodes of its Kubeflow Trainer TrainJob share files")
+    kubeflow.add_argument("--training-runtime", default=DEFAULT_RUNTIME, metavar="NAME",
+                          help=f"the ClusterTrainingRuntime of those TrainJobs (default: {DEFAULT_RUNTIME})")
     parser.set_defaults(func=main)
 
 
@@ -147,41 +154,54 @@ def _kubeflow_settings(args):
 
 
 def _across_machines(args, spec: dict, values: dict[str, Any], inputs, settings, scratch: Path):
-    """The template and settings to submit: as given, or with replica_count above 1 on Vertex AI, the pipeline
-    compiled again (into `scratch`) with its training steps as custom jobs on that many machines
-    (pipeline/vertex_custom_jobs.py)."""
+    """The template and settings to submit: as given, or with replica_count above 1 the pipeline compiled again
+    (into `scratch`) with its training steps on that many machines: Vertex AI custom jobs
+    (pipeline/vertex_custom_jobs.py) or Kubeflow TrainJobs (pipeline/kubeflow_train_jobs.py)."""
     given = {name: values.get(name, inputs[name].default) for name in WORKER_POOL_PARAMETERS if name in inputs}
     machines = given.get(REPLICA_PARAMETER, DEFAULT_REPLICA_COUNT)
     if machines == DEFAULT_REPLICA_COUNT:
+        if args.target == KUBEFLOW and args.shared_volume:
+            raise UserInputError(f"--shared-volume is for training steps on several machines; replica_count is "
+                                 f"{machines}")
         return spec, settings
-    if args.target == KUBEFLOW:
-        raise UserInputError(f"replica_count {machines}: on Kubeflow each training step runs on one machine (a "
-                             "PyTorchJob per training step is not built yet); set replica_count 1 and as many GPUs "
-                             "as one node holds in accelerator_count")
+    if args.target == KUBEFLOW and not args.shared_volume:
+        raise UserInputError(f"replica_count {machines}: on Kubeflow the training steps run as Kubeflow Trainer "
+                             "TrainJobs whose nodes share the step's files on a ReadWriteMany PersistentVolumeClaim; "
+                             "name it with --shared-volume CLAIM")
     from pipeline.compilation import compile_pipeline
+    from pipeline.kubeflow_train_jobs import TrainJobPlacement
     from pipeline.vertex_custom_jobs import WorkerPools
 
-    pools = WorkerPools.from_values(given)
     images = template_images(spec)
     if len(images) != 1:
         raise UserInputError(f"{args.template} runs its steps in {len(images)} images ({', '.join(sorted(images))}); "
                              "replica_count above 1 compiles the pipeline again for one image")
     image = images.pop()
-    path = compile_pipeline(scratch / "pipeline-vertex-custom-jobs.yaml", image=image, worker_pools=pools)
+    if args.target == KUBEFLOW:
+        nodes = {name: values.get(name, inputs[name].default) for name in NODE_PARAMETERS}
+        placement = TrainJobPlacement.from_values(nodes, claim=args.shared_volume, image=image,
+                                                  runtime=args.training_runtime)
+        path = compile_pipeline(scratch / "pipeline-kubeflow-train-jobs.yaml", image=image, train_jobs=placement)
+    else:
+        placement = WorkerPools.from_values(given)
+        path = compile_pipeline(scratch / "pipeline-vertex-custom-jobs.yaml", image=image, worker_pools=placement)
     flavour = load_template(path)
     program = _program(flavour, image)
     if program != _program(spec, image, keep=program[1]):
         raise UserInputError(f"{args.template} was compiled from other code or defaults than this checkout's, and "
                              "replica_count above 1 compiles the pipeline again from this checkout; compile the "
                              f"template here (`python compile.py --image {image} --output FILE`) and submit that")
-    _note(f"replica_count {machines}: the training steps run as Vertex AI custom jobs on {pools.describe()}")
+    where = "as Vertex AI custom jobs on " if args.target == VERTEX else "on "
+    _note(f"replica_count {machines}: the training steps run {where}{placement.describe()}")
     return flavour, dataclasses.replace(settings, template_path=path)
 
 
 def _program(spec: dict, image: str, keep=None) -> tuple:
     """What a template runs, for comparing two compilations: its inputs, its executors in `image` (those named
-    in `keep` only), and the code version in the cache keys (one for every task: pipeline/dag.py)."""
-    executors = {name: executor for name, executor in spec.get("deploymentSpec", {}).get("executors", {}).items()
+    in `keep` only) without their environment and resources (which the flavours set), and the code version in
+    the cache keys (one for every task: pipeline/dag.py)."""
+    executors = {name: {**executor["container"], "env": None, "resources": None}
+                 for name, executor in spec.get("deploymentSpec", {}).get("executors", {}).items()
                  if executor.get("container", {}).get("image") == image and (keep is None or name in keep)}
     tasks = spec["root"].get("dag", {}).get("tasks", {}).values()
     versions = {task["inputs"]["parameters"]["code_version"]["runtimeValue"].get("constant") for task in tasks

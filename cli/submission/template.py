@@ -76,7 +76,8 @@ def load_template(path: str | Path) -> dict:
     if not path.is_file():
         raise UserInputError(f"pipeline template {path} not found; {COMPILE_HINT}")
     try:
-        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+        # a template compiled with Kubernetes settings (kfp-kubernetes) holds them in a second document
+        document = next(yaml.safe_load_all(path.read_text(encoding="utf-8")), None)
     except (yaml.YAMLError, UnicodeDecodeError) as error:
         raise UserInputError(f"{path}: not a readable pipeline template ({error}); {COMPILE_HINT}") from None
     return _pipeline_spec(document, str(path))

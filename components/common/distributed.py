@@ -200,6 +200,21 @@ def _resolve(qualified_name: str) -> Any:
     return getattr(importlib.import_module(module_name), attribute)
 
 
+def write_request(path: Path, function: Callable[..., Any], config: Any, kwargs: dict[str, Any], result: Path,
+                  **more: Any) -> None:
+    """The call `function(config, **kwargs)` as a file that another program reads (`read_request`), with where
+    that program writes the result."""
+    path.write_text(json.dumps({"function": _qualified_name(function), "config_class": _qualified_name(type(config)),
+                                "config": dataclasses.asdict(config), "kwargs": kwargs, "result": str(result),
+                                **more}))
+
+
+def read_request(path: str | Path) -> tuple[Callable[..., Any], Any, dict]:
+    """The function, config and request (its `kwargs`, `result` and anything more) that `write_request` wrote."""
+    request = json.loads(Path(path).read_text())
+    return _resolve(request["function"]), _resolve(request["config_class"])(**request["config"]), request
+
+
 def run_in_processes(count: int, function: Callable[..., Any], config: Any, machines: Machines = Machines(),
                      **kwargs: Any) -> Any:
     """`function(config, **kwargs)` in `count` processes started by torchrun on this machine, joined with
@@ -211,17 +226,7 @@ def run_in_processes(count: int, function: Callable[..., Any], config: Any, mach
     with tempfile.TemporaryDirectory(prefix="training-processes-") as scratch:
         request = Path(scratch) / "request.json"
         result = Path(scratch) / "result.json"
-        request.write_text(
-            json.dumps(
-                {
-                    "function": _qualified_name(function),
-                    "config_class": _qualified_name(type(config)),
-                    "config": dataclasses.asdict(config),
-                    "kwargs": kwargs,
-                    "result": str(result),
-                }
-            )
-        )
+        write_request(request, function, config, kwargs, result)
         command = [
             sys.executable, "-m", "torch.distributed.run", *machines.launcher_options(), f"--nproc-per-node={count}",
             "-m", __name__, str(request),
@@ -241,8 +246,8 @@ def machines_problem(machines: Machines, replica_count: int) -> str | None:
         return None
     if machines.count == 1:
         return (f"replica_count is {replica_count} but this step was started on one machine: a template compiled by "
-                "compile.py runs each step on one machine; `rlhf-pipeline submit --target vertex` runs the training "
-                "steps as Vertex AI custom jobs of replica_count machines")
+                "compile.py runs each step on one machine; `rlhf-pipeline submit` runs the training steps on "
+                "replica_count machines (Vertex AI custom jobs, or Kubeflow TrainJobs with --shared-volume)")
     return (f"this step was started on {machines.count} machines ({VERTEX_CLUSTER_VARIABLE} or "
             f"{KUBEFLOW_NODES_VARIABLES[0]}) but replica_count is {replica_count}")
 
@@ -257,7 +262,12 @@ def run_on_every_gpu(function: Callable[..., Any], config: Any, *, replica_count
     """
     from components.common.errors import UserInputError
 
+    from components.common.train_jobs import TrainJobSettings, run_as_train_job
+
     machines = Machines.from_environment()
+    train_job = TrainJobSettings.from_environment()
+    if train_job is not None and replica_count > 1 and machines.count == 1:
+        return run_as_train_job(function, config, replica_count=replica_count, settings=train_job, **kwargs)
     problem = machines_problem(machines, replica_count)
     if problem:
         raise UserInputError(problem)
@@ -276,10 +286,9 @@ def run_on_every_gpu(function: Callable[..., Any], config: Any, *, replica_count
 
 def _run_request(request_path: str) -> None:
     """What each launched process does: run the requested function; rank 0 writes its result."""
-    request = json.loads(Path(request_path).read_text())
+    function, config, request = read_request(request_path)
     processes = TrainingProcesses.from_environment()
-    config = _resolve(request["config_class"])(**request["config"])
-    result = _resolve(request["function"])(config, **request["kwargs"])
+    result = function(config, **request["kwargs"])
     if processes.is_main:
         Path(request["result"]).write_text(json.dumps(result))
     processes.wait_for_everyone()
