@@ -140,3 +140,17 @@ def test_inputs_are_copied_to_the_volume_outputs_made_there_and_other_values_kep
     assert (folder / "checkpoint_dir" / "step-3").read_text() == "state"  # a retry resumes on the nodes
     assert (folder / "output_dir").is_dir()
     assert outputs == {"output_dir": str(local / "out"), "checkpoint_dir": str(local / "resume")}
+
+
+def test_settings_the_nodes_cannot_share_are_refused_before_the_job_is_created(cluster, tmp_path, monkeypatch):
+    """2 nodes of 2 GPUs are 4 processes: a batch of 6 responses cannot be split between them."""
+    from components.common.errors import UserInputError
+
+    fake, volume = cluster
+    settings = TrainJobSettings(image="rlhf-pipeline:test", claim=CLAIM, mount_path=str(volume),
+                                resources={"nvidia.com/gpu": "2"}, namespace="team-a")
+    monkeypatch.setenv(TRAIN_JOB_VARIABLE, settings.as_environment())
+    config = PolicyTuningConfig(steps=1, algorithm="grpo", num_generations=2, batch_size=6, minibatch_size=6)
+    with pytest.raises(UserInputError, match="batch_size 6 is not a multiple of the 4 GPUs"):
+        run_on_every_gpu(train_policy, config, replica_count=2, output_dir=str(tmp_path / "out"))
+    assert fake.requests == []

@@ -147,6 +147,8 @@ def run_as_train_job(function: Callable[..., Any], config: Any, *, replica_count
 
     from components.common.distributed import write_request
 
+    gpus = sum(int(count) for resource, count in settings.resources.items() if resource.endswith("/gpu"))
+    config.validate(max(gpus, 1) * replica_count)  # one clear error here rather than one per process on the nodes
     name = f"rlhf-{uuid.uuid4().hex[:12]}"
     folder = Path(settings.mount_path) / "train-jobs" / name
     folder.mkdir(parents=True)
