@@ -10,7 +10,7 @@ takes no GPU. The nodes' resources are fixed when the flavour is compiled, as th
 type is (pipeline/vertex_custom_jobs.py), so it is compiled per submission; compile.py's template keeps
 running each step on one machine.
 
-The cluster needs Kubeflow Trainer (v2) with a ClusterTrainingRuntime for torch (`torch-distributed` is the
+The cluster needs Kubeflow Trainer 2.2 or later (its runtime patches carry the volumes) with a ClusterTrainingRuntime for torch (`torch-distributed` is the
 one it installs), the claim in the run's namespace, and RBAC for the pipeline's service account to create,
 get and delete `trainjobs.trainer.kubeflow.org` there.
 """
@@ -18,7 +18,7 @@ get and delete `trainjobs.trainer.kubeflow.org` there.
 from dataclasses import dataclass
 from typing import Any
 
-from components.common.train_jobs import TRAIN_JOB_VARIABLE, TrainJobSettings
+from components.common.train_jobs import POD_NAME_VARIABLE, POD_UID_VARIABLE, TRAIN_JOB_VARIABLE, TrainJobSettings
 
 MOUNT_PATH = "/mnt/rlhf-shared"  # where the launcher and the nodes mount the shared volume
 DEFAULT_RUNTIME = "torch-distributed"  # Kubeflow Trainer's ClusterTrainingRuntime for PyTorch
@@ -51,6 +51,8 @@ class TrainJobPlacement:
         from kfp import kubernetes
 
         kubernetes.mount_pvc(task, pvc_name=self.claim, mount_path=MOUNT_PATH)
+        kubernetes.use_field_path_as_env(task, POD_NAME_VARIABLE, "metadata.name")  # the job's owner: a cancelled
+        kubernetes.use_field_path_as_env(task, POD_UID_VARIABLE, "metadata.uid")  # run's pod takes its job along
         task.set_env_variable(TRAIN_JOB_VARIABLE, self.settings().as_environment())
         return task.set_cpu_limit(LAUNCHER_CPU_LIMIT).set_memory_limit(LAUNCHER_MEMORY_LIMIT)
 

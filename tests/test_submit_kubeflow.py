@@ -127,6 +127,8 @@ def test_training_steps_span_replica_count_nodes_as_train_jobs_sharing_a_volume(
             continue
         [mount] = platform["executors"][name]["pvcMount"]
         assert (mount["constant"], mount["mountPath"]) == ("rlhf-files", "/mnt/rlhf-shared")
+        assert platform["executors"][name]["fieldPathAsEnv"] == [  # the launcher's pod owns its TrainJob
+            {"name": "RLHF_POD_NAME", "fieldPath": "metadata.name"}, {"name": "RLHF_POD_UID", "fieldPath": "metadata.uid"}]
         [variable] = container["env"]
         assert variable["name"] == TRAIN_JOB_VARIABLE
         assert json.loads(variable["value"]) == {
@@ -144,4 +146,4 @@ def test_a_shared_volume_without_several_machines_is_refused(tmp_path, template,
                          client_env(tmp_path / "home"))
         assert result.returncode == 2 and kubeflow.requests == []
     assert result.stderr.strip().splitlines()[-1] == (
-        "error: --shared-volume is for training steps on several machines; replica_count is 1")
+        "error: --shared-volume and --training-runtime are for training steps on several machines; replica_count is 1")

@@ -57,7 +57,7 @@ def _grpo_config() -> PolicyTuningConfig:
 
 
 def test_a_train_job_of_two_nodes_trains_as_one_machine_with_as_many_processes(
-        cluster, tmp_path, tiny_causal_lm, length_reward_model):
+        cluster, tmp_path, monkeypatch, tiny_causal_lm, length_reward_model):
     """The step's call of `run_on_every_gpu` with replica_count 2, in a pod the Kubeflow flavour set up, creates a
     TrainJob of two nodes that mount the shared volume; they train a GRPO step with exactly the result of one
     machine running two processes, the outputs come back to the step's own folders, and the job and its files
@@ -72,6 +72,8 @@ def test_a_train_job_of_two_nodes_trains_as_one_machine_with_as_many_processes(
 
     output_dir = tmp_path / "two" / "policy"
     output_dir.mkdir(parents=True)  # as the component makes its output artifact's folder
+    monkeypatch.setenv("RLHF_POD_NAME", "launcher-pod")  # as the Kubeflow flavour's downward API sets them
+    monkeypatch.setenv("RLHF_POD_UID", "uid-of-the-launcher")
     two_nodes = run_on_every_gpu(train_policy, _grpo_config(), replica_count=2, **sources,
                                  output_dir=str(output_dir), log_dir=str(tmp_path / "two" / "logs"))
 
@@ -83,26 +85,48 @@ def test_a_train_job_of_two_nodes_trains_as_one_machine_with_as_many_processes(
         assert torch.equal(two_weights[name], value), name
     assert list((tmp_path / "two" / "logs").iterdir())  # the TensorBoard logs came back too
 
-    [created] = [request.json() for request in fake.find("POST", r".*/namespaces/team-a/trainjobs")]
+    [create] = fake.find("POST", r".*/namespaces/team-a/trainjobs")
+    assert create.query["fieldValidation"] == ["Strict"]  # a field this Trainer does not know fails the request
+    created = create.json()
     trainer = created["spec"]["trainer"]
     assert (trainer["numNodes"], trainer["image"], trainer["resourcesPerNode"]) == (
         2, "rlhf-pipeline:test", {"limits": {"cpu": "1"}})
     assert created["spec"]["runtimeRef"] == {"name": "torch-distributed"}
-    [override] = created["spec"]["podSpecOverrides"]
-    assert override["volumes"] == [{"name": "rlhf-shared", "persistentVolumeClaim": {"claimName": CLAIM}}]
+    assert created["metadata"]["ownerReferences"] == [
+        {"apiVersion": "v1", "kind": "Pod", "name": "launcher-pod", "uid": "uid-of-the-launcher"}]
+    [node] = created["spec"]["runtimePatches"][0]["trainingRuntimeSpec"]["template"]["spec"]["replicatedJobs"]
+    pod = node["template"]["spec"]["template"]
+    assert {"name": "dshm", "emptyDir": {"medium": "Memory"}} in pod["spec"]["volumes"]
+    assert pod["metadata"]["annotations"] == {"sidecar.istio.io/inject": "false"}
     assert fake.deleted == [created["metadata"]["name"]] and not fake.jobs
     assert list((volume / "train-jobs").iterdir()) == []  # the staged files are gone
 
 
 def test_a_failed_train_job_fails_the_step_with_where_to_look(cluster, tmp_path, tiny_causal_lm):
     """A node that fails (here: prompts that do not exist on it) fails the job; the step's error names the job and
-    how to read its nodes' logs, and the job is kept for them."""
-    fake, _ = cluster
+    how to read its nodes' logs, the job is kept for them, the staged files leave the volume and what the nodes
+    wrote in an output folder (checkpoints) comes back."""
+    fake, volume = cluster
+    checkpoints = tmp_path / "checkpoints"
+    checkpoints.mkdir()
+    (checkpoints / "step-2").write_text("from an earlier try")
     with pytest.raises(RuntimeError, match=r"TrainJob team-a/rlhf-\w+ failed: nodes exited with .*kubectl logs -n team-a"):
         run_on_every_gpu(train_policy, _grpo_config(), replica_count=2, policy_source=str(tiny_causal_lm),
                          reward_source="", prompts_path="/nowhere/prompts.jsonl", output_dir=str(tmp_path / "out"),
-                         log_dir=str(tmp_path / "logs"))
+                         log_dir=str(tmp_path / "logs"), checkpoint_dir=str(checkpoints))
     assert len(fake.jobs) == 1 and not fake.deleted
+    assert list((volume / "train-jobs").iterdir()) == []
+    assert (checkpoints / "step-2").read_text() == "from an earlier try"
+
+
+def test_nodes_that_would_not_see_the_volume_fail_the_job(cluster, tmp_path, monkeypatch):
+    """A claim mounted elsewhere than where the launcher staged the files: the nodes find no request."""
+    fake, volume = cluster
+    settings = TrainJobSettings(image="rlhf-pipeline:test", claim="other-claim", mount_path=str(volume),
+                                namespace="team-a", poll_seconds=0.2)
+    monkeypatch.setenv(TRAIN_JOB_VARIABLE, settings.as_environment())
+    with pytest.raises(RuntimeError, match='failed: persistentvolumeclaim "other-claim" not found'):
+        run_on_every_gpu(train_policy, _grpo_config(), replica_count=2, output_dir=str(tmp_path / "out"))
 
 
 def test_a_runtime_the_cluster_lacks_is_refused_with_the_clusters_reason(cluster, tmp_path, monkeypatch):
@@ -111,8 +135,9 @@ def test_a_runtime_the_cluster_lacks_is_refused_with_the_clusters_reason(cluster
                                 runtime="deepspeed-distributed", namespace="team-a")
     monkeypatch.setenv(TRAIN_JOB_VARIABLE, settings.as_environment())
     with pytest.raises(RuntimeError, match="Kubernetes refused the TrainJob team-a/.*422.*'deepspeed-distributed' not "
-                                           "found.*needs to create trainjobs"):
+                                           "found.*Trainer 2.2 or later.*needs to create trainjobs"):
         run_on_every_gpu(train_policy, _grpo_config(), replica_count=2, output_dir=str(tmp_path / "out"))
+    assert list((volume / "train-jobs").iterdir()) == []  # nothing left on the volume
 
 
 def test_inputs_are_copied_to_the_volume_outputs_made_there_and_other_values_kept(tmp_path):

@@ -21,7 +21,7 @@ from pipeline.kubeflow_train_jobs import DEFAULT_RUNTIME
 
 TARGETS = (VERTEX, KUBEFLOW)
 VERTEX_ONLY = ("project", "location", "network", "labels", "encryption_key", "api_endpoint")
-KUBEFLOW_ONLY = ("host", "namespace", "shared_volume")
+KUBEFLOW_ONLY = ("host", "namespace", "shared_volume", "training_runtime")
 REQUIRED = {VERTEX: ("project", "location", "pipeline_root"), KUBEFLOW: ("host",)}
 ENCRYPTION_PARAMETER = "encryption_spec_key_name"
 ACCELERATOR_PARAMETER = "accelerator_type"
@@ -77,7 +77,7 @@ def add_parser(subparsers) -> None:
     kubeflow.add_argument("--shared-volume", metavar="CLAIM",
                           help="with replica_count above 1: the ReadWriteMany PersistentVolumeClaim through which a "
                           "training step and the nodes of its Kubeflow Trainer TrainJob share files")
-    kubeflow.add_argument("--training-runtime", default=DEFAULT_RUNTIME, metavar="NAME",
+    kubeflow.add_argument("--training-runtime", metavar="NAME",
                           help=f"the ClusterTrainingRuntime of those TrainJobs (default: {DEFAULT_RUNTIME})")
     parser.set_defaults(func=main)
 
@@ -160,9 +160,9 @@ def _across_machines(args, spec: dict, values: dict[str, Any], inputs, settings,
     given = {name: values.get(name, inputs[name].default) for name in WORKER_POOL_PARAMETERS if name in inputs}
     machines = given.get(REPLICA_PARAMETER, DEFAULT_REPLICA_COUNT)
     if machines == DEFAULT_REPLICA_COUNT:
-        if args.target == KUBEFLOW and args.shared_volume:
-            raise UserInputError(f"--shared-volume is for training steps on several machines; replica_count is "
-                                 f"{machines}")
+        if args.target == KUBEFLOW and (args.shared_volume or args.training_runtime):
+            raise UserInputError(f"--shared-volume and --training-runtime are for training steps on several "
+                                 f"machines; replica_count is {machines}")
         return spec, settings
     if args.target == KUBEFLOW and not args.shared_volume:
         raise UserInputError(f"replica_count {machines}: on Kubeflow the training steps run as Kubeflow Trainer "
@@ -180,7 +180,7 @@ def _across_machines(args, spec: dict, values: dict[str, Any], inputs, settings,
     if args.target == KUBEFLOW:
         nodes = {name: values.get(name, inputs[name].default) for name in NODE_PARAMETERS}
         placement = TrainJobPlacement.from_values(nodes, claim=args.shared_volume, image=image,
-                                                  runtime=args.training_runtime)
+                                                  runtime=args.training_runtime or DEFAULT_RUNTIME)
         path = compile_pipeline(scratch / "pipeline-kubeflow-train-jobs.yaml", image=image, train_jobs=placement)
     else:
         placement = WorkerPools.from_values(given)

@@ -3,7 +3,8 @@
 A Kubeflow Pipelines step is one pod. With `replica_count` above 1, the Kubeflow flavour of the pipeline
 (pipeline/kubeflow_train_jobs.py, compiled by `rlhf-pipeline submit --target kubeflow`) makes each training
 step's pod a launcher (`run_as_train_job`): it copies the step's inputs to a volume that every machine mounts
-(a ReadWriteMany PersistentVolumeClaim), creates a TrainJob (Kubeflow Trainer, `trainer.kubeflow.org/v1alpha1`)
+(a ReadWriteMany PersistentVolumeClaim), creates a TrainJob (Kubeflow Trainer 2.2 or later,
+`trainer.kubeflow.org/v1alpha1`)
 of `replica_count` nodes on the cluster's torch runtime, each node running the step's training function
 (`python -m components.common.train_jobs REQUEST`), waits for it to end, and copies the outputs back into the
 step's artifacts. The Trainer tells each node its place in PET_NNODES, PET_NODE_RANK, PET_MASTER_ADDR and
@@ -30,10 +31,14 @@ from typing import Any
 
 TRAIN_JOB_VARIABLE = "RLHF_TRAIN_JOB"  # the launcher's settings (TrainJobSettings as JSON), set by the flavour
 API_GROUP, API_VERSION, PLURAL = "trainer.kubeflow.org", "v1alpha1", "trainjobs"
-TRAINER_CONTAINER = "node"  # the torch runtime's job and container that run the training
-VOLUME_NAME = "rlhf-shared"
+TRAINER_CONTAINER = "node"  # the torch runtime's replicated job and container that run the training
+VOLUME_NAME, SHARED_MEMORY_VOLUME = "rlhf-shared", "dshm"
+PATCH_MANAGER = "rlhf-pipeline"
+# The launcher's pod, as the Kubeflow flavour puts it in the environment (Kubernetes' downward API)
+POD_NAME_VARIABLE, POD_UID_VARIABLE = "RLHF_POD_NAME", "RLHF_POD_UID"
 SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 COMPLETE, FAILED = "Complete", "Failed"  # TrainJob conditions that end it
+MISSED_READS = 5  # reads of the job in a row that the API server may fail (busy, restarting) before the step does
 
 
 @dataclass(frozen=True)
@@ -57,12 +62,28 @@ class TrainJobSettings:
         return json.dumps(dataclasses.asdict(self), sort_keys=True)
 
 
-def train_job_body(name: str, settings: TrainJobSettings, nodes: int, request: str) -> dict:
-    """The TrainJob that runs `request` on `nodes` machines, each mounting the shared volume."""
+def train_job_body(name: str, settings: TrainJobSettings, nodes: int, request: str,
+                   owner: dict | None = None) -> dict:
+    """The TrainJob that runs `request` on `nodes` machines, each mounting the shared volume (and a memory-backed
+    /dev/shm, which NCCL needs more of than a pod's default 64 MB), without Istio's sidecar (which would keep a
+    finished node running). The volumes come as a runtime patch (Kubeflow Trainer 2.2 and later). `owner`: the
+    launcher's pod, whose deletion (a cancelled run) deletes the job too."""
+    pod_spec = {
+        "volumes": [{"name": VOLUME_NAME, "persistentVolumeClaim": {"claimName": settings.claim}},
+                    {"name": SHARED_MEMORY_VOLUME, "emptyDir": {"medium": "Memory"}}],
+        "containers": [{"name": TRAINER_CONTAINER,
+                        "volumeMounts": [{"name": VOLUME_NAME, "mountPath": settings.mount_path},
+                                         {"name": SHARED_MEMORY_VOLUME, "mountPath": "/dev/shm"}]}],
+    }
+    node_patch = {"name": TRAINER_CONTAINER, "template": {"spec": {"template": {
+        "metadata": {"annotations": {"sidecar.istio.io/inject": "false"}}, "spec": pod_spec}}}}
+    metadata = {"name": name, "labels": {"app.kubernetes.io/part-of": PATCH_MANAGER}}
+    if owner:
+        metadata["ownerReferences"] = [{"apiVersion": "v1", "kind": "Pod", **owner}]
     return {
         "apiVersion": f"{API_GROUP}/{API_VERSION}",
         "kind": "TrainJob",
-        "metadata": {"name": name, "labels": {"app.kubernetes.io/part-of": "rlhf-pipeline"}},
+        "metadata": metadata,
         "spec": {
             "runtimeRef": {"name": settings.runtime},
             "trainer": {
@@ -71,12 +92,8 @@ def train_job_body(name: str, settings: TrainJobSettings, nodes: int, request: s
                 "numNodes": nodes,
                 **({"resourcesPerNode": {"limits": settings.resources}} if settings.resources else {}),
             },
-            "podSpecOverrides": [{
-                "targetJobs": [{"name": TRAINER_CONTAINER}],
-                "volumes": [{"name": VOLUME_NAME, "persistentVolumeClaim": {"claimName": settings.claim}}],
-                "containers": [{"name": TRAINER_CONTAINER,
-                                "volumeMounts": [{"name": VOLUME_NAME, "mountPath": settings.mount_path}]}],
-            }],
+            "runtimePatches": [{"manager": PATCH_MANAGER, "trainingRuntimeSpec": {
+                "template": {"spec": {"replicatedJobs": [node_patch]}}}}],
         },
     }
 
@@ -140,43 +157,83 @@ def _ending(job: dict) -> tuple[str, str] | None:
     return None
 
 
+def _wait_for(api, namespace: str, name: str, poll_seconds: float) -> tuple[str, str]:
+    """The TrainJob's ending (condition, message), read every `poll_seconds`; an API server that does not answer
+    a few reads in a row (MISSED_READS) fails the wait."""
+    from kubernetes.client.exceptions import ApiException
+    from urllib3.exceptions import HTTPError
+
+    missed = 0
+    while True:
+        try:
+            ending = _ending(api.get_namespaced_custom_object(API_GROUP, API_VERSION, namespace, PLURAL, name))
+            missed = 0
+        except (ApiException, HTTPError) as error:
+            transient = not isinstance(error, ApiException) or error.status in (429, 500, 502, 503, 504)
+            missed += 1
+            if not transient or missed >= MISSED_READS:
+                raise
+            ending = None
+        if ending is not None:
+            return ending
+        time.sleep(poll_seconds)
+
+
+def _launcher_pod() -> dict | None:
+    name, uid = os.environ.get(POD_NAME_VARIABLE), os.environ.get(POD_UID_VARIABLE)
+    return {"name": name, "uid": uid} if name and uid else None
+
+
 def run_as_train_job(function: Callable[..., Any], config: Any, *, replica_count: int, settings: TrainJobSettings,
                      **kwargs: Any) -> Any:
-    """`function(config, **kwargs)` on `replica_count` machines of a TrainJob; the first machine's result."""
+    """`function(config, **kwargs)` on `replica_count` machines of a TrainJob; the first machine's result.
+
+    Whatever happens, the staged files leave the volume, the output folders (checkpoints included, so that a
+    retry resumes) come back, and a job that did not fail is deleted; a failed one is kept for its logs."""
     from kubernetes.client.exceptions import ApiException
 
     from components.common.distributed import write_request
 
     gpus = sum(int(count) for resource, count in settings.resources.items() if resource.endswith("/gpu"))
     config.validate(max(gpus, 1) * replica_count)  # one clear error here rather than one per process on the nodes
+    api, namespace = _custom_objects(), _namespace(settings)
     name = f"rlhf-{uuid.uuid4().hex[:12]}"
     folder = Path(settings.mount_path) / "train-jobs" / name
     folder.mkdir(parents=True)
-    staged, outputs = stage_arguments(kwargs, folder, settings)
-    request, result = folder / "request.json", folder / "result.json"
-    write_request(request, function, config, staged, result, replica_count=replica_count)
-    api, namespace = _custom_objects(), _namespace(settings)
-    body = train_job_body(name, settings, replica_count, str(request))
+    created = failed = False
+    outputs: dict[str, str] = {}
     try:
-        api.create_namespaced_custom_object(API_GROUP, API_VERSION, namespace, PLURAL, body)
-    except ApiException as error:
-        raise RuntimeError(f"Kubernetes refused the TrainJob {namespace}/{name}: {error.status} {error.reason} "
-                           f"({error.body}); the pipeline's service account needs to create trainjobs "
-                           f"({API_GROUP}) in {namespace}") from None
-    print(f"training on {replica_count} machines: TrainJob {namespace}/{name} (runtime {settings.runtime}), "
-          f"files under {folder}", flush=True)
-    while (ending := _ending(api.get_namespaced_custom_object(API_GROUP, API_VERSION, namespace, PLURAL, name))) is None:
-        time.sleep(settings.poll_seconds)
-    condition, message = ending
-    if condition == FAILED:
-        raise RuntimeError(f"TrainJob {namespace}/{name} failed: {message or 'no message'}; its nodes' logs hold the "
-                           f"error (kubectl logs -n {namespace} -l jobset.sigs.k8s.io/jobset-name={name})")
-    for argument, local in outputs.items():
-        shutil.copytree(folder / argument, local, dirs_exist_ok=True)
-    value = json.loads(result.read_text())
-    api.delete_namespaced_custom_object(API_GROUP, API_VERSION, namespace, PLURAL, name)
-    shutil.rmtree(folder)
-    return value
+        staged, outputs = stage_arguments(kwargs, folder, settings)
+        request, result = folder / "request.json", folder / "result.json"
+        write_request(request, function, config, staged, result, replica_count=replica_count)
+        body = train_job_body(name, settings, replica_count, str(request), owner=_launcher_pod())
+        try:
+            api.create_namespaced_custom_object(API_GROUP, API_VERSION, namespace, PLURAL, body,
+                                                field_validation="Strict")
+        except ApiException as error:
+            raise RuntimeError(f"Kubernetes refused the TrainJob {namespace}/{name}: {error.status} {error.reason} "
+                               f"({error.body}); it needs Kubeflow Trainer 2.2 or later, and the pipeline's service "
+                               f"account needs to create trainjobs ({API_GROUP}) in {namespace}") from None
+        created = True
+        print(f"training on {replica_count} machines: TrainJob {namespace}/{name} (runtime {settings.runtime}), "
+              f"files under {folder}", flush=True)
+        condition, message = _wait_for(api, namespace, name, settings.poll_seconds)
+        if condition == FAILED:
+            failed = True
+            raise RuntimeError(f"TrainJob {namespace}/{name} failed: {message or 'no message'}; its nodes' logs hold "
+                               f"the error (kubectl logs -n {namespace} -l jobset.sigs.k8s.io/jobset-name={name})")
+        return json.loads(result.read_text())
+    finally:
+        for argument, local in outputs.items():
+            if (folder / argument).is_dir():
+                shutil.copytree(folder / argument, local, dirs_exist_ok=True)
+        shutil.rmtree(folder, ignore_errors=True)
+        if created and not failed:
+            try:
+                api.delete_namespaced_custom_object(API_GROUP, API_VERSION, namespace, PLURAL, name)
+            except ApiException as error:
+                print(f"TrainJob {namespace}/{name} could not be deleted ({error.status} {error.reason}); "
+                      f"kubectl delete trainjob -n {namespace} {name}", flush=True)
 
 
 def _run_on_this_node(request_path: str) -> None:

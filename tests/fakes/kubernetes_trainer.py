@@ -1,8 +1,12 @@
-"""The Kubernetes API as Kubeflow Trainer serves TrainJobs (custom objects of `trainer.kubeflow.org/v1alpha1`:
+"""The Kubernetes API as Kubeflow Trainer 2.2+ serves TrainJobs (custom objects of `trainer.kubeflow.org/v1alpha1`:
 create, get, delete), with a controller standing in for the Trainer's: each node of a created job is a local
 process running the job's command, given the torch runtime's PET_ variables (its rank, the node count, the
-first node's address on 127.0.0.1). Persistent volume claims are folders of this machine: a job that mounts
-a claim it does not know, or mounts it elsewhere than its folder, fails as its pods would not start."""
+first node's address on 127.0.0.1). The job's fields are checked against the Trainer's schema (the fields this
+project may send): with `fieldValidation=Strict` an unknown field is refused as the API server refuses it,
+without it the field is dropped. Persistent volume claims are folders of this machine, and a node sees the
+files of the claims that the job's runtime patch mounts into the `node` container of the `node` job at their
+folder; a job whose nodes would not see the claim fails, as its nodes would find no request to run.
+"""
 
 import itertools
 import os
@@ -18,6 +22,44 @@ from .http_server import FakeHttpServer, Response
 
 JOBS = r"/apis/trainer\.kubeflow\.org/v1alpha1/namespaces/([^/]+)/trainjobs"
 DNS_LABEL = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?\Z")
+ANY = None  # a field whose content is not checked (ObjectMeta, Volume, EnvVar, ...)
+POD_SPEC_PATCH = {"serviceAccountName": ANY, "volumes": ANY, "initContainers": ANY, "imagePullSecrets": ANY,
+                  "securityContext": ANY, "nodeSelector": ANY, "affinity": ANY, "tolerations": ANY,
+                  "schedulingGates": ANY,
+                  "containers": [{"name": ANY, "env": ANY, "volumeMounts": ANY, "securityContext": ANY}]}
+TRAIN_JOB_SCHEMA = {  # trainer.kubeflow.org/v1alpha1 TrainJob, Kubeflow Trainer 2.2+ (runtimePatches)
+    "apiVersion": ANY, "kind": ANY, "metadata": ANY, "status": ANY,
+    "spec": {
+        "runtimeRef": {"name": ANY, "apiGroup": ANY, "kind": ANY},
+        "initializer": ANY, "suspend": ANY, "activeDeadlineSeconds": ANY, "managedBy": ANY,
+        "trainer": {"image": ANY, "command": ANY, "args": ANY, "env": ANY, "numNodes": ANY,
+                    "resourcesPerNode": ANY, "numProcPerNode": ANY},
+        "runtimePatches": [{"manager": ANY, "time": ANY, "trainingRuntimeSpec": {"template": {
+            "metadata": ANY, "spec": {"replicatedJobs": [{"name": ANY, "template": {
+                "metadata": ANY, "spec": {"template": {"metadata": ANY, "spec": POD_SPEC_PATCH}}}}]}}}}],
+    },
+}
+
+
+def unknown_fields(value, schema, path: str = "") -> list[str]:
+    """The paths of `value`'s fields that `schema` does not know."""
+    if schema is ANY:
+        return []
+    if isinstance(schema, list):
+        return [found for index, item in enumerate(value) for found in unknown_fields(item, schema[0], f"{path}[{index}]")]
+    found = []
+    for key, item in value.items():
+        where = f"{path}.{key}" if path else key
+        found += [where] if key not in schema else unknown_fields(item, schema[key], where)
+    return found
+
+
+def without_unknown_fields(value, schema):
+    if schema is ANY:
+        return value
+    if isinstance(schema, list):
+        return [without_unknown_fields(item, schema[0]) for item in value]
+    return {key: without_unknown_fields(item, schema[key]) for key, item in value.items() if key in schema}
 
 
 def _status(code: int, reason: str, message: str) -> Response:
@@ -53,6 +95,11 @@ class FakeKubernetesTrainer(FakeHttpServer):
         if not DNS_LABEL.match(name) or len(name) > 63:
             return _status(422, "Invalid", f"TrainJob.trainer.kubeflow.org {name!r} is invalid: metadata.name must "
                                            "match RFC 1035 DNS label format")
+        unknown = unknown_fields(body, TRAIN_JOB_SCHEMA)
+        if unknown and request.query.get("fieldValidation") == ["Strict"]:
+            return _status(400, "BadRequest", "TrainJob in version \"v1alpha1\" cannot be handled as a TrainJob: "
+                           + ", ".join(f'strict decoding error: unknown field "{field}"' for field in unknown))
+        body = without_unknown_fields(body, TRAIN_JOB_SCHEMA)
         runtime = body["spec"]["runtimeRef"]["name"]
         if runtime not in self.runtimes:
             return _status(422, "Invalid", f"admission webhook denied the request: ClusterTrainingRuntime "
@@ -80,15 +127,27 @@ class FakeKubernetesTrainer(FakeHttpServer):
         return Response(200, {"kind": "Status", "apiVersion": "v1", "status": "Success"})
 
     def _mount_problem(self, spec: dict) -> str | None:
-        for override in spec.get("podSpecOverrides", []):
-            volumes = {volume["name"]: volume["persistentVolumeClaim"]["claimName"] for volume in override["volumes"]}
-            for container in override.get("containers", []):
-                for mount in container.get("volumeMounts", []):
-                    claim = volumes[mount["name"]]
-                    if claim not in self.claims:
-                        return f'persistentvolumeclaim "{claim}" not found'
-                    if Path(mount["mountPath"]).resolve() != self.claims[claim].resolve():
-                        return f"the fake mounts {claim} at {self.claims[claim]} only"
+        """Why the nodes would not see a claim's files at its folder (None: they would see every claim's)."""
+        mounts = {}
+        for patch in spec.get("runtimePatches", []):
+            for job in patch["trainingRuntimeSpec"]["template"]["spec"].get("replicatedJobs", []):
+                if job["name"] != "node":
+                    continue
+                pod = job["template"]["spec"]["template"]["spec"]
+                claims = {volume["name"]: volume["persistentVolumeClaim"]["claimName"]
+                          for volume in pod.get("volumes", []) if "persistentVolumeClaim" in volume}
+                for container in pod.get("containers", []):
+                    if container["name"] == "node":
+                        mounts.update({claims[mount["name"]]: Path(mount["mountPath"])
+                                       for mount in container.get("volumeMounts", []) if mount["name"] in claims})
+        for claim, folder in self.claims.items():
+            if claim in mounts and mounts[claim].resolve() != folder.resolve():
+                return f"the fake mounts {claim} at {folder} only"
+        unknown = sorted(set(mounts) - set(self.claims))
+        if unknown:
+            return f'persistentvolumeclaim "{unknown[0]}" not found'
+        if not mounts:
+            return "the nodes mount no volume, so they find no request to run"
         return None
 
     def _finish(self, job: dict, condition: str, reason: str, message: str) -> None:
