@@ -196,33 +196,3 @@ def test_group_size_refuses_prompts_that_are_not_in_groups(tiny_causal_lm):
     with pytest.raises(ValueError, match="groups of 2 identical rows"):
         generate_responses(model, tokenizer, PROMPTS[:2], max_new_tokens=4, max_prompt_tokens=32, group_size=2)
 
-
-def test_rows_of_a_batch_are_the_batch_those_prompts_would_give_without_the_others_padding(tiny_causal_lm):
-    """vLLM samples the evaluation's prompts in one call, split afterwards into batches for the passes that
-    follow: each part keeps its rows' tokens, masks, texts and recorded log-probs, drops the padding columns
-    that only other rows needed, and gets the same log-probabilities from a pass of its own."""
-    from components.common.log_probs import response_log_probs
-
-    model, tokenizer = _load(tiny_causal_lm)
-    prompts = ["a good day", *PROMPTS, "the cat"]
-    torch.manual_seed(0)
-    whole = generate_responses(model, tokenizer, prompts, max_new_tokens=12, max_prompt_tokens=32,
-                               temperature=0.7, record_log_probs=True)
-    whole_log_probs = response_log_probs(model, whole, 0.7)
-    lengths = whole.response_lengths.tolist()
-    assert len(set(lengths)) > 1, lengths  # some responses ended early, so parts can be narrower
-    for start, stop in ((0, 2), (2, 4), (4, 5)):
-        part = whole.rows(start, stop)
-        prompt_lengths = whole.prompt_mask[start:stop].sum(dim=1)
-        assert part.prompt_ids.shape[1] == int(prompt_lengths.max())
-        assert part.response_ids.shape[1] == max(lengths[start:stop])
-        assert part.texts == whole.texts[start:stop] and torch.equal(part.ended, whole.ended[start:stop])
-        for row in range(stop - start):
-            kept, mask = part.response_mask[row].bool(), whole.response_mask[start + row].bool()
-            assert torch.equal(part.response_ids[row][kept], whole.response_ids[start + row][mask])
-            assert torch.equal(part.prompt_ids[row][part.prompt_mask[row].bool()],
-                               whole.prompt_ids[start + row][whole.prompt_mask[start + row].bool()])
-            assert torch.equal(part.log_probs[row][kept], whole.log_probs[start + row][mask])
-        width = part.response_ids.shape[1]
-        torch.testing.assert_close(response_log_probs(model, part, 0.7), whole_log_probs[start:stop, :width],
-                                   atol=1e-5, rtol=1e-5)

@@ -374,8 +374,8 @@ def test_rl_with_vllm_rollouts_learns_as_with_transformers(tmp_path, length_rewa
 @needs_vllm
 def test_evaluation_with_vllm_samples_both_policies_and_decodes_greedily_as_transformers(tmp_path, model_dir):
     """The evaluation's engine is built from the tuned policy and given the base's weights for its turn: the greedy
-    answers of both, and so their greedy figures, are those transformers decodes (vLLM takes the five prompts in
-    one call, transformers in batches of two); the sampled ones are figures of the same kind."""
+    answers of both, and so their greedy figures, are those transformers decodes (both in batches of two); the
+    sampled ones are figures of the same kind."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from components.evaluate.config import EvaluationConfig

@@ -49,23 +49,6 @@ class GeneratedBatch:
     def response_lengths(self) -> torch.Tensor:
         return self.response_mask.sum(dim=1)
 
-    def rows(self, start: int, stop: int) -> "GeneratedBatch":
-        """Rows `start:stop` as a batch of their own, without the padding columns none of them needs (the
-        prompts' left padding, the responses' right padding) beyond one response column."""
-        prompt_ids, prompt_mask = trim_left_padding(self.prompt_ids[start:stop], self.prompt_mask[start:stop])
-        lengths = self.response_mask[start:stop].sum(dim=1)
-        length = max([1, *lengths.tolist()])
-
-        def response_columns(tensor: torch.Tensor | None) -> torch.Tensor | None:
-            return None if tensor is None else tensor[start:stop, :length]
-
-        return GeneratedBatch(
-            prompt_ids, prompt_mask,
-            response_columns(self.response_ids), response_columns(self.response_mask), self.texts[start:stop],
-            self.ended[start:stop], self.eos_token_ids, response_columns(self.log_probs),
-            response_columns(self.entropy), response_columns(self.engine_log_probs),
-        )
-
 
 def trim_left_padding(input_ids: torch.Tensor, attention_mask: torch.Tensor):
     """Drop the leading columns that are padding in every row (positions do not depend on them)."""
@@ -216,7 +199,6 @@ def generate_responses(
     group_size: int = 1,
     record_log_probs: bool = False,
     engine: "VllmEngine | None" = None,
-    progress: str | None = None,
 ) -> GeneratedBatch:
     """Sample (or decode greedily) one response per prompt, at most `max_new_tokens` long.
 
@@ -228,8 +210,7 @@ def generate_responses(
     (`SampledTokenStatistics`), so that no second pass over the responses is needed for them.
 
     With an `engine` (vLLM, holding the same weights as `model`) the engine samples instead, from the
-    same prompt tokens with the same settings, and the batch carries its log-probs as `engine_log_probs`;
-    `progress` labels the engine's progress bar over the responses (None: no bar).
+    same prompt tokens with the same settings, and the batch carries its log-probs as `engine_log_probs`.
     """
     device = next(model.parameters()).device
     prompt_ids, prompt_mask = encode_prompts(tokenizer, prompts, max_prompt_tokens, device)
@@ -237,7 +218,7 @@ def generate_responses(
     if engine is not None:
         response_ids, engine_log_probs = engine.sample(
             prompt_ids, prompt_mask, max_new_tokens=max_new_tokens, temperature=0.0 if greedy else temperature,
-            stop_ids=stop_ids, pad_token_id=tokenizer.pad_token_id, progress=progress,
+            stop_ids=stop_ids, pad_token_id=tokenizer.pad_token_id,
         )
         batch = finished_batch(tokenizer, prompt_ids, prompt_mask, response_ids.to(device), stop_ids)
         batch.engine_log_probs = engine_log_probs.to(device) * batch.response_mask

