@@ -357,6 +357,27 @@ def test_a_step_is_refused_when_the_platform_started_it_on_other_machines_than_r
         run_on_every_gpu(train, PolicyTuningConfig(steps=1), replica_count=2)
 
 
+def across_machines_config() -> PolicyTuningConfig:
+    """The GRPO run that the tests of several machines train twice: on several machines, and on one machine
+    running as many processes."""
+    return PolicyTuningConfig(
+        steps=2, algorithm="grpo", num_generations=2, batch_size=4, minibatch_size=2, forward_batch_size=2, epochs=1,
+        lora_rank=2, kl_coeff=0.1, max_new_tokens=5, max_prompt_tokens=32, base_learning_rate=1e-2,
+    )
+
+
+def assert_trained_alike(metrics: dict, expected: dict, policy_dir: Path, expected_policy_dir: Path) -> None:
+    """Two runs ended with the same metrics (wall-clock ones aside) and saved the same weights, bit for bit."""
+    from test_checkpoints import WALL_CLOCK_METRICS
+
+    assert {k: v for k, v in metrics.items() if k not in WALL_CLOCK_METRICS} == {
+        k: v for k, v in expected.items() if k not in WALL_CLOCK_METRICS}
+    weights, expected_weights = (load_file(folder / "model.safetensors") for folder in (policy_dir, expected_policy_dir))
+    assert weights.keys() == expected_weights.keys()
+    for name, value in expected_weights.items():
+        assert torch.equal(weights[name], value), name
+
+
 def train_on_this_machine(request_path: str) -> None:
     """One machine's program: the stage's call of `run_on_every_gpu`, placed by the environment."""
     from components.common.distributed import run_on_every_gpu
@@ -380,10 +401,7 @@ def test_two_machines_train_as_one_machine_with_as_many_processes(tmp_path, tiny
 
     prompts_path = tmp_path / "prompts.jsonl"
     prompts_path.write_text("".join(json.dumps({"prompt": p}) + "\n" for p in PROMPTS))
-    config = PolicyTuningConfig(
-        steps=2, algorithm="grpo", num_generations=2, batch_size=4, minibatch_size=2, forward_batch_size=2, epochs=1,
-        lora_rank=2, kl_coeff=0.1, max_new_tokens=5, max_prompt_tokens=32, base_learning_rate=1e-2,
-    )
+    config = across_machines_config()
     sources = dict(policy_source=str(tiny_causal_lm), reward_source=str(length_reward_model),
                    prompts_path=str(prompts_path))
     one_machine = run_in_processes(PROCESSES, train_policy, config, **sources,
@@ -408,11 +426,4 @@ def test_two_machines_train_as_one_machine_with_as_many_processes(tmp_path, tiny
 
     two_machines = json.loads((tmp_path / "workerpool0-metrics.json").read_text())
     assert not (tmp_path / "workerpool1-metrics.json").exists()  # the second machine wrote nothing
-    from test_checkpoints import WALL_CLOCK_METRICS
-
-    assert {k: v for k, v in two_machines.items() if k not in WALL_CLOCK_METRICS} == {
-        k: v for k, v in one_machine.items() if k not in WALL_CLOCK_METRICS}
-    one_weights, two_weights = (load_file(tmp_path / run / "policy" / "model.safetensors") for run in ("one", "two"))
-    assert two_weights.keys() == one_weights.keys()
-    for name, value in one_weights.items():
-        assert torch.equal(two_weights[name], value), name
+    assert_trained_alike(two_machines, one_machine, tmp_path / "two" / "policy", tmp_path / "one" / "policy")

@@ -7,16 +7,13 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
-from safetensors.torch import load_file
 
 from components.common.distributed import run_in_processes, run_on_every_gpu
 from components.common.train_jobs import TRAIN_JOB_VARIABLE, TrainJobSettings, stage_arguments
 from components.tune_policy.config import PolicyTuningConfig
 from components.tune_policy.training import train_policy
 from fakes.kubernetes_trainer import FakeKubernetesTrainer
-from test_checkpoints import WALL_CLOCK_METRICS
-from test_distributed_training import PROMPTS
+from test_distributed_training import PROMPTS, across_machines_config, assert_trained_alike
 
 REPO = Path(__file__).resolve().parents[1]
 CLAIM = "rlhf-shared"
@@ -49,13 +46,6 @@ def cluster(tmp_path, monkeypatch):
         yield fake, volume
 
 
-def _grpo_config() -> PolicyTuningConfig:
-    return PolicyTuningConfig(
-        steps=2, algorithm="grpo", num_generations=2, batch_size=4, minibatch_size=2, forward_batch_size=2, epochs=1,
-        lora_rank=2, kl_coeff=0.1, max_new_tokens=5, max_prompt_tokens=32, base_learning_rate=1e-2,
-    )
-
-
 def test_a_train_job_of_two_nodes_trains_as_one_machine_with_as_many_processes(
         cluster, tmp_path, monkeypatch, tiny_causal_lm, length_reward_model):
     """The step's call of `run_on_every_gpu` with replica_count 2, in a pod the Kubeflow flavour set up, creates a
@@ -67,22 +57,17 @@ def test_a_train_job_of_two_nodes_trains_as_one_machine_with_as_many_processes(
     prompts_path.write_text("".join(json.dumps({"prompt": p}) + "\n" for p in PROMPTS))
     sources = dict(policy_source=str(tiny_causal_lm), reward_source=str(length_reward_model),
                    prompts_path=str(prompts_path))
-    one_machine = run_in_processes(2, train_policy, _grpo_config(), **sources,
+    one_machine = run_in_processes(2, train_policy, across_machines_config(), **sources,
                                    output_dir=str(tmp_path / "one" / "policy"), log_dir=str(tmp_path / "one" / "logs"))
 
     output_dir = tmp_path / "two" / "policy"
     output_dir.mkdir(parents=True)  # as the component makes its output artifact's folder
     monkeypatch.setenv("RLHF_POD_NAME", "launcher-pod")  # as the Kubeflow flavour's downward API sets them
     monkeypatch.setenv("RLHF_POD_UID", "uid-of-the-launcher")
-    two_nodes = run_on_every_gpu(train_policy, _grpo_config(), replica_count=2, **sources,
+    two_nodes = run_on_every_gpu(train_policy, across_machines_config(), replica_count=2, **sources,
                                  output_dir=str(output_dir), log_dir=str(tmp_path / "two" / "logs"))
 
-    assert {k: v for k, v in two_nodes.items() if k not in WALL_CLOCK_METRICS} == {
-        k: v for k, v in one_machine.items() if k not in WALL_CLOCK_METRICS}
-    one_weights, two_weights = (load_file(tmp_path / run / "policy" / "model.safetensors") for run in ("one", "two"))
-    assert two_weights.keys() == one_weights.keys()
-    for name, value in one_weights.items():
-        assert torch.equal(two_weights[name], value), name
+    assert_trained_alike(two_nodes, one_machine, output_dir, tmp_path / "one" / "policy")
     assert list((tmp_path / "two" / "logs").iterdir())  # the TensorBoard logs came back too
 
     [create] = fake.find("POST", r".*/namespaces/team-a/trainjobs")
@@ -111,7 +96,7 @@ def test_a_failed_train_job_fails_the_step_with_where_to_look(cluster, tmp_path,
     checkpoints.mkdir()
     (checkpoints / "step-2").write_text("from an earlier try")
     with pytest.raises(RuntimeError, match=r"TrainJob team-a/rlhf-\w+ failed: nodes exited with .*kubectl logs -n team-a"):
-        run_on_every_gpu(train_policy, _grpo_config(), replica_count=2, policy_source=str(tiny_causal_lm),
+        run_on_every_gpu(train_policy, across_machines_config(), replica_count=2, policy_source=str(tiny_causal_lm),
                          reward_source="", prompts_path="/nowhere/prompts.jsonl", output_dir=str(tmp_path / "out"),
                          log_dir=str(tmp_path / "logs"), checkpoint_dir=str(checkpoints))
     assert len(fake.jobs) == 1 and not fake.deleted
@@ -126,7 +111,7 @@ def test_nodes_that_would_not_see_the_volume_fail_the_job(cluster, tmp_path, mon
                                 namespace="team-a", poll_seconds=0.2)
     monkeypatch.setenv(TRAIN_JOB_VARIABLE, settings.as_environment())
     with pytest.raises(RuntimeError, match='failed: persistentvolumeclaim "other-claim" not found'):
-        run_on_every_gpu(train_policy, _grpo_config(), replica_count=2, output_dir=str(tmp_path / "out"))
+        run_on_every_gpu(train_policy, across_machines_config(), replica_count=2, output_dir=str(tmp_path / "out"))
 
 
 def test_a_runtime_the_cluster_lacks_is_refused_with_the_clusters_reason(cluster, tmp_path, monkeypatch):
@@ -136,7 +121,7 @@ def test_a_runtime_the_cluster_lacks_is_refused_with_the_clusters_reason(cluster
     monkeypatch.setenv(TRAIN_JOB_VARIABLE, settings.as_environment())
     with pytest.raises(RuntimeError, match="Kubernetes refused the TrainJob team-a/.*422.*'deepspeed-distributed' not "
                                            "found.*Trainer 2.2 or later.*needs to create trainjobs"):
-        run_on_every_gpu(train_policy, _grpo_config(), replica_count=2, output_dir=str(tmp_path / "out"))
+        run_on_every_gpu(train_policy, across_machines_config(), replica_count=2, output_dir=str(tmp_path / "out"))
     assert list((volume / "train-jobs").iterdir()) == []  # nothing left on the volume
 
 

@@ -26,8 +26,8 @@ REQUIRED = {VERTEX: ("project", "location", "pipeline_root"), KUBEFLOW: ("host",
 ENCRYPTION_PARAMETER = "encryption_spec_key_name"
 ACCELERATOR_PARAMETER = "accelerator_type"
 REPLICA_PARAMETER = "replica_count"
-WORKER_POOL_PARAMETERS = (REPLICA_PARAMETER, ACCELERATOR_PARAMETER, "accelerator_count")
-NODE_PARAMETERS = (*WORKER_POOL_PARAMETERS, "cpu_limit", "memory_limit")  # a TrainJob node's resources
+# what the machines of a training step are: Vertex worker pools read the first three, TrainJob nodes all five
+MACHINE_PARAMETERS = (REPLICA_PARAMETER, ACCELERATOR_PARAMETER, "accelerator_count", "cpu_limit", "memory_limit")
 
 
 def _note(text: str) -> None:
@@ -157,7 +157,7 @@ def _across_machines(args, spec: dict, values: dict[str, Any], inputs, settings,
     """The template and settings to submit: as given, or with replica_count above 1 the pipeline compiled again
     (into `scratch`) with its training steps on that many machines: Vertex AI custom jobs
     (pipeline/vertex_custom_jobs.py) or Kubeflow TrainJobs (pipeline/kubeflow_train_jobs.py)."""
-    given = {name: values.get(name, inputs[name].default) for name in WORKER_POOL_PARAMETERS if name in inputs}
+    given = {name: values.get(name, inputs[name].default) for name in MACHINE_PARAMETERS if name in inputs}
     machines = given.get(REPLICA_PARAMETER, DEFAULT_REPLICA_COUNT)
     if machines == DEFAULT_REPLICA_COUNT:
         if args.target == KUBEFLOW and (args.shared_volume or args.training_runtime):
@@ -178,8 +178,7 @@ def _across_machines(args, spec: dict, values: dict[str, Any], inputs, settings,
                              "replica_count above 1 compiles the pipeline again for one image")
     image = images.pop()
     if args.target == KUBEFLOW:
-        nodes = {name: values.get(name, inputs[name].default) for name in NODE_PARAMETERS}
-        placement = TrainJobPlacement.from_values(nodes, claim=args.shared_volume, image=image,
+        placement = TrainJobPlacement.from_values(given, claim=args.shared_volume, image=image,
                                                   runtime=args.training_runtime or DEFAULT_RUNTIME)
         path = compile_pipeline(scratch / "pipeline-kubeflow-train-jobs.yaml", image=image, train_jobs=placement)
     else:

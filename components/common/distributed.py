@@ -261,7 +261,6 @@ def run_on_every_gpu(function: Callable[..., Any], config: Any, *, replica_count
     processes are done: the first machine writes the step's outputs, the others must not write over them.
     """
     from components.common.errors import UserInputError
-
     from components.common.train_jobs import TrainJobSettings, run_as_train_job
 
     machines = Machines.from_environment()

@@ -1,11 +1,11 @@
 """A training step on several machines of a Kubernetes cluster: a Kubeflow Trainer TrainJob.
 
 A Kubeflow Pipelines step is one pod. With `replica_count` above 1, the Kubeflow flavour of the pipeline
-(pipeline/kubeflow_train_jobs.py, compiled by `rlhf-pipeline submit --target kubeflow`) makes each training
-step's pod a launcher (`run_as_train_job`): it copies the step's inputs to a volume that every machine mounts
-(a ReadWriteMany PersistentVolumeClaim), creates a TrainJob (Kubeflow Trainer 2.2 or later,
-`trainer.kubeflow.org/v1alpha1`)
-of `replica_count` nodes on the cluster's torch runtime, each node running the step's training function
+(pipeline/kubeflow_train_jobs.py, compiled by `rlhf-pipeline submit --target kfp`) makes each training step's
+pod a launcher (`run_as_train_job`): it copies the step's inputs to a volume that every machine mounts (a
+ReadWriteMany PersistentVolumeClaim), creates a TrainJob (Kubeflow Trainer 2.2 or later,
+`trainer.kubeflow.org/v1alpha1`) of `replica_count` nodes on the cluster's torch runtime, each node running the
+step's training function
 (`python -m components.common.train_jobs REQUEST`), waits for it to end, and copies the outputs back into the
 step's artifacts. The Trainer tells each node its place in PET_NNODES, PET_NODE_RANK, PET_MASTER_ADDR and
 PET_MASTER_PORT, from which torchrun spans the nodes (components/common/distributed.py), as Vertex AI's

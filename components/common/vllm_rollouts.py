@@ -38,11 +38,16 @@ ENGINE_ENVIRONMENT = {
 AUTO_VLLM_MIN_PARAMETERS = 100_000_000
 
 
+def _unknown_engine(rollout_engine: str) -> str | None:
+    if rollout_engine not in ROLLOUT_ENGINES:
+        return f"rollout_engine must be one of {', '.join(ROLLOUT_ENGINES)}, got {rollout_engine!r}"
+    return None
+
+
 def engine_setting_problems(rollout_engine: str, gpu_memory_utilization: float) -> list[str]:
     """What is wrong with a stage's `rollout_engine` and `vllm_gpu_memory_utilization`, for its settings check."""
-    problems = []
-    if rollout_engine not in ROLLOUT_ENGINES:
-        problems.append(f"rollout_engine must be one of {', '.join(ROLLOUT_ENGINES)}, got {rollout_engine!r}")
+    unknown = _unknown_engine(rollout_engine)
+    problems = [unknown] if unknown else []
     if not 0 < gpu_memory_utilization <= 1:
         problems.append(f"vllm_gpu_memory_utilization must be in (0, 1], got {gpu_memory_utilization}")
     return problems
@@ -57,8 +62,9 @@ def choose_rollout_engine(requested: str, parameters: int | None = None) -> tupl
 
     `auto` takes vLLM where it is installed and the model has `AUTO_VLLM_MIN_PARAMETERS` or more
     (`parameters`, where known); `vllm` asks for it and is refused, with the reason, where it is not installed."""
-    if requested not in ROLLOUT_ENGINES:
-        raise UserInputError(engine_setting_problems(requested, 1.0)[0])
+    unknown = _unknown_engine(requested)
+    if unknown:
+        raise UserInputError(unknown)
     if requested == TRANSFORMERS:
         return TRANSFORMERS, "rollout engine: transformers (rollout_engine=transformers)"
     problem = None
