@@ -47,7 +47,8 @@ def describe(parameters: list[Parameter]) -> str:
     """Each parameter's heading, then its description wrapped and indented."""
     blocks = []
     for parameter in parameters:
-        body = textwrap.fill(parameter.description, WIDTH, initial_indent=INDENT, subsequent_indent=INDENT)
+        body = textwrap.fill(parameter.description, WIDTH, initial_indent=INDENT, subsequent_indent=INDENT,
+                             break_on_hyphens=False)  # "TRL-trained", "data-parallel" stay whole
         blocks.append(f"{heading(parameter)}\n{body}")
     return "\n".join(blocks)
 
@@ -68,7 +69,7 @@ def defaults_file_text() -> str:
     for parameter in PARAMETERS:
         lines.append("")
         lines += textwrap.wrap(f"{heading(parameter)}: {parameter.description}", WIDTH,
-                               initial_indent="# ", subsequent_indent="# ")
+                               initial_indent="# ", subsequent_indent="# ", break_on_hyphens=False)
         value = yaml.safe_dump({parameter.name: starting_value(parameter)}, width=float("inf"), sort_keys=False)
         lines.append(value.rstrip("\n"))
     return "\n".join(lines) + "\n"

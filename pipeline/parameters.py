@@ -219,12 +219,12 @@ OUR_PARAMETERS: tuple[Parameter, ...] = (
               "workers), on Kubeflow as a Kubeflow Trainer TrainJob of that many nodes sharing files on a volume "
               "(--shared-volume); local runs take 1."),
     Parameter("sharding", str, defaults.SHARDING,
-              "How the processes of an online RL step (PPO, GRPO, RLOO) on several GPUs share the models: "
-              "'none': each GPU holds whole copies (data parallel); 'fsdp': PyTorch FSDP2 shards the policy's "
-              "weights, gradients and optimizer state (and a full-weight reference) between the GPUs, decoder "
-              "layer by decoder layer, and gathers the policy whole for generation; 'auto': 'fsdp' when one "
-              "copy's weights, gradients and Adam state would take more than half of a GPU. The TRL-trained "
-              "steps are data parallel."),
+              "How the processes of a training step on several GPUs share the models: 'none': each GPU holds "
+              "whole copies (data parallel); 'fsdp': PyTorch FSDP2 shards the trained model's weights, "
+              "gradients and optimizer state between the GPUs, decoder layer by decoder layer (the online RL "
+              "step also its full-weight reference, and gathers the policy whole for generation; the "
+              "TRL-trained steps through accelerate's FSDP plugin); 'auto': 'fsdp' when one copy's weights, "
+              "gradients and Adam state would take more than half of a GPU."),
     Parameter("activation_checkpointing", bool, False,
               "Online RL step: recompute each decoder layer's activations in the update's backward pass "
               "instead of keeping them, for less memory and about a third more update compute (the "

@@ -282,6 +282,65 @@ def test_ppo_in_two_processes_resumes_with_each_process_random_states(
     assert scalars(tmp_path / "resumed-logs") == scalars(tmp_path / "straight-logs")
 
 
+def train_reward_model_stopping_at(config: RewardTrainingConfig, stop_at: int, **kwargs) -> dict:
+    """Run in each of several processes: reward-model training that fails once the checkpoint of step
+    `stop_at` is complete (the launcher then ends every process)."""
+    from components.common.trainer import checkpoints as trainer_checkpoints
+    from components.train_reward_model.training import train_reward_model
+
+    mark = trainer_checkpoints.mark_complete
+
+    def mark_then_fail(folder, record):
+        mark(folder, record)
+        if Path(folder).name == f"checkpoint-{stop_at}":
+            raise RuntimeError(f"stopped after the checkpoint of step {stop_at}")
+
+    trainer_checkpoints.mark_complete = mark_then_fail
+    return train_reward_model(config, **kwargs)
+
+
+def test_a_sharded_reward_model_in_two_processes_resumes_from_its_shards_bit_for_bit(
+    tmp_path, tiny_causal_lm, monkeypatch, capfd
+):
+    """accelerate's FSDP2 in the TRL-trained stages: each process writes its own shards of the weights
+    and of Adam's state (torch.distributed.checkpoint), reads them back, and the resumed run ends bit
+    for bit as the straight one."""
+    from components.common.distributed import run_in_processes
+    from test_train_reward_model import write_pairs
+
+    tests = str(Path(__file__).parent)  # the launched processes import this module
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [tests, os.environ.get("PYTHONPATH")])))
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    write_pairs(tmp_path / "train.jsonl", 32, seed=1)
+    write_pairs(tmp_path / "eval.jsonl", 8, seed=2)
+    config = RewardTrainingConfig(steps=6, batch_size=4, max_micro_batch_size=2, learning_rate_multiplier=10.0,
+                                  lora_rank=0, logging_steps=2, sharding="fsdp")
+    data = dict(base_source=str(tiny_causal_lm), train_path=str(tmp_path / "train.jsonl"),
+                eval_path=str(tmp_path / "eval.jsonl"))
+    straight = run_in_processes(2, train_reward_model_stopping_at, config, stop_at=0, **data,
+                                output_dir=str(tmp_path / "straight"), log_dir=str(tmp_path / "straight-logs"))
+    folder = tmp_path / "checkpoints"
+    attempt = dict(**data, output_dir=str(tmp_path / "resumed"), log_dir=str(tmp_path / "resumed-logs"),
+                   checkpoint_dir=str(folder), checkpoint_interval_steps=2)
+    with pytest.raises(RuntimeError, match="training in 2 processes failed"):
+        run_in_processes(2, train_reward_model_stopping_at, config, stop_at=4, **attempt)
+    from torch.distributed.checkpoint import FileSystemReader
+
+    for state, ending in (("pytorch_model_fsdp_0", ".weight"), ("optimizer_0", ".exp_avg")):
+        saved = FileSystemReader(folder / "checkpoint-4" / state).read_metadata().state_dict_metadata
+        pieces = {len(saved[name].chunks) for name in saved if ".layers." in name and name.endswith(ending)}
+        assert pieces == {2}, state
+
+    capfd.readouterr()
+    resumed = run_in_processes(2, train_reward_model_stopping_at, config, stop_at=0, **attempt)
+    assert f"resuming reward-model training from step 4 of 6 (checkpoint {folder / 'checkpoint-4'})" in (
+        capfd.readouterr().out)
+    assert resumed == straight
+    assert weight_files(tmp_path / "resumed") == weight_files(tmp_path / "straight")
+    assert scalars(tmp_path / "resumed-logs") == scalars(tmp_path / "straight-logs")
+    assert not folder.exists()
+
+
 def test_checkpoints_do_not_change_a_run(tmp_path, tiny_causal_lm, length_reward_model):
     """Saving reads states and consumes no random numbers: a run with a checkpoint every step equals
     one without any (and leaves none behind)."""

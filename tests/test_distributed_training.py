@@ -268,6 +268,95 @@ def test_reward_model_training_in_two_processes_saves_and_evaluates_once(tmp_pat
     assert model.config.num_labels == 1
 
 
+def trl_stage_counting_held_weights(config, stage: str, counts_path: str, **kwargs) -> dict:
+    """Run in each process: a TRL-trained stage (`stage` names its training function) that writes, in the
+    first process, how many of the trained model's weights this process held and how many it has."""
+    import importlib
+
+    from components.common.sharding import local_parameter_count
+    from components.common.trainer import sharding
+
+    gather = sharding.whole_model_weights
+
+    def counting(trainer):
+        if TrainingProcesses.from_environment().is_main:
+            whole = sum(parameter.numel() for parameter in trainer.model.parameters())  # a DTensor's: all of it
+            Path(counts_path).write_text(json.dumps({"held": local_parameter_count(trainer.model), "whole": whole}))
+        return gather(trainer)
+
+    sharding.whole_model_weights = counting
+    module, function = stage.rsplit(".", 1)
+    return getattr(importlib.import_module(module), function)(config, **kwargs)
+
+
+def _trl_stage_run(stage: str, tmp_path: Path, tiny_causal_lm: Path, lora_rank: int, sharding: str):
+    """A TRL-trained stage's config and inputs, on the tiny model, for two processes."""
+    from test_train_reward_model import write_pairs
+
+    write_pairs(tmp_path / "train.jsonl", 32, seed=1)
+    write_pairs(tmp_path / "eval.jsonl", 8, seed=2)
+    if stage == "reward":
+        from components.train_reward_model.config import RewardTrainingConfig
+
+        config = RewardTrainingConfig(steps=2, batch_size=8, max_micro_batch_size=2, lora_rank=lora_rank,
+                                      learning_rate_multiplier=30.0, logging_steps=1, max_prompt_tokens=32,
+                                      max_response_tokens=16, sharding=sharding)
+        return ("components.train_reward_model.training.train_reward_model", config,
+                dict(base_source=str(tiny_causal_lm), train_path=str(tmp_path / "train.jsonl"),
+                     eval_path=str(tmp_path / "eval.jsonl")))
+    if stage == "dpo":
+        from components.tune_preference.config import PreferenceTuningConfig
+
+        config = PreferenceTuningConfig(steps=2, batch_size=8, max_micro_batch_size=2, lora_rank=lora_rank,
+                                        learning_rate_multiplier=300.0, logging_steps=1, max_prompt_tokens=16,
+                                        max_response_tokens=8, sharding=sharding)
+        return ("components.tune_preference.training.train_preference_policy", config,
+                dict(policy_source=str(tiny_causal_lm), train_path=str(tmp_path / "train.jsonl"),
+                     eval_path=str(tmp_path / "eval.jsonl")))
+    from components.supervised_fine_tuning.config import SupervisedTrainingConfig
+    from test_supervised_fine_tuning import taught_rows, write_jsonl
+
+    config = SupervisedTrainingConfig(epochs=2, batch_size=4, max_micro_batch_size=1, learning_rate_multiplier=100.0,
+                                      logging_steps=1, sharding=sharding)
+    return ("components.supervised_fine_tuning.training.train_supervised", config,
+            dict(base_source=str(tiny_causal_lm), rows_path=str(write_jsonl(tmp_path / "sft.jsonl", taught_rows()))))
+
+
+@pytest.mark.parametrize("stage, lora_rank", [("reward", 4), ("dpo", 0), ("sft", 0)])
+def test_a_sharded_trl_stage_ends_as_a_replicated_one_holding_half_the_weights(tmp_path, tiny_causal_lm, capfd,
+                                                                              stage, lora_rank):
+    """accelerate's FSDP2 (the Trainer's `fsdp` arguments) against DDP, on the same two processes: every
+    weight trained (DPO's full-weight reference sharded by TRL too), or LoRA adapters with the frozen
+    base sharded. Each process holds about half of the model, and the run ends as the replicated one:
+    the same metrics, and the same saved model (gathered whole, adapters merged) up to rounding."""
+    from components.common.sharding import FSDP, NONE
+
+    runs = {}
+    for sharding in (NONE, FSDP):
+        function, config, inputs = _trl_stage_run(stage, tmp_path, tiny_causal_lm, lora_rank, sharding)
+        counts = tmp_path / f"{sharding}-counts.json"
+        capfd.readouterr()
+        metrics = run_in_processes(
+            PROCESSES, trl_stage_counting_held_weights, config, stage=function, counts_path=str(counts), **inputs,
+            output_dir=str(tmp_path / sharding / "model"), log_dir=str(tmp_path / sharding / "logs"),
+        )
+        said = "FSDP: the model is sharded between 2 processes" in capfd.readouterr().out
+        assert said == (sharding == FSDP)
+        runs[sharding] = metrics, json.loads(counts.read_text()), load_file(tmp_path / sharding / "model" / "model.safetensors")
+    (replicated, replicated_counts, replicated_weights), (sharded, sharded_counts, sharded_weights) = runs[NONE], runs[FSDP]
+    assert replicated_counts["held"] == replicated_counts["whole"]
+    assert sharded_counts["whole"] == replicated_counts["whole"]
+    assert 0.45 * sharded_counts["whole"] <= sharded_counts["held"] <= 0.55 * sharded_counts["whole"]
+    for name, value in replicated.items():
+        if name != "train_seconds":
+            assert sharded[name] == pytest.approx(value, rel=1e-4, abs=1e-6), name
+    assert sharded_weights.keys() == replicated_weights.keys()
+    initial = load_file(tiny_causal_lm / "model.safetensors")
+    for name, value in replicated_weights.items():
+        assert torch.allclose(sharded_weights[name], value, rtol=1e-4, atol=1e-6), name
+    assert any(not torch.equal(value, initial[name]) for name, value in replicated_weights.items() if name in initial)
+
+
 def test_without_several_gpus_the_function_runs_in_this_process(monkeypatch):
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
     seen = []

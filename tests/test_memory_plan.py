@@ -146,9 +146,14 @@ def test_the_refusal_names_the_step_its_need_the_device_and_a_fix_that_fits():
     assert fix.startswith("--set reward_model_lora_rank=4")
     assert memory_problem({**values, "reward_model_lora_rank": 4, "policy_lora_rank": 1, "batch_size": 2,
                            "ppo_minibatch_size": 2}, A100_40GB) is None
-    too_big = memory_problem({**DATA, "large_model_reference": "meta-llama/Llama-2-70b-hf"}, vertex_device("NVIDIA_H100_80GB"))
+    # 70B: its LoRA reward model's bf16 weights alone (140 GB) fit no single GPU; sharded over 4 H100s they do
+    llama_70b = {**DATA, "large_model_reference": "meta-llama/Llama-2-70b-hf"}
+    sharded = memory_problem(llama_70b, vertex_device("NVIDIA_H100_80GB"))
+    assert sharded.startswith("memory plan: step 'Train reward model' needs ")
+    assert "cheapest fix that fits: --set accelerator_count=4 --set sharding=fsdp (needs " in sharded
+    too_big = memory_problem(llama_70b, vertex_device("NVIDIA_TESLA_T4"))  # at most 4 T4s a machine on Vertex
     assert "no single setting tried fits" in too_big and too_big.endswith(
-        "the TRL-trained steps are data parallel): use a smaller model (`rlhf-pipeline plan` shows every step)")
+        "more GPUs and machines, sharded): use a smaller model (`rlhf-pipeline plan` shows every step)")
 
 
 def test_a_sharded_rl_step_counts_the_gpus_of_every_machine():

@@ -83,7 +83,7 @@ def run_component(tmp_path: Path, base: Path, sft_dataset: str, preference_dir: 
         sft_train_epochs=1, sft_learning_rate_multiplier=1.0, batch_size=8, use_chat_template="auto",
         prompt_sequence_length=32, target_sequence_length=8, max_bad_row_fraction=0.01, seed=0,
         code_version="test", checkpoint_root=str(tmp_path / "checkpoints"), pipeline_root="",
-        checkpoint_interval_steps=0, replica_count=1, sft_data_fingerprint="", system_prompt="",
+        checkpoint_interval_steps=0, replica_count=1, sharding="auto", sft_data_fingerprint="", system_prompt="",
     )
     arguments.update(settings)
     out = tmp_path / "out"

@@ -75,6 +75,7 @@ def test_dpo_through_the_component_prefers_the_chosen_answers(tmp_path, tiny_cau
         batch_size=16, dpo_beta=0.1, dpo_loss_type="sigmoid", kto_desirable_weight=1.0, kto_undesirable_weight=1.0, policy_lora_rank=0,
         use_chat_template="auto", prompt_sequence_length=16, target_sequence_length=8, seed=0, code_version="test",
         checkpoint_root=str(tmp_path / "checkpoints"), pipeline_root="", checkpoint_interval_steps=0, replica_count=1,
+        sharding="auto",
         policy=Model(uri=str(out / "policy")), metrics=Metrics(uri=str(out / "metrics")),
         tensorboard_logs=Artifact(uri=str(out / "logs")),
     )

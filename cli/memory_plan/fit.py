@@ -90,7 +90,7 @@ def _needs(plan: StepPlan, device: Device, processes: int) -> int:
 
 def _candidates(values: dict[str, Any], step: str, device: Device) -> list[tuple[str, dict[str, Any], Device, str]]:
     """Settings to try, cheapest first: activation checkpointing (RL: the same maths), a smaller micro-batch,
-    LoRA, a larger GPU, more GPUs (RL: sharded), and LoRA with the smallest micro-batch (alone, then with each
+    LoRA, a larger GPU, more GPUs and machines (sharded), and LoRA with the smallest micro-batch (alone, then with each
     larger GPU). Each is (what to set, the changed values, the device, a remark)."""
     batch, count, machines = values["batch_size"], training_processes(values), values["replica_count"]
     minibatch = values["ppo_minibatch_size"]
@@ -118,21 +118,17 @@ def _candidates(values: dict[str, Any], step: str, device: Device) -> list[tuple
         candidates.append((_settings(lora), lora, device, ""))
     candidates += [(f"accelerator_type={d.name}", {}, d, "") for d in larger]
     if device.on_gpu:
-        more = [n for n in MORE_GPUS if n > values["accelerator_count"] and batch % (n * machines) == 0
-                and minibatch % (n * machines) == 0]
-        if online_rl:  # sharded, each GPU holds 1/n of the policy's training state, then 1/(8 m) over m machines
-            candidates += [(f"accelerator_count={n} sharding=fsdp", {"accelerator_count": n, "sharding": "fsdp"},
-                            device, "") for n in more]
-            gpus = MORE_GPUS[-1]
-            spans_machines = device.vertex and gpus in MACHINE_TYPES.get(device.name, {})  # custom jobs on Vertex AI
-            candidates += [(f"replica_count={m} accelerator_count={gpus} sharding=fsdp",
-                            {"replica_count": m, "accelerator_count": gpus, "sharding": "fsdp"}, device, "")
-                           for m in MORE_MACHINES if spans_machines and m > machines and batch % (m * gpus) == 0
-                           and minibatch % (m * gpus) == 0]
-        else:
-            candidates += [(f"accelerator_count={n}", {"accelerator_count": n}, device,
-                            " (data-parallel: each GPU still holds whole copies of the models; only the batch is split)")
-                           for n in more]
+        def shareable(processes: int) -> bool:  # the batch (and the RL step's minibatch) split between them
+            return batch % processes == 0 and (not online_rl or minibatch % processes == 0)
+
+        # sharded, each GPU holds 1/n of the trained model's state, then 1/(8 m) over m machines
+        candidates += [(f"accelerator_count={n} sharding=fsdp", {"accelerator_count": n, "sharding": "fsdp"},
+                        device, "") for n in MORE_GPUS if n > values["accelerator_count"] and shareable(n * machines)]
+        gpus = MORE_GPUS[-1]
+        spans_machines = device.vertex and gpus in MACHINE_TYPES.get(device.name, {})  # custom jobs on Vertex AI
+        candidates += [(f"replica_count={m} accelerator_count={gpus} sharding=fsdp",
+                        {"replica_count": m, "accelerator_count": gpus, "sharding": "fsdp"}, device, "")
+                       for m in MORE_MACHINES if spans_machines and m > machines and shareable(m * gpus)]
     if lora and smaller:
         combined = {**lora, **smaller[-1]}
         candidates.append((_settings(combined), combined, device, ""))
@@ -208,7 +204,7 @@ def cheapest_fix(values: dict[str, Any], plan: StepPlan, device: Device) -> str:
     if fix is not None:
         return fix.words()
     return ("no single setting tried fits (smaller batches, activation checkpointing, LoRA, larger GPUs, more GPUs "
-            "and machines with the RL step sharded; the TRL-trained steps are data parallel): use a smaller model")
+            "and machines, sharded): use a smaller model")
 
 
 def memory_problem(values: dict[str, Any], device: Device) -> str | None:

@@ -25,9 +25,11 @@ stage will use. Which steps run is `plan_stages`'s decision, as in the DAG. Per 
   dtype (under LoRA the adapters are disabled instead); TRL's fused LM head, measured, holds about four
   float32 vocabulary-wide tensors of the micro-batch.
 
-Several GPUs run data-parallel (DDP) unless the RL step shards: each holds whole copies of every model,
-and DDP adds gradient buckets as large as the gradients, for as long as the model lives; only the batch is
-split between them.
+Several GPUs run data-parallel (DDP) unless the step shards: each holds whole copies of every model, and
+DDP adds gradient buckets as large as the gradients, for as long as the model lives; only the batch is
+split between them. A TRL-trained step shards as its stage decides (components/common/trainer/sharding.py):
+each process then holds 1/N of the trained model (and of DPO's full-weight reference) and two decoder
+layers gathered at a time.
 """
 
 import os
@@ -81,6 +83,32 @@ def _step(name: str, models: list[ModelMemory], inputs: PlanInputs, notes: list[
     return StepPlan(name, tuple(trained), CUDA_RUNTIME_BYTES if inputs.on_gpu else 0, tuple(notes))
 
 
+def _trl_stage_shards(config, inputs: PlanInputs, parameters: int, lora_rank: int) -> bool:
+    """Whether a TRL-trained step shards, weighed as its stage weighs the model it loads: every weight
+    trained and in float32, or a LoRA base in the compute dtype with next to nothing trained."""
+    stored = parameters * (inputs.compute_bytes if lora_rank else FLOAT32)
+    return uses_sharding(config.sharding, inputs.processes,
+                         replica_training_bytes(stored, 0 if lora_rank else parameters), inputs.device_memory)
+
+
+def _shard(model: ModelMemory, arch: Architecture, processes: int) -> ModelMemory:
+    """One process's share of a sharded model: 1/N of its weights, gradients and Adam state, plus two
+    decoder layers gathered whole at a time (the one computing and the next, prefetched)."""
+    def share(size: int) -> int:
+        return -(-size // processes)
+
+    return replace(model, weights=share(model.weights) + 2 * model.weights // arch.num_layers,
+                   gradients=share(model.gradients), optimizer=share(model.optimizer))
+
+
+def _trl_step(name: str, models: list[ModelMemory], inputs: PlanInputs, notes: list[str], sharded: bool,
+              arch: Architecture) -> StepPlan:
+    if sharded:
+        models = [_shard(model, arch, inputs.processes) for model in models]
+        notes.append(f"sharded (FSDP2) between {inputs.processes} GPUs")
+    return _step(name, models, inputs, notes, sharded=sharded)
+
+
 def supervised_fine_tuning_plan(config, inputs: PlanInputs) -> StepPlan:
     arch, cb = inputs.policy, inputs.compute_bytes
     policy = trained_model("policy", arch.causal_lm_parameters(), 0, cb)
@@ -89,8 +117,9 @@ def supervised_fine_tuning_plan(config, inputs: PlanInputs) -> StepPlan:
     # the logits, their float32 copy for the loss, and the gradients of both
     logits = 2 * logits_bytes(arch, rows, tokens, cb + FLOAT32)
     policy = replace(policy, activations=activation_bytes(arch, rows, tokens, cb, checkpointing=True) + logits)
-    return _step("Supervised fine-tuning", [policy], inputs, [f"micro-batch {rows} x {tokens} tokens, "
-                                                             "activation checkpointing on"])
+    sharded = _trl_stage_shards(config, inputs, arch.causal_lm_parameters(), 0)
+    return _trl_step("Supervised fine-tuning", [policy], inputs,
+                     [f"micro-batch {rows} x {tokens} tokens, activation checkpointing on"], sharded, arch)
 
 
 def reward_model_plan(config, inputs: PlanInputs) -> StepPlan:
@@ -99,8 +128,10 @@ def reward_model_plan(config, inputs: PlanInputs) -> StepPlan:
     model = trained_model("reward model", arch.reward_model_parameters(), trained, cb)
     pairs = config.micro_batch_size(inputs.processes)
     model = replace(model, activations=activation_bytes(arch, 2 * pairs, config.max_length, cb, checkpointing=True))
-    return _step("Train reward model", [model], inputs,
-                 [f"micro-batch {pairs} pairs x 2 x {config.max_length} tokens, activation checkpointing on"])
+    sharded = _trl_stage_shards(config, inputs, arch.reward_model_parameters(), config.lora_rank)
+    return _trl_step("Train reward model", [model], inputs,
+                     [f"micro-batch {pairs} pairs x 2 x {config.max_length} tokens, activation checkpointing on"],
+                     sharded, arch)
 
 
 def policy_tuning_plan(config, inputs: PlanInputs, with_reward_model: bool) -> StepPlan:
@@ -166,21 +197,11 @@ def _vllm_engine(config, inputs: PlanInputs) -> ModelMemory:
 
 def _sharded_policy(policy: ModelMemory, generation: int, reference: ModelMemory | None, arch: Architecture,
                     processes: int) -> tuple[ModelMemory, int, ModelMemory | None]:
-    """One process's share of the sharded policy and reference: 1/N of their weights, gradients and Adam
-    state, plus two decoder layers gathered whole at a time (the one computing and the next, prefetched);
-    generation holds the policy gathered whole beside its cache."""
-    def share(size: int) -> int:
-        return -(-size // processes)
-
-    def layers_gathered(weights: int) -> int:
-        return 2 * weights // arch.num_layers
-
-    gathered_rest = policy.weights - share(policy.weights)
-    policy = replace(policy, weights=share(policy.weights) + layers_gathered(policy.weights),
-                     gradients=share(policy.gradients), optimizer=share(policy.optimizer))
-    if reference is not None:
-        reference = replace(reference, weights=share(reference.weights) + layers_gathered(reference.weights))
-    return policy, generation + gathered_rest, reference
+    """One process's share of the sharded policy and reference (`_shard`); generation holds the policy
+    gathered whole beside its cache."""
+    gathered_rest = policy.weights - -(-policy.weights // processes)
+    return (_shard(policy, arch, processes), generation + gathered_rest,
+            _shard(reference, arch, processes) if reference is not None else None)
 
 
 def preference_tuning_plan(config, inputs: PlanInputs) -> StepPlan:
@@ -200,7 +221,8 @@ def preference_tuning_plan(config, inputs: PlanInputs) -> StepPlan:
         notes.append("reference: the policy with its adapters disabled (no extra weights)")
     else:
         models.append(frozen_model("reference", arch.causal_lm_parameters(), cb))
-    return _step(f"Tune policy on pairs: {config.algorithm.upper()}", models, inputs, notes)
+    sharded = _trl_stage_shards(config, inputs, arch.causal_lm_parameters(), config.lora_rank)
+    return _trl_step(f"Tune policy on pairs: {config.algorithm.upper()}", models, inputs, notes, sharded, arch)
 
 
 def training_step_plans(values: dict[str, Any], inputs: PlanInputs) -> list[StepPlan]:

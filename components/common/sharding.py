@@ -49,6 +49,11 @@ def training_state_bytes(model: nn.Module) -> int:
     return replica_training_bytes(weights, sum(p.numel() for p in model.parameters() if p.requires_grad))
 
 
+def sharding_problems(setting: str) -> list[str]:
+    """What is wrong with a `sharding` setting, for a stage config's validation (empty: nothing)."""
+    return [] if setting in SHARDING_CHOICES else [f"sharding must be one of {SHARDING_CHOICES}, got {setting!r}"]
+
+
 def shards_automatically(replica_bytes: int, device_bytes: int | None) -> bool:
     """Whether "auto" shards: a replica's training state over AUTO_SHARD_SHARE of the device (None: the CPU)."""
     return device_bytes is not None and replica_bytes > AUTO_SHARD_SHARE * device_bytes

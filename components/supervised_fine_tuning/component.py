@@ -21,6 +21,7 @@ def supervised_fine_tuning(
     pipeline_root: str,
     checkpoint_interval_steps: int,
     replica_count: int,
+    sharding: str,
     sft_data_fingerprint: str,
     model: Output[Model],
     metrics: Output[Metrics],

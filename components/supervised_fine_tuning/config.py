@@ -3,6 +3,7 @@
 from dataclasses import dataclass
 
 from components.common import defaults
+from components.common.sharding import sharding_problems
 from components.common.stage_settings import from_parameter
 from components.common.steps import DEFAULT_BATCH_SIZE, derive_train_steps, gradient_accumulation_steps, micro_batch_size
 
@@ -19,6 +20,7 @@ class SupervisedTrainingConfig:
     use_chat_template: str = defaults.USE_CHAT_TEMPLATE  # "auto", "true" or "false"
     max_prompt_tokens: int = from_parameter("prompt_sequence_length", defaults.PROMPT_SEQUENCE_LENGTH)  # a longer prompt keeps its end
     max_completion_tokens: int = from_parameter("target_sequence_length", defaults.TARGET_SEQUENCE_LENGTH)  # EOS included; a longer completion is cut
+    sharding: str = defaults.SHARDING  # "auto", "none" or "fsdp" (components/common/trainer/sharding.py)
     seed: int = 0
     logging_steps: int = 5
 
@@ -53,5 +55,6 @@ class SupervisedTrainingConfig:
             problems.append(f"sft_learning_rate_multiplier must be > 0, got {self.learning_rate_multiplier}")
         if self.batch_size >= 1:
             problems += unshareable_sizes({"batch_size": self.batch_size}, processes)
+        problems += sharding_problems(self.sharding)
         if problems:
             raise UserInputError("supervised fine-tuning settings: " + "; ".join(problems))

@@ -10,6 +10,7 @@ import tempfile
 from pathlib import Path
 
 import torch
+from trl import SFTTrainer
 
 from components.common.canonical_data import read_canonical_rows
 from components.common.chat_templates import PromptFormatter
@@ -18,6 +19,7 @@ from components.common.distributed import TrainingProcesses
 from components.common.models import Placement, load_tokenizer
 from components.common.trainer.arguments import training_arguments
 from components.common.trainer.checkpoints import run_trainer
+from components.common.trainer.sharding import ShardsOnTheCpuToo
 from components.common.trainer.stage import finish_training, start_training
 from components.supervised_fine_tuning.config import SupervisedTrainingConfig
 from components.supervised_fine_tuning.data import SFT_FIELDS
@@ -30,6 +32,17 @@ def tokenized_examples(
     """The canonical rows ({"prompt", "completion"[, "prompt_messages"]}) as the model trains on them."""
     return supervised_ids([Prompt.from_row(row) for row in rows], [row["completion"] for row in rows], formatter,
                           config.max_prompt_tokens, config.max_completion_tokens)
+
+
+def model_to_train(base_source: str):
+    """The model as training starts (and an unsharded copy to gather trained weights into): float32."""
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(base_source, dtype=torch.float32)
+
+
+class SupervisedTrainer(ShardsOnTheCpuToo, SFTTrainer):
+    pass
 
 
 def build_trainer(
@@ -48,13 +61,12 @@ def build_trainer(
     With `checkpoint_steps`, it saves a checkpoint every that many steps in `trainer_dir`.
     """
     from datasets import Dataset
-    from transformers import AutoModelForCausalLM
-    from trl import SFTConfig, SFTTrainer
+    from trl import SFTConfig
 
-    model = AutoModelForCausalLM.from_pretrained(base_source, dtype=torch.float32)
+    model = model_to_train(base_source)
     steps = config.steps(len(examples))
     args = SFTConfig(
-        **training_arguments(config, steps, trainer_dir, placement, processes, checkpoint_steps),
+        **training_arguments(config, steps, trainer_dir, placement, processes, checkpoint_steps, model),
         gradient_checkpointing=True,  # TRL's default: memory for compute
         completion_only_loss=True,  # labels from each row's completion_mask
         max_length=None,  # the examples are already cut to the prompt and completion budgets
@@ -62,7 +74,7 @@ def build_trainer(
         # off in its own forward passes.
         use_cache=model.config.use_cache,
     )
-    return SFTTrainer(
+    return SupervisedTrainer(
         model=model,
         args=args,
         train_dataset=Dataset.from_list([example.to_trl() for example in examples]),
@@ -123,6 +135,7 @@ def train_supervised(
             checkpoint_dir=checkpoint_dir,
             checkpoint_interval_steps=checkpoint_interval_steps,
             processes=processes,
+            whole_model=lambda: model_to_train(base_source),
         )
     if not processes.is_main:
         return {}  # only the first process's result is reported

@@ -22,6 +22,7 @@ def train_reward_model(
     pipeline_root: str,
     checkpoint_interval_steps: int,
     replica_count: int,
+    sharding: str,
     reward_model: Output[Model],
     metrics: Output[Metrics],
     tensorboard_logs: Output[Artifact],

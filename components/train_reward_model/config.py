@@ -3,6 +3,7 @@
 from dataclasses import dataclass
 
 from components.common import defaults
+from components.common.sharding import sharding_problems
 from components.common.stage_settings import from_parameter
 from components.common.steps import DEFAULT_BATCH_SIZE, gradient_accumulation_steps, micro_batch_size
 
@@ -22,6 +23,7 @@ class RewardTrainingConfig:
     use_chat_template: str = defaults.USE_CHAT_TEMPLATE  # "auto", "true" or "false"
     max_prompt_tokens: int = from_parameter("prompt_sequence_length", defaults.PROMPT_SEQUENCE_LENGTH)
     max_response_tokens: int = from_parameter("target_sequence_length", defaults.TARGET_SEQUENCE_LENGTH)
+    sharding: str = defaults.SHARDING  # "auto", "none" or "fsdp" (components/common/trainer/sharding.py)
     seed: int = 0
     logging_steps: int = 5
     eval_batch_size: int = 64
@@ -53,5 +55,6 @@ class RewardTrainingConfig:
         if not self.center_rewards_coefficient >= 0:
             problems.append(f"center_rewards_coefficient must be >= 0, got {self.center_rewards_coefficient}")
         problems += unshareable_sizes({"batch_size": self.batch_size}, processes)
+        problems += sharding_problems(self.sharding)
         if problems:
             raise UserInputError("reward-model training settings: " + "; ".join(problems))

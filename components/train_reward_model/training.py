@@ -9,6 +9,7 @@ import math
 from pathlib import Path
 
 import torch
+from trl import RewardConfig, RewardTrainer
 
 from components.common.canonical_data import PREFERENCE_FIELDS, read_canonical_rows
 from components.common.chat_templates import PromptFormatter
@@ -20,6 +21,7 @@ from components.common.models import Placement, load_tokenizer, weights_dtype
 from components.common.reward_scoring import RewardScorer, reward_model_ids
 from components.common.trainer.arguments import training_arguments
 from components.common.trainer.checkpoints import run_trainer
+from components.common.trainer.sharding import ShardsOnTheCpuToo, with_adapters
 from components.common.trainer.stage import finish_training, start_training
 from components.train_reward_model.config import RewardTrainingConfig
 
@@ -68,6 +70,36 @@ def keep_trainable_weights_in_float32(model: torch.nn.Module) -> None:
             parameter.data = parameter.data.float()
 
 
+def reward_model(config: RewardTrainingConfig, base_source: str, tokenizer, placement: Placement):
+    """The reward model as training starts: `base_source` with a new one-output `score` head."""
+    from transformers import AutoModelForSequenceClassification
+
+    model = AutoModelForSequenceClassification.from_pretrained(
+        base_source, num_labels=1, dtype=weights_dtype(placement, config.lora_rank)
+    )
+    model.config.pad_token_id = tokenizer.pad_token_id
+    return model
+
+
+def adapters(config: RewardTrainingConfig):
+    """The LoRA adapters trained (with the `score` head), or None when every weight is."""
+    from peft import LoraConfig
+
+    if config.lora_rank == 0:
+        return None
+    return LoraConfig(
+        task_type="SEQ_CLS",
+        r=config.lora_rank,
+        lora_alpha=2 * config.lora_rank,
+        target_modules="all-linear",
+        modules_to_save=["score"],
+    )
+
+
+class RewardModelTrainer(ShardsOnTheCpuToo, RewardTrainer):
+    pass
+
+
 def build_trainer(
     config: RewardTrainingConfig,
     base_source: str,
@@ -84,34 +116,19 @@ def build_trainer(
     With `checkpoint_steps`, it saves a checkpoint every that many steps in `trainer_dir`.
     """
     from datasets import Dataset
-    from peft import LoraConfig
-    from transformers import AutoModelForSequenceClassification
-    from trl import RewardConfig, RewardTrainer
 
-    model = AutoModelForSequenceClassification.from_pretrained(
-        base_source, num_labels=1, dtype=weights_dtype(placement, config.lora_rank)
-    )
-    model.config.pad_token_id = tokenizer.pad_token_id
+    model = reward_model(config, base_source, tokenizer, placement)
     args = RewardConfig(
-        **training_arguments(config, config.steps, trainer_dir, placement, processes, checkpoint_steps),
+        **training_arguments(config, config.steps, trainer_dir, placement, processes, checkpoint_steps, model),
         max_length=config.max_length,
         center_rewards_coefficient=config.center_rewards_coefficient or None,  # TRL's "off" is None
     )
-    peft_config = None
-    if config.lora_rank > 0:
-        peft_config = LoraConfig(
-            task_type="SEQ_CLS",
-            r=config.lora_rank,
-            lora_alpha=2 * config.lora_rank,
-            target_modules="all-linear",
-            modules_to_save=["score"],
-        )
-    trainer = RewardTrainer(
+    trainer = RewardModelTrainer(
         model=model,
         args=args,
         train_dataset=Dataset.from_list(rows),
         processing_class=tokenizer,
-        peft_config=peft_config,
+        peft_config=adapters(config),
         callbacks=callbacks,
     )
     keep_trainable_weights_in_float32(trainer.model)  # before train() builds the optimizer
@@ -179,6 +196,7 @@ def train_reward_model(
         checkpoint_dir=checkpoint_dir,
         checkpoint_interval_steps=checkpoint_interval_steps,
         processes=processes,
+        whole_model=lambda: with_adapters(reward_model(config, base_source, tokenizer, placement), adapters(config)),
         renamed_tags={"loss": RANK_LOSS_TAG},
     )
     if not processes.is_main:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from components.common import defaults
 from components.common.algorithms import ONLINE_ALGORITHMS
 from components.common.chat_templates import USE_CHAT_TEMPLATE_VALUES
-from components.common.sharding import SHARDING_CHOICES
+from components.common.sharding import sharding_problems
 from components.common.stage_settings import from_parameter
 from components.common.vllm_rollouts import engine_setting_problems
 from components.common.steps import DEFAULT_BATCH_SIZE, GROUP_ALGORITHMS, prompts_per_rl_step, responses_per_prompt
@@ -181,8 +181,7 @@ class PolicyTuningConfig:
                             f"{self.value_clip_range} and {self.epsilon_high}")
         if not (0 <= self.gamma <= 1 and 0 <= self.gae_lambda <= 1):
             problems.append("gamma and gae_lambda must be in [0, 1]")
-        if self.sharding not in SHARDING_CHOICES:
-            problems.append(f"sharding must be one of {SHARDING_CHOICES}, got {self.sharding!r}")
+        problems += sharding_problems(self.sharding)
         problems += engine_setting_problems(self.rollout_engine, self.vllm_gpu_memory_utilization)
         if self.importance_sampling_cap < 0:
             problems.append(f"importance_sampling_cap must be >= 0, got {self.importance_sampling_cap}")

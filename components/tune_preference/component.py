@@ -24,6 +24,7 @@ def tune_preference(
     pipeline_root: str,
     checkpoint_interval_steps: int,
     replica_count: int,
+    sharding: str,
     policy: Output[Model],
     metrics: Output[Metrics],
     tensorboard_logs: Output[Artifact],

@@ -3,6 +3,7 @@
 from dataclasses import dataclass
 
 from components.common import defaults
+from components.common.sharding import sharding_problems
 from components.common.stage_settings import from_parameter
 from components.common.steps import DEFAULT_BATCH_SIZE, gradient_accumulation_steps, micro_batch_size
 
@@ -43,6 +44,7 @@ class PreferenceTuningConfig:
     use_chat_template: str = defaults.USE_CHAT_TEMPLATE  # "auto", "true" or "false"
     max_prompt_tokens: int = from_parameter("prompt_sequence_length", defaults.PROMPT_SEQUENCE_LENGTH)
     max_response_tokens: int = from_parameter("target_sequence_length", defaults.TARGET_SEQUENCE_LENGTH)
+    sharding: str = defaults.SHARDING  # "auto", "none" or "fsdp" (components/common/trainer/sharding.py)
     seed: int = 0
     logging_steps: int = 5
     eval_batch_size: int = 16  # pairs per forward pass of the implicit-reward evaluation
@@ -96,6 +98,7 @@ class PreferenceTuningConfig:
             problems.append(f"algorithm must be one of {', '.join(OFFLINE_ALGORITHMS)}, got {self.algorithm!r}")
         if self.batch_size >= 1:
             problems += unshareable_sizes({"batch_size": self.batch_size}, processes)
+        problems += sharding_problems(self.sharding)
         if self.learning_rate <= 0:
             problems.append(
                 f"the learning rate must be > 0, got {self.base_learning_rate} x multiplier "

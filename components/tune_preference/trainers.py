@@ -17,6 +17,7 @@ from trl import DPOConfig, DPOTrainer, KTOConfig, KTOTrainer
 from components.common.distributed import TrainingProcesses
 from components.common.models import Placement, weights_dtype
 from components.common.trainer.arguments import training_arguments
+from components.common.trainer.sharding import ShardsOnTheCpuToo, with_adapters
 from components.tune_preference.config import KTO_LOSS_TYPE, PreferenceTuningConfig
 
 
@@ -28,11 +29,11 @@ class _AlreadyTokenized:
         return dataset
 
 
-class TokenizedDPOTrainer(_AlreadyTokenized, DPOTrainer):
+class TokenizedDPOTrainer(_AlreadyTokenized, ShardsOnTheCpuToo, DPOTrainer):
     pass
 
 
-class TokenizedKTOTrainer(_AlreadyTokenized, KTOTrainer):
+class TokenizedKTOTrainer(_AlreadyTokenized, ShardsOnTheCpuToo, KTOTrainer):
     pass
 
 
@@ -42,10 +43,12 @@ def trainer_arguments(
     placement: Placement,
     processes: TrainingProcesses,
     checkpoint_steps: int,
+    policy,
 ):
-    """DPOConfig or KTOConfig for `config`; with `checkpoint_steps`, a checkpoint every that many steps."""
+    """DPOConfig or KTOConfig for `config` training `policy` (as loaded); with `checkpoint_steps`, a
+    checkpoint every that many steps."""
     common = dict(
-        **training_arguments(config, config.steps, trainer_dir, placement, processes, checkpoint_steps),
+        **training_arguments(config, config.steps, trainer_dir, placement, processes, checkpoint_steps, policy),
         beta=config.beta,
         max_length=None,  # the rows are cut already, as generation cuts prompts and answers
     )
@@ -57,6 +60,34 @@ def trainer_arguments(
             undesirable_weight=config.undesirable_weight,
         )
     return DPOConfig(**common, loss_type=config.loss_types)
+
+
+def policy_to_train(config: PreferenceTuningConfig, policy_source: str, placement: Placement):
+    """The policy as training starts: trainable weights in float32, LoRA's frozen base in the compute dtype."""
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(policy_source, dtype=weights_dtype(placement, config.lora_rank))
+
+
+def adapters(config: PreferenceTuningConfig):
+    """The LoRA adapters trained, or None when every weight is."""
+    from peft import LoraConfig
+
+    if config.lora_rank == 0:
+        return None
+    return LoraConfig(
+        task_type="CAUSAL_LM",
+        r=config.lora_rank,
+        lora_alpha=2 * config.lora_rank,
+        lora_dropout=0.0,
+        target_modules="all-linear",  # every attention and MLP projection, not the LM head
+        bias="none",
+    )
+
+
+def whole_policy(config: PreferenceTuningConfig, policy_source: str, placement: Placement):
+    """An unsharded policy shaped as the trainer trains it (adapters added), for trained weights."""
+    return with_adapters(policy_to_train(config, policy_source, placement), adapters(config))
 
 
 def build_trainer(
@@ -72,31 +103,20 @@ def build_trainer(
 ):
     """TRL's DPOTrainer or KTOTrainer (`config.algorithm`) on the tokenized `rows` (trl_rows.py)."""
     from datasets import Dataset
-    from peft import LoraConfig
     from transformers import AutoModelForCausalLM
 
-    policy = AutoModelForCausalLM.from_pretrained(policy_source, dtype=weights_dtype(placement, config.lora_rank))
+    policy = policy_to_train(config, policy_source, placement)
     reference = None
-    peft_config = None
-    if config.lora_rank > 0:
-        peft_config = LoraConfig(
-            task_type="CAUSAL_LM",
-            r=config.lora_rank,
-            lora_alpha=2 * config.lora_rank,
-            lora_dropout=0.0,
-            target_modules="all-linear",  # every attention and MLP projection, not the LM head
-            bias="none",
-        )
-    else:
+    if config.lora_rank == 0:
         reference = AutoModelForCausalLM.from_pretrained(policy_source, dtype=placement.dtype)
         reference.requires_grad_(False)
     trainer_class = TokenizedKTOTrainer if config.algorithm == "kto" else TokenizedDPOTrainer
     return trainer_class(
         model=policy,
         ref_model=reference,
-        args=trainer_arguments(config, trainer_dir, placement, processes, checkpoint_steps),
+        args=trainer_arguments(config, trainer_dir, placement, processes, checkpoint_steps, policy),
         train_dataset=Dataset.from_list(rows),
         processing_class=tokenizer,
-        peft_config=peft_config,
+        peft_config=adapters(config),
         callbacks=callbacks,
     )

@@ -20,7 +20,7 @@ from components.common.canonical_data import read_preference_pairs
 from components.common.implicit_reward import implicit_reward_accuracy
 from components.tune_preference.config import PreferenceTuningConfig
 from components.tune_preference.kto_rows import ClassBalance, unpaired_rows
-from components.tune_preference.trainers import build_trainer
+from components.tune_preference.trainers import build_trainer, whole_policy
 from components.tune_preference.trl_rows import dpo_rows, kto_rows
 
 
@@ -89,6 +89,7 @@ def train_preference_policy(
         checkpoint_dir=checkpoint_dir,
         checkpoint_interval_steps=checkpoint_interval_steps,
         processes=processes,
+        whole_model=lambda: whole_policy(config, policy_source, placement),
     )
     if not processes.is_main:
         return {}  # only the first process's result is reported

@@ -75,18 +75,22 @@ def run_trainer(
     checkpoint_dir: str,
     checkpoint_interval_steps: int,
     processes: TrainingProcesses,
+    whole_model,
     renamed_tags: dict[str, str] | None = None,
 ):
     """Train the Trainer that `build(trainer_dir, callbacks, checkpoint_steps)` returns, resuming from the
     newest complete checkpoint in `checkpoint_dir` ("" for none); its logs go to `log_dir` as TensorBoard
     scalars (components/common/trainer/logs.py). The first process then saves the trained model with
-    `save(model)`; every process waits for it, the trainer released.
+    `save(model)`; every process waits for it, the trainer released. A sharded model is gathered whole
+    first, into the unsharded copy `whole_model()` makes (the model as the trainer trains it, adapters
+    included).
 
     Returns what `train()` returned, the logs' writer (None in every process but the first) and the
     trainer's log history, for the stage's own closing figures.
     """
     from components.common.checkpoints import checkpoint_to_resume, remove_event_files, steps_done
     from components.common.trainer.logs import trainer_logs_writer
+    from components.common.trainer.sharding import whole_model_weights
 
     resumed_from = checkpoint_to_resume(checkpoint_dir, processes) if checkpoint_dir else None
     if processes.is_main:
@@ -101,8 +105,13 @@ def run_trainer(
         print(f"resuming {stage} from step {steps_done(resumed_from)} of {steps} (checkpoint {resumed_from})",
               flush=True)
     result = trainer.train(resume_from_checkpoint=str(resumed_from) if resumed_from else None)
+    weights = whole_model_weights(trainer)
     if processes.is_main:
-        save(trainer.model)
+        model = trainer.model
+        if weights is not None:
+            model = whole_model()
+            model.load_state_dict(weights)
+        save(model)
     history = trainer.state.log_history
     del trainer  # its memory is free before the stage evaluates
     processes.wait_for_everyone()
