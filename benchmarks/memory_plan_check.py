@@ -3,10 +3,10 @@ code per case, in a child process of its own, its peak resident memory above the
 the models load (benchmarks/peak_memory.py), next to the plan's total for the same settings.
 
 Cases (two steps each: the first has no optimizer state yet during its update): GRPO (our engine: policy, float32 reference, a rule reward, no reward model),
-the reward model and DPO (TRL), each trained in full, on SmolLM2-135M-Instruct (benchmarks/
-smollm2.py) and on the built-in tiny summarizer (built into a temporary folder first). Data: the
-sample task's prompts and pairs, cut with the model's tokenizer so that each row fills the length
-limits the plan assumes.
+the reward model, DPO, KTO and supervised fine-tuning (TRL), each trained in full, on
+SmolLM2-135M-Instruct (benchmarks/smollm2.py) and on the built-in tiny summarizer (built into a
+temporary folder first). Data: the sample task's prompts and pairs (SFT: a pair's prompt and chosen
+answer), cut with the model's tokenizer so that each row fills the length limits the plan assumes.
 
     OMP_NUM_THREADS=1 python benchmarks/memory_plan_check.py [--model smollm2|tiny|both] [--case grpo ...]
 
@@ -21,7 +21,12 @@ import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-CASES = ("grpo", "reward", "dpo")
+if str(REPO) not in sys.path:  # run as a script: `benchmarks` and the components import from the repository
+    sys.path.insert(0, str(REPO))
+CASES = ("grpo", "reward", "dpo", "kto", "sft")
+ALGORITHMS = {"grpo": "grpo", "reward": "ppo", "dpo": "dpo", "kto": "kto", "sft": "grpo"}  # the run's `algorithm`
+STEP_NAMES = {"grpo": "Tune policy (RL)", "reward": "Train reward model", "dpo": "Tune policy on pairs",
+              "kto": "Tune policy on pairs", "sft": "Supervised fine-tuning"}
 PROMPT_TOKENS, RESPONSE_TOKENS = 64, 32
 STEPS = 2  # the second step is the steady state: AdamW's moments exist from the first optimizer step on
 SETTINGS = {  # pipeline parameter values of every case: full training, small batches
@@ -67,6 +72,8 @@ def run_case(case: str, model: str, folder: Path) -> int:
     from components.common.distributed import TrainingProcesses
     from components.common.models import Placement, load_tokenizer
     from components.common.stage_settings import settings_from_arguments
+    from components.supervised_fine_tuning import training as supervised_training
+    from components.supervised_fine_tuning.config import SupervisedTrainingConfig
     from components.train_reward_model import training as reward_training
     from components.train_reward_model.config import RewardTrainingConfig
     from components.tune_policy.config import PolicyTuningConfig
@@ -78,7 +85,7 @@ def run_case(case: str, model: str, folder: Path) -> int:
 
     torch.manual_seed(0)
     values = {**defaults(), **SETTINGS, "reward_function": f"{folder / 'reward.py'}:length",
-              "algorithm": "dpo" if case == "dpo" else "grpo"}
+              "algorithm": ALGORITHMS[case]}
     placement, processes = Placement(torch.device("cpu"), torch.float32), TrainingProcesses()
     pairs = read_canonical_rows(folder / "pairs.jsonl", PREFERENCE_FIELDS, needed_for="the benchmark")
     peak = PeakMemory()
@@ -93,11 +100,16 @@ def run_case(case: str, model: str, folder: Path) -> int:
         config = settings_from_arguments(RewardTrainingConfig, values)
         rows = reward_training.tokenized_pairs(pairs, formatter, False)
         build = reward_training.build_trainer
+    elif case == "sft":  # one epoch of STEPS batches
+        config = settings_from_arguments(SupervisedTrainingConfig, values, epochs=1)
+        examples = [{"prompt": pair["prompt"], "completion": pair["chosen"]} for pair in pairs]
+        rows = supervised_training.tokenized_examples(examples[:STEPS * config.batch_size], formatter, config)
+        build = supervised_training.build_trainer
     else:
         config = settings_from_arguments(PreferenceTuningConfig, values, steps=STEPS)
         rows, _ = training_rows(config, pairs, formatter, processes)
         build = preference_trainers.build_trainer
-    longest = max(len(row.get("prompt_ids", [])) + max(len(row["chosen_ids"]), len(row["rejected_ids"])) for row in rows)
+    longest = max(_sequence_tokens(row) for row in rows)
     print(f"{case}: longest sequence {longest} tokens", file=sys.stderr)
     peak.start()
     trainer = build(config, model, tokenizer, rows, folder / f"{case}-trainer", placement, processes, [])
@@ -106,18 +118,28 @@ def run_case(case: str, model: str, folder: Path) -> int:
     return peak.added()
 
 
+def _sequence_tokens(row) -> int:
+    """The longest sequence a training row makes: a pair's prompt and longer answer, a KTO row's prompt and
+    answer, an SFT example's prompt and completion."""
+    if hasattr(row, "input_ids"):  # SFT's SupervisedIds: prompt and completion in one
+        return len(row.input_ids)
+    answers = [len(row[name]) for name in ("chosen_ids", "rejected_ids", "completion_ids") if name in row]
+    return len(row.get("prompt_ids", [])) + max(answers)
+
+
 def planned(case: str, model: str, folder: Path) -> int:
     """The plan's total for the case's step on the CPU, one process."""
     from cli.memory_plan.fit import Device, plan_for
 
     values = {**SETTINGS, "large_model_reference": model, "prompt_dataset": "p", "preference_dataset": "p",
               "reward_function": f"{folder / 'reward.py'}:length"}
-    values["algorithm"] = {"grpo": "grpo", "reward": "ppo", "dpo": "dpo"}[case]
-    if case == "grpo":
+    values["algorithm"] = ALGORITHMS[case]
+    if case in ("grpo", "sft"):
         values["preference_dataset"] = ""  # the rule reward alone: no reward model
+    if case == "sft":
+        values["sft_dataset"] = "p"
     plans = plan_for(values, Device("CPU RAM", 1 << 40, on_gpu=False, vertex=False))
-    step = {"grpo": "Tune policy (RL)", "reward": "Train reward model", "dpo": "Tune policy on pairs"}[case]
-    return next(plan for plan in plans if plan.step.startswith(step)).total
+    return next(plan for plan in plans if plan.step.startswith(STEP_NAMES[case])).total
 
 
 def tiny_summarizer(folder: Path) -> str:
@@ -129,7 +151,7 @@ def tiny_summarizer(folder: Path) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", choices=("smollm2", "tiny", "both"), default="both")
-    parser.add_argument("--case", choices=CASES, action="append", help="repeatable; default: all three")
+    parser.add_argument("--case", choices=CASES, action="append", help="repeatable; default: all of them")
     parser.add_argument("--child", nargs=3, metavar=("CASE", "MODEL", "FOLDER"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:

@@ -276,15 +276,23 @@ def trl_stage_counting_held_weights(config, stage: str, counts_path: str, **kwar
     from components.common.sharding import local_parameter_count
     from components.common.trainer import sharding
 
-    gather = sharding.whole_model_weights
+    gather = sharding.trained_model
 
-    def counting(trainer):
-        if TrainingProcesses.from_environment().is_main:
-            whole = sum(parameter.numel() for parameter in trainer.model.parameters())  # a DTensor's: all of it
-            Path(counts_path).write_text(json.dumps({"held": local_parameter_count(trainer.model), "whole": whole}))
-        return gather(trainer)
+    def counting(trainer, whole_model, is_main):
+        if is_main:
+            from torch.distributed.fsdp import FSDPModule
 
-    sharding.whole_model_weights = counting
+            counts = {}
+            for name in ("model", "ref_model"):
+                module = getattr(trainer, name, None)
+                if module is not None:
+                    counts[name] = {"held": local_parameter_count(module),
+                                    "whole": sum(p.numel() for p in module.parameters()),  # a DTensor's: all of it
+                                    "units": sum(isinstance(unit, FSDPModule) for unit in module.modules())}
+            Path(counts_path).write_text(json.dumps(counts))
+        return gather(trainer, whole_model, is_main)
+
+    sharding.trained_model = counting
     module, function = stage.rsplit(".", 1)
     return getattr(importlib.import_module(module), function)(config, **kwargs)
 
@@ -344,9 +352,14 @@ def test_a_sharded_trl_stage_ends_as_a_replicated_one_holding_half_the_weights(t
         assert said == (sharding == FSDP)
         runs[sharding] = metrics, json.loads(counts.read_text()), load_file(tmp_path / sharding / "model" / "model.safetensors")
     (replicated, replicated_counts, replicated_weights), (sharded, sharded_counts, sharded_weights) = runs[NONE], runs[FSDP]
-    assert replicated_counts["held"] == replicated_counts["whole"]
-    assert sharded_counts["whole"] == replicated_counts["whole"]
-    assert 0.45 * sharded_counts["whole"] <= sharded_counts["held"] <= 0.55 * sharded_counts["whole"]
+    assert sharded_counts.keys() == replicated_counts.keys() == ({"model", "ref_model"} if stage == "dpo" else {"model"})
+    for name, counts in replicated_counts.items():  # the policy, and DPO's full-weight reference
+        assert counts["held"] == counts["whole"] and counts["units"] == 0
+        shares = sharded_counts[name]
+        assert shares["whole"] == counts["whole"]
+        assert 0.45 * shares["whole"] <= shares["held"] <= 0.55 * shares["whole"], name
+        # its decoder layer a unit of its own, and the rest: not one block gathered whole (as TRL shards a reference)
+        assert shares["units"] >= 2, name
     for name, value in replicated.items():
         if name != "train_seconds":
             assert sharded[name] == pytest.approx(value, rel=1e-4, abs=1e-6), name

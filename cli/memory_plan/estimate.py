@@ -30,6 +30,10 @@ ADAM_MOMENTS = 2  # AdamW's exp_avg and exp_avg_sq, float32, per trained weight
 GPU_COMPUTE_BYTES = 2  # bf16 on a GPU (Placement.detect)
 CPU_COMPUTE_BYTES = 4  # float32 on the CPU
 CUDA_RUNTIME_BYTES = 1 * GIB  # the CUDA context and cuBLAS workspaces: roughly 0.5-1 GiB on an A100 or H100
+# What a training process on the CPU holds beyond its tensors once it trains (autograd's engine, the allocator's
+# arenas, the trainer's bookkeeping): the part of the built-in 0.4M model's measured peaks that no model
+# accounts for, 27-32 MiB in each of its five training steps (benchmarks/memory_plan_check.py)
+CPU_PROCESS_BYTES = 30 << 20
 
 
 @dataclass(frozen=True)
@@ -101,7 +105,7 @@ class StepPlan:
 
     step: str  # the stage, as its line in `rlhf-pipeline run` names it
     models: tuple[ModelMemory, ...]
-    runtime: int = 0  # the CUDA context on a GPU
+    runtime: int = 0  # the CUDA context on a GPU; the training process's own share on the CPU
     notes: tuple[str, ...] = ()
 
     @property

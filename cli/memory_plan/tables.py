@@ -20,7 +20,7 @@ def step_table(plan: StepPlan, device: Device, processes: int) -> str:
                  model.peak)
         rows.append((model.name,) + tuple(_gib(size) for size in sizes))
     if plan.runtime:
-        rows.append(("CUDA context",) + ("",) * 5 + (_gib(plan.runtime),))
+        rows.append(("CUDA context" if device.on_gpu else "the process",) + ("",) * 5 + (_gib(plan.runtime),))
     widths = [max(len(row[i]) for row in rows) for i in range(len(COLUMNS) + 1)]
     lines = ["  ".join(cell.ljust(widths[0]) if i == 0 else cell.rjust(widths[i]) for i, cell in enumerate(row))
              for row in rows]

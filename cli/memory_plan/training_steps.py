@@ -38,6 +38,7 @@ from typing import Any
 
 from cli.memory_plan.estimate import (
     ADAM_MOMENTS,
+    CPU_PROCESS_BYTES,
     CUDA_RUNTIME_BYTES,
     FLOAT32,
     GIB,
@@ -80,7 +81,7 @@ def _step(name: str, models: list[ModelMemory], inputs: PlanInputs, notes: list[
     if data_parallel:
         notes.append(f"{inputs.processes} GPUs: data-parallel, each holds whole copies of the models (no sharding); "
                      "weights include DDP's gradient buckets")
-    return StepPlan(name, tuple(trained), CUDA_RUNTIME_BYTES if inputs.on_gpu else 0, tuple(notes))
+    return StepPlan(name, tuple(trained), CUDA_RUNTIME_BYTES if inputs.on_gpu else CPU_PROCESS_BYTES, tuple(notes))
 
 
 def _trl_stage_shards(config, inputs: PlanInputs, parameters: int, lora_rank: int) -> bool:
@@ -104,8 +105,10 @@ def _shard(model: ModelMemory, arch: Architecture, processes: int) -> ModelMemor
 def _trl_step(name: str, models: list[ModelMemory], inputs: PlanInputs, notes: list[str], sharded: bool,
               arch: Architecture) -> StepPlan:
     if sharded:
+        loaded = sum(model.weights for model in models) / GIB
         models = [_shard(model, arch, inputs.processes) for model in models]
-        notes.append(f"sharded (FSDP2) between {inputs.processes} GPUs")
+        notes.append(f"sharded (FSDP2) between {inputs.processes} processes; host RAM: each process loads the "
+                     f"whole model ({loaded:.1f} GiB) before sharding it, so a machine needs one copy per GPU")
     return _step(name, models, inputs, notes, sharded=sharded)
 
 

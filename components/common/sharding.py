@@ -111,6 +111,14 @@ def shard_model(model: nn.Module) -> None:
     fully_shard(_pretrained_model(model))
 
 
+def shard_frozen_model(model: nn.Module) -> None:
+    """`shard_model` for a model that only runs forward (a reference). FSDP2 keeps the root unit (embeddings,
+    final norm, LM head) gathered after a forward pass, for the backward it expects next; a frozen model has
+    none, so its root is sharded again after every forward pass, as its decoder layers are."""
+    shard_model(model)
+    _pretrained_model(model).register_forward_hook(lambda module, inputs, output: module.reshard())
+
+
 def shard_head(head: nn.Module) -> None:
     """Shard a small trained module outside the language model (PPO's value head) as its own unit."""
     from torch.distributed.fsdp import fully_shard

@@ -19,7 +19,7 @@ from components.common.distributed import TrainingProcesses
 from components.common.models import Placement, load_tokenizer
 from components.common.trainer.arguments import training_arguments
 from components.common.trainer.checkpoints import run_trainer
-from components.common.trainer.sharding import ShardsOnTheCpuToo
+from components.common.trainer.sharding import ShardedTraining
 from components.common.trainer.stage import finish_training, start_training
 from components.supervised_fine_tuning.config import SupervisedTrainingConfig
 from components.supervised_fine_tuning.data import SFT_FIELDS
@@ -41,7 +41,7 @@ def model_to_train(base_source: str):
     return AutoModelForCausalLM.from_pretrained(base_source, dtype=torch.float32)
 
 
-class SupervisedTrainer(ShardsOnTheCpuToo, SFTTrainer):
+class SupervisedTrainer(ShardedTraining, SFTTrainer):
     pass
 
 

@@ -21,7 +21,7 @@ from components.common.models import Placement, load_tokenizer, weights_dtype
 from components.common.reward_scoring import RewardScorer, reward_model_ids
 from components.common.trainer.arguments import training_arguments
 from components.common.trainer.checkpoints import run_trainer
-from components.common.trainer.sharding import ShardsOnTheCpuToo, with_adapters
+from components.common.trainer.sharding import ShardedTraining, with_adapters
 from components.common.trainer.stage import finish_training, start_training
 from components.train_reward_model.config import RewardTrainingConfig
 
@@ -96,7 +96,7 @@ def adapters(config: RewardTrainingConfig):
     )
 
 
-class RewardModelTrainer(ShardsOnTheCpuToo, RewardTrainer):
+class RewardModelTrainer(ShardedTraining, RewardTrainer):
     pass
 
 

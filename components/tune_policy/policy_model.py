@@ -19,7 +19,7 @@ from torch import nn
 
 from components.common.log_probs import position_ids_for, token_log_probs
 from components.common.models import Placement
-from components.common.sharding import decoder_layers, shard_model
+from components.common.sharding import decoder_layers, shard_frozen_model
 from components.tune_policy.config import PolicyTuningConfig
 
 
@@ -156,7 +156,7 @@ def make_reference(
         reference_model = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32)
         reference_model.to(placement.device).eval().requires_grad_(False)
         if sharded:
-            shard_model(reference_model)
+            shard_frozen_model(reference_model)
         adapters_disabled = contextlib.nullcontext
 
     @torch.no_grad()

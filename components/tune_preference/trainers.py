@@ -16,8 +16,9 @@ from trl import DPOConfig, DPOTrainer, KTOConfig, KTOTrainer
 
 from components.common.distributed import TrainingProcesses
 from components.common.models import Placement, weights_dtype
+from components.common.sharding import shard_frozen_model
 from components.common.trainer.arguments import training_arguments
-from components.common.trainer.sharding import ShardsOnTheCpuToo, with_adapters
+from components.common.trainer.sharding import ShardedTraining, with_adapters
 from components.tune_preference.config import KTO_LOSS_TYPE, PreferenceTuningConfig
 
 
@@ -29,11 +30,11 @@ class _AlreadyTokenized:
         return dataset
 
 
-class TokenizedDPOTrainer(_AlreadyTokenized, ShardsOnTheCpuToo, DPOTrainer):
+class TokenizedDPOTrainer(_AlreadyTokenized, ShardedTraining, DPOTrainer):
     pass
 
 
-class TokenizedKTOTrainer(_AlreadyTokenized, ShardsOnTheCpuToo, KTOTrainer):
+class TokenizedKTOTrainer(_AlreadyTokenized, ShardedTraining, KTOTrainer):
     pass
 
 
@@ -110,11 +111,15 @@ def build_trainer(
     if config.lora_rank == 0:
         reference = AutoModelForCausalLM.from_pretrained(policy_source, dtype=placement.dtype)
         reference.requires_grad_(False)
+    args = trainer_arguments(config, trainer_dir, placement, processes, checkpoint_steps, policy)
+    if reference is not None and args.fsdp_plugin_args is not None:
+        # decoder layer by decoder layer, as the policy: TRL would shard it as one unit, gathered whole at each forward
+        shard_frozen_model(reference)
     trainer_class = TokenizedKTOTrainer if config.algorithm == "kto" else TokenizedDPOTrainer
     return trainer_class(
         model=policy,
         ref_model=reference,
-        args=trainer_arguments(config, trainer_dir, placement, processes, checkpoint_steps, policy),
+        args=args,
         train_dataset=Dataset.from_list(rows),
         processing_class=tokenizer,
         peft_config=adapters(config),

@@ -90,7 +90,7 @@ def run_trainer(
     """
     from components.common.checkpoints import checkpoint_to_resume, remove_event_files, steps_done
     from components.common.trainer.logs import trainer_logs_writer
-    from components.common.trainer.sharding import whole_model_weights
+    from components.common.trainer.sharding import trained_model
 
     resumed_from = checkpoint_to_resume(checkpoint_dir, processes) if checkpoint_dir else None
     if processes.is_main:
@@ -105,14 +105,10 @@ def run_trainer(
         print(f"resuming {stage} from step {steps_done(resumed_from)} of {steps} (checkpoint {resumed_from})",
               flush=True)
     result = trainer.train(resume_from_checkpoint=str(resumed_from) if resumed_from else None)
-    weights = whole_model_weights(trainer)
+    model = trained_model(trainer, whole_model, processes.is_main)
     if processes.is_main:
-        model = trainer.model
-        if weights is not None:
-            model = whole_model()
-            model.load_state_dict(weights)
         save(model)
     history = trainer.state.log_history
-    del trainer  # its memory is free before the stage evaluates
+    del trainer, model  # its memory is free before the stage evaluates
     processes.wait_for_everyone()
     return result, logs, history

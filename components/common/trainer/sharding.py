@@ -5,11 +5,14 @@ switched on through the Trainer's own arguments (`fsdp`, `fsdp_config`), as TRL 
 than one process, "auto" when one replica's training state would take more than half a GPU. Sharded,
 each decoder layer is one FSDP2 unit (the classes the model names in `_no_split_modules`, the units our
 RL engine shards too), checkpoints hold each process's shards (torch.distributed.checkpoint), and the
-trained model is gathered whole before the first process saves it (`whole_model_weights`).
+trained model is gathered whole before the first process saves it (`trained_model`).
 
 accelerate (1.15) turns FSDP on only for GPU-like devices; on the CPU it falls back to DDP without a
-word. FSDP2 itself runs on the CPU over gloo (our RL engine shards there), so `ShardsOnTheCpuToo` lets
+word. FSDP2 itself runs on the CPU over gloo (our RL engine shards there), so `ShardedTraining` lets
 the Trainer take accelerate's FSDP path there as well: the same code a GPU run takes, run by the tests.
+
+Each process loads the whole model into host memory before it is sharded (as the Trainer does without
+accelerate's `cpu_ram_efficient_loading`): a machine needs that many copies of it in RAM at the start.
 """
 
 from __future__ import annotations
@@ -38,23 +41,29 @@ def fsdp_arguments(model) -> dict:
     }}
 
 
-class ShardsOnTheCpuToo:
-    """A Trainer mixin: with FSDP asked for in its arguments and processes on the CPU, accelerate's FSDP2
-    path instead of the DDP accelerate falls back to there."""
+class ShardedTraining:
+    """A Trainer mixin that sets accelerate's FSDP2 up as the project's other training steps train:
+
+    - processes on the CPU, with FSDP asked for in the arguments: accelerate's FSDP2 path instead of
+      the DDP accelerate falls back to there;
+    - under bf16 mixed precision: gradients reduced between the processes, and accumulated over micro
+      batches, in float32 (accelerate's policy would do both in bf16), as DDP and the RL engine keep them.
+    """
 
     def create_accelerator_and_postprocess(self):
         super().create_accelerator_and_postprocess()
+        import torch
         from accelerate.utils import DistributedType, FullyShardedDataParallelPlugin
+        from torch.distributed.fsdp import MixedPrecisionPolicy
 
         state = self.accelerator.state
-        if self.args.fsdp_plugin_args is None or state.distributed_type != DistributedType.MULTI_CPU:
-            return
-        plugin = FullyShardedDataParallelPlugin(**self.args.fsdp_plugin_args)
-        if state.mixed_precision != "no":
-            plugin.set_mixed_precision(state.mixed_precision)
-        state.distributed_type = DistributedType.FSDP
-        state.fsdp_plugin = plugin
-        self.is_fsdp_enabled = True
+        if self.args.fsdp_plugin_args is not None and state.distributed_type == DistributedType.MULTI_CPU:
+            state.distributed_type = DistributedType.FSDP
+            state.fsdp_plugin = FullyShardedDataParallelPlugin(**self.args.fsdp_plugin_args)
+            self.is_fsdp_enabled = True
+        if self.is_fsdp_enabled and state.mixed_precision == "bf16":
+            state.fsdp_plugin.mixed_precision_policy = MixedPrecisionPolicy(
+                param_dtype=torch.bfloat16, reduce_dtype=torch.float32, output_dtype=torch.bfloat16)
 
 
 def with_adapters(model, peft_config):
@@ -67,11 +76,26 @@ def with_adapters(model, peft_config):
     return get_peft_model(model, peft_config)
 
 
-def whole_model_weights(trainer) -> dict | None:
-    """The trained model's weights gathered whole (every process takes part): on the CPU in the first
-    process, empty in the others; None when the Trainer does not shard."""
+def _pretrained(model):
+    """The Hugging Face model inside a peft wrapper, or `model` itself."""
+    return model.get_base_model() if callable(getattr(model, "get_base_model", None)) else model
+
+
+def trained_model(trainer, whole_model, is_main: bool):
+    """The model `trainer` trained, whole, for the first process to save (every process takes part; None
+    in the others when sharded). Sharded, its weights are gathered into the unsharded copy `whole_model()`
+    makes, which also takes the config and generation config the trainers edited (pad and end tokens)."""
     if not trainer.is_fsdp_enabled:
-        return None
+        return trainer.model
     from components.common.sharding import full_state_dict
 
-    return full_state_dict(trainer.model)
+    weights = full_state_dict(trainer.model)
+    if not is_main:
+        return None
+    model = whole_model()
+    model.load_state_dict(weights)
+    trained, copy = _pretrained(trainer.model), _pretrained(model)
+    copy.config = trained.config
+    if getattr(trained, "generation_config", None) is not None:  # a causal LM's; a reward model has none
+        copy.generation_config = trained.generation_config
+    return model
