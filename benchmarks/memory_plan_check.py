@@ -9,6 +9,10 @@ temporary folder first). Data: the sample task's prompts and pairs (SFT: a pair'
 answer), cut with the model's tokenizer so that each row fills the length limits the plan assumes.
 
     OMP_NUM_THREADS=1 python benchmarks/memory_plan_check.py [--model smollm2|tiny|both] [--case grpo ...]
+        [--sharded-processes N]
+
+With `--sharded-processes N`, each case runs in N processes (torchrun, gloo) with `sharding` fsdp, and
+the figure is the largest process's peak against the plan's per-process total for N processes.
 
 Prints one line per case: measured, planned, planned / measured.
 """
@@ -61,8 +65,9 @@ def write_data(model: str, folder: Path) -> None:
     (folder / "reward.py").write_text(REWARD_FUNCTION)
 
 
-def run_case(case: str, model: str, folder: Path) -> int:
-    """`STEPS` steps of `case` in this process; returns the peak bytes it added (benchmarks/peak_memory.py)."""
+def run_case(case: str, model: str, folder: Path, sharded: bool) -> int:
+    """`STEPS` steps of `case` in this process (one of several, sharded, when `sharded`); returns the peak
+    bytes it added (benchmarks/peak_memory.py)."""
     import torch
 
     from benchmarks.peak_memory import PeakMemory
@@ -85,8 +90,8 @@ def run_case(case: str, model: str, folder: Path) -> int:
 
     torch.manual_seed(0)
     values = {**defaults(), **SETTINGS, "reward_function": f"{folder / 'reward.py'}:length",
-              "algorithm": ALGORITHMS[case]}
-    placement, processes = Placement(torch.device("cpu"), torch.float32), TrainingProcesses()
+              "algorithm": ALGORITHMS[case], "sharding": "fsdp" if sharded else "none"}
+    placement, processes = Placement(torch.device("cpu"), torch.float32), TrainingProcesses.from_environment()
     pairs = read_canonical_rows(folder / "pairs.jsonl", PREFERENCE_FIELDS, needed_for="the benchmark")
     peak = PeakMemory()
     if case == "grpo":
@@ -127,12 +132,13 @@ def _sequence_tokens(row) -> int:
     return len(row.get("prompt_ids", [])) + max(answers)
 
 
-def planned(case: str, model: str, folder: Path) -> int:
-    """The plan's total for the case's step on the CPU, one process."""
+def planned(case: str, model: str, folder: Path, processes: int) -> int:
+    """The plan's total for the case's step on the CPU, per process (sharded when there are several)."""
     from cli.memory_plan.fit import Device, plan_for
 
     values = {**SETTINGS, "large_model_reference": model, "prompt_dataset": "p", "preference_dataset": "p",
-              "reward_function": f"{folder / 'reward.py'}:length"}
+              "reward_function": f"{folder / 'reward.py'}:length", "accelerator_count": processes,
+              "sharding": "fsdp" if processes > 1 else "none"}
     values["algorithm"] = ALGORITHMS[case]
     if case in ("grpo", "sft"):
         values["preference_dataset"] = ""  # the rule reward alone: no reward model
@@ -152,11 +158,13 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", choices=("smollm2", "tiny", "both"), default="both")
     parser.add_argument("--case", choices=CASES, action="append", help="repeatable; default: all of them")
+    parser.add_argument("--sharded-processes", type=int, default=1, metavar="N",
+                        help="run each case in N processes with sharding fsdp (default 1: one process, unsharded)")
     parser.add_argument("--child", nargs=3, metavar=("CASE", "MODEL", "FOLDER"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         case, model, folder = args.child
-        print(json.dumps({"added": run_case(case, model, Path(folder))}))
+        print(json.dumps({"added": run_case(case, model, Path(folder), args.sharded_processes > 1)}), flush=True)
         return 0
     from benchmarks.smollm2 import DEFAULT_CACHE, converted_smollm2
 
@@ -173,13 +181,18 @@ def main() -> int:
             data.mkdir()
             write_data(model, data)
             for case in args.case or CASES:
-                child = subprocess.run([sys.executable, __file__, "--child", case, model, str(data)],
+                launcher = [sys.executable]
+                if args.sharded_processes > 1:
+                    launcher += ["-m", "torch.distributed.run", f"--nproc-per-node={args.sharded_processes}"]
+                child = subprocess.run([*launcher, __file__, "--child", case, model, str(data),
+                                        f"--sharded-processes={args.sharded_processes}"],
                                        capture_output=True, text=True, cwd=REPO)
                 if child.returncode:
                     print(child.stderr[-3000:], file=sys.stderr)
                     return 1
-                measured = json.loads(child.stdout.strip().splitlines()[-1])["added"]
-                plan = planned(case, model, data)
+                measured = max(json.loads(line)["added"] for line in child.stdout.splitlines()
+                               if line.startswith('{"added"'))  # the largest process
+                plan = planned(case, model, data, args.sharded_processes)
                 print(f"{label} {case}: measured {measured / 2**20:.0f} MiB, planned {plan / 2**20:.0f} MiB, "
                       f"planned / measured {plan / measured:.2f}", flush=True)
     return 0

@@ -92,21 +92,30 @@ def _trl_stage_shards(config, inputs: PlanInputs, parameters: int, lora_rank: in
                          replica_training_bytes(stored, 0 if lora_rank else parameters), inputs.device_memory)
 
 
-def _shard(model: ModelMemory, arch: Architecture, processes: int) -> ModelMemory:
+def _shard(model: ModelMemory, arch: Architecture, processes: int, lm_head: bool = True) -> ModelMemory:
     """One process's share of a sharded model: 1/N of its weights, gradients and Adam state, plus two
-    decoder layers gathered whole at a time (the one computing and the next, prefetched)."""
+    decoder layers gathered whole at a time (the one computing and the next, prefetched). A trained model's
+    unit of embeddings, final norm and LM head (none for a reward model) stays gathered from its forward to
+    its backward, with its whole gradient; a frozen one's is sharded again after each forward."""
     def share(size: int) -> int:
         return -(-size // processes)
 
+    root, gathered_gradient = 0, 0
+    if model.gradients:
+        parameters = arch.causal_lm_parameters() if lm_head else arch.reward_model_parameters()
+        matrices = 2 if lm_head and not arch.tie_word_embeddings else 1
+        fraction = matrices * arch.vocab_size * arch.hidden_size / parameters
+        root, gathered_gradient = int(model.weights * fraction), int(model.gradients * fraction)
+    # counted with the gradients: what the update phase holds (the generation phase gathers the whole policy)
     return replace(model, weights=share(model.weights) + 2 * model.weights // arch.num_layers,
-                   gradients=share(model.gradients), optimizer=share(model.optimizer))
+                   gradients=share(model.gradients) + root + gathered_gradient, optimizer=share(model.optimizer))
 
 
 def _trl_step(name: str, models: list[ModelMemory], inputs: PlanInputs, notes: list[str], sharded: bool,
-              arch: Architecture) -> StepPlan:
+              arch: Architecture, lm_head: bool = True) -> StepPlan:
     if sharded:
         loaded = sum(model.weights for model in models) / GIB
-        models = [_shard(model, arch, inputs.processes) for model in models]
+        models = [_shard(model, arch, inputs.processes, lm_head) for model in models]
         notes.append(f"sharded (FSDP2) between {inputs.processes} processes; host RAM: each process loads the "
                      f"whole model ({loaded:.1f} GiB) before sharding it, so a machine needs one copy per GPU")
     return _step(name, models, inputs, notes, sharded=sharded)
@@ -134,7 +143,7 @@ def reward_model_plan(config, inputs: PlanInputs) -> StepPlan:
     sharded = _trl_stage_shards(config, inputs, arch.reward_model_parameters(), config.lora_rank)
     return _trl_step("Train reward model", [model], inputs,
                      [f"micro-batch {pairs} pairs x 2 x {config.max_length} tokens, activation checkpointing on"],
-                     sharded, arch)
+                     sharded, arch, lm_head=False)
 
 
 def policy_tuning_plan(config, inputs: PlanInputs, with_reward_model: bool) -> StepPlan:
