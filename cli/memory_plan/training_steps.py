@@ -92,14 +92,16 @@ def _trl_stage_shards(config, inputs: PlanInputs, parameters: int, lora_rank: in
                          replica_training_bytes(stored, 0 if lora_rank else parameters), inputs.device_memory)
 
 
+def _share(size: int, processes: int) -> int:
+    """One process's part of `size` bytes sharded between `processes` (rounded up)."""
+    return -(-size // processes)
+
+
 def _shard(model: ModelMemory, arch: Architecture, processes: int, lm_head: bool = True) -> ModelMemory:
     """One process's share of a sharded model: 1/N of its weights, gradients and Adam state, plus two
     decoder layers gathered whole at a time (the one computing and the next, prefetched). A trained model's
     unit of embeddings, final norm and LM head (none for a reward model) stays gathered from its forward to
     its backward, with its whole gradient; a frozen one's is sharded again after each forward."""
-    def share(size: int) -> int:
-        return -(-size // processes)
-
     root, gathered_gradient = 0, 0
     if model.gradients:
         parameters = arch.causal_lm_parameters() if lm_head else arch.reward_model_parameters()
@@ -107,8 +109,9 @@ def _shard(model: ModelMemory, arch: Architecture, processes: int, lm_head: bool
         fraction = matrices * arch.vocab_size * arch.hidden_size / parameters
         root, gathered_gradient = int(model.weights * fraction), int(model.gradients * fraction)
     # counted with the gradients: what the update phase holds (the generation phase gathers the whole policy)
-    return replace(model, weights=share(model.weights) + 2 * model.weights // arch.num_layers,
-                   gradients=share(model.gradients) + root + gathered_gradient, optimizer=share(model.optimizer))
+    return replace(model, weights=_share(model.weights, processes) + 2 * model.weights // arch.num_layers,
+                   gradients=_share(model.gradients, processes) + root + gathered_gradient,
+                   optimizer=_share(model.optimizer, processes))
 
 
 def _trl_step(name: str, models: list[ModelMemory], inputs: PlanInputs, notes: list[str], sharded: bool,
@@ -211,7 +214,7 @@ def _sharded_policy(policy: ModelMemory, generation: int, reference: ModelMemory
                     processes: int) -> tuple[ModelMemory, int, ModelMemory | None]:
     """One process's share of the sharded policy and reference (`_shard`); generation holds the policy
     gathered whole beside its cache."""
-    gathered_rest = policy.weights - -(-policy.weights // processes)
+    gathered_rest = policy.weights - _share(policy.weights, processes)
     return (_shard(policy, arch, processes), generation + gathered_rest,
             _shard(reference, arch, processes) if reference is not None else None)
 

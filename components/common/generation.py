@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from components.common.log_probs import SampledTokenStatistics
+from components.common.models import pretrained_model
 
 if TYPE_CHECKING:
     from components.common.vllm_rollouts import VllmEngine
@@ -141,7 +142,7 @@ def _without_model_generation_defaults(model) -> Iterator[None]:
     """
     from transformers import GenerationConfig
 
-    holder = model.get_base_model() if hasattr(model, "get_base_model") else model
+    holder = pretrained_model(model)
     own = holder.generation_config
     holder.generation_config = GenerationConfig()
     try:

@@ -88,6 +88,13 @@ def weights_dtype(placement: Placement, lora_rank: int) -> torch.dtype:
     return placement.dtype if lora_rank > 0 else torch.float32
 
 
+def pretrained_model(model):
+    """The Hugging Face model inside a peft wrapper (or `model` itself): the module every forward pass
+    enters, generation's included, and the one holding the config and generation config."""
+    get_base_model = getattr(model, "get_base_model", None)
+    return get_base_model() if callable(get_base_model) else model
+
+
 def load_tokenizer(source: str, padding_side: str):
     """A tokenizer that can pad: one without a pad token pads with its EOS token.
 

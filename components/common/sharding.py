@@ -77,17 +77,12 @@ def device_memory_bytes(device: torch.device) -> int | None:
     return torch.cuda.get_device_properties(device).total_memory
 
 
-def _pretrained_model(model: nn.Module) -> nn.Module:
-    """The Hugging Face model inside a peft wrapper (or `model` itself): the module every forward
-    pass enters, generation's included, so it is the root that FSDP initialises first."""
-    get_base_model = getattr(model, "get_base_model", None)
-    return get_base_model() if callable(get_base_model) else model
-
-
 def decoder_layers(model: nn.Module) -> list[nn.Module]:
     """The repeated blocks of a Hugging Face model: the modules of the classes it names as never to be
     split between devices (`_no_split_modules`, e.g. LlamaDecoderLayer)."""
-    pretrained = _pretrained_model(model)
+    from components.common.models import pretrained_model
+
+    pretrained = pretrained_model(model)
     names = set(getattr(pretrained, "_no_split_modules", None) or ())
     layers = [module for module in pretrained.modules() if type(module).__name__ in names]
     if not layers:
@@ -106,17 +101,21 @@ def shard_model(model: nn.Module) -> None:
     """
     from torch.distributed.fsdp import fully_shard
 
+    from components.common.models import pretrained_model
+
     for layer in decoder_layers(model):
         fully_shard(layer)
-    fully_shard(_pretrained_model(model))
+    fully_shard(pretrained_model(model))  # the root: the module every forward pass enters, so FSDP initialises it first
 
 
 def shard_frozen_model(model: nn.Module) -> None:
     """`shard_model` for a model that only runs forward (a reference). FSDP2 keeps the root unit (embeddings,
     final norm, LM head) gathered after a forward pass, for the backward it expects next; a frozen model has
     none, so its root is sharded again after every forward pass, as its decoder layers are."""
+    from components.common.models import pretrained_model
+
     shard_model(model)
-    _pretrained_model(model).register_forward_hook(lambda module, inputs, output: module.reshard())
+    pretrained_model(model).register_forward_hook(lambda module, inputs, output: module.reshard())
 
 
 def shard_head(head: nn.Module) -> None:
@@ -170,6 +169,18 @@ def full_state_dict(module: nn.Module) -> dict[str, torch.Tensor]:
     from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 
     return get_model_state_dict(module, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+
+
+def whole_copy(module: nn.Module, make_copy, is_main: bool):
+    """An unsharded copy of the sharded `module` for the first process: `make_copy()` (the same model,
+    unsharded, on the CPU) with `module`'s weights gathered into it; None in the other processes. Every
+    process takes part."""
+    weights = full_state_dict(module)
+    if not is_main:
+        return None
+    copy = make_copy()
+    copy.load_state_dict(weights)
+    return copy
 
 
 def local_parameter_count(module: nn.Module) -> int:

@@ -24,13 +24,13 @@ from components.common.reward_scoring import RewardScorer
 from components.common.vllm_rollouts import VllmEngine, start_rollout_engine
 from components.common.sharding import (
     device_memory_bytes,
-    full_state_dict,
     gathered,
     is_sharded,
     shard_head,
     shard_model,
     training_state_bytes,
     uses_sharding,
+    whole_copy,
 )
 from components.tune_policy.checkpointing import Progress, TrainingState, resume, save_checkpoint
 from components.tune_policy.config import PolicyTuningConfig
@@ -163,11 +163,8 @@ def save_policy(policy: PolicyWithValueHead, source: str, config: PolicyTuningCo
     is gathered into a fresh, whole copy on the CPU first (every process takes part)."""
     language_model = policy.language_model
     if is_sharded(language_model):
-        weights = full_state_dict(language_model)
-        if not processes.is_main:
-            return
-        language_model = load_policy(source, config, Placement(torch.device("cpu"), torch.float32)).language_model
-        language_model.load_state_dict(weights)
+        language_model = whole_copy(language_model, lambda: load_policy(
+            source, config, Placement(torch.device("cpu"), torch.float32)).language_model, processes.is_main)
     if processes.is_main:
         save_causal_lm(language_model, tokenizer, output_dir)
 

@@ -76,25 +76,19 @@ def with_adapters(model, peft_config):
     return get_peft_model(model, peft_config)
 
 
-def _pretrained(model):
-    """The Hugging Face model inside a peft wrapper, or `model` itself."""
-    return model.get_base_model() if callable(getattr(model, "get_base_model", None)) else model
-
-
 def trained_model(trainer, whole_model, is_main: bool):
     """The model `trainer` trained, whole, for the first process to save (every process takes part; None
     in the others when sharded). Sharded, its weights are gathered into the unsharded copy `whole_model()`
     makes, which also takes the config and generation config the trainers edited (pad and end tokens)."""
     if not trainer.is_fsdp_enabled:
         return trainer.model
-    from components.common.sharding import full_state_dict
+    from components.common.models import pretrained_model
+    from components.common.sharding import whole_copy
 
-    weights = full_state_dict(trainer.model)
-    if not is_main:
+    model = whole_copy(trainer.model, whole_model, is_main)
+    if model is None:
         return None
-    model = whole_model()
-    model.load_state_dict(weights)
-    trained, copy = _pretrained(trainer.model), _pretrained(model)
+    trained, copy = pretrained_model(trainer.model), pretrained_model(model)
     copy.config = trained.config
     if getattr(trained, "generation_config", None) is not None:  # a causal LM's; a reward model has none
         copy.generation_config = trained.generation_config
